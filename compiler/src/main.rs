@@ -1,0 +1,102 @@
+//! The `convc` command-line tool.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use convc_compiler::spec::OptimizerKind;
+use convc_compiler::summary::Summary;
+
+#[derive(Parser)]
+#[command(name = "convc", version, about = "An ahead-of-time compiler for convolutional neural networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check specs: syntax, fields and the geometry of every layer. Exits
+    /// non-zero if any spec has an error.
+    Check {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+    },
+    /// Print a Keras-style summary: shapes, parameters, MACs, memory.
+    Summary {
+        spec: PathBuf,
+        /// Batch size for the training-memory estimate.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+        /// Optimizer for the training-memory estimate (default: the spec's, else adam).
+        #[arg(long)]
+        optimizer: Option<OptimizerArg>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { specs } => check(&specs),
+        Command::Summary { spec, batch, optimizer, json } => summary(&spec, batch as usize, optimizer, json),
+    }
+}
+
+fn check(specs: &[PathBuf]) -> ExitCode {
+    let mut failed = 0;
+    for path in specs {
+        match convc_compiler::check(path) {
+            Ok(graph) => {
+                eprintln!(
+                    "{}: ok ({} layers, {} parameters)",
+                    path.display(),
+                    graph.nodes.len(),
+                    convc_compiler::summary::group(graph.param_count())
+                );
+            }
+            Err(e) => {
+                e.emit_stderr();
+                let n = e.error_count();
+                eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        if specs.len() > 1 {
+            eprintln!("{failed} of {} specs have errors", specs.len());
+        }
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn summary(path: &std::path::Path, batch: usize, optimizer: Option<OptimizerArg>, json: bool) -> ExitCode {
+    let graph = match convc_compiler::check(path) {
+        Ok(graph) => graph,
+        Err(e) => {
+            e.emit_stderr();
+            return ExitCode::FAILURE;
+        }
+    };
+    let optimizer = match optimizer {
+        Some(OptimizerArg::Sgd) => OptimizerKind::Sgd,
+        Some(OptimizerArg::Adam) => OptimizerKind::Adam,
+        None => graph.training.optimizer.as_ref().map_or(OptimizerKind::Adam, |o| o.kind),
+    };
+    let summary = Summary::new(&graph, batch, optimizer);
+    if json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{}", summary.render());
+    }
+    ExitCode::SUCCESS
+}

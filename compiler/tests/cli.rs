@@ -1,0 +1,82 @@
+//! The `convc` binary: exit codes, diagnostics on stderr, summary output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn convc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convc")).args(args).current_dir(root()).output().expect("run convc")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_shipped_specs() {
+    let o = convc(&["check", "specs/lenet5.toml", "specs/fashion_tf.toml", "specs/alexnet.toml", "specs/vgg16.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("specs/alexnet.toml: ok (15 layers, 61,100,840 parameters)"), "{}", stderr(&o));
+}
+
+#[test]
+fn check_fails_cleanly_on_bad_specs() {
+    let o = convc(&["check", "specs/lenet5.toml", "compiler/tests/bad/alexnet_224.toml", "no/such/spec.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("compiler/tests/bad/alexnet_224.toml:13:10"), "{err}");
+    assert!(err.contains("55.25"), "{err}");
+    assert!(err.contains("cannot read spec `no/such/spec.toml`"), "{err}");
+    assert!(err.contains("2 of 3 specs have errors"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn summary_json_has_the_documented_fields() {
+    let o = convc(&["summary", "--json", "--batch", "32", "specs/lenet5.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary --json prints JSON");
+    assert_eq!(v["total_params"], 61_706);
+    assert_eq!(v["total_macs"], 416_520);
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 8);
+    assert_eq!(layers[0]["name"], "conv1");
+    assert_eq!(layers[0]["type"], "conv2d");
+    assert_eq!(layers[0]["output"], serde_json::json!([6, 28, 28]));
+    assert_eq!(layers[0]["params"], 156);
+    assert_eq!(layers[0]["macs"], 117_600);
+    assert_eq!(layers[0]["activation_bytes"], 6 * 28 * 28 * 4);
+    assert_eq!(layers[0]["params_formula"], "6 × (5·5·1 + 1) = 156");
+    // Training memory: parameters, gradients and two Adam moments, plus the
+    // input and every output kept for the batch.
+    let t = &v["training"];
+    assert_eq!(t["batch"], 32);
+    let params = 61_706 * 4;
+    assert_eq!(t["optimizer_state_bytes"], 2 * params);
+    let acts: u64 = layers.iter().map(|l| l["activation_bytes"].as_u64().unwrap()).sum::<u64>() + 28 * 28 * 4;
+    assert_eq!(t["activation_bytes"], acts * 32);
+    assert_eq!(t["total_bytes"], 4 * params + acts * 32);
+}
+
+#[test]
+fn summary_table_shows_formulas_and_totals() {
+    let o = convc(&["summary", "specs/alexnet.toml", "--optimizer", "sgd"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("64 × (11·11·3 + 1) = 23,296"), "{out}");
+    assert!(out.contains("Total params                     61,100,840"), "{out}");
+    assert!(out.contains("at batch 64 with sgd"), "{out}");
+}
+
+#[test]
+fn summary_refuses_a_bad_spec_and_bad_arguments() {
+    let o = convc(&["summary", "compiler/tests/bad/dense_without_flatten.toml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("add a flatten layer before it"));
+    let o = convc(&["summary", "specs/lenet5.toml", "--batch", "0"]);
+    assert_eq!(o.status.code(), Some(2), "clap reports usage errors with 2");
+    assert!(stderr(&o).contains("--batch"));
+}

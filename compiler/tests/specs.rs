@@ -1,0 +1,111 @@
+//! The shipped specs check, and their shapes and parameter counts are the
+//! published ones.
+
+use std::path::Path;
+
+use convc_compiler::graph::{Graph, Shape};
+
+fn load(name: &str) -> Graph {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs").join(name);
+    convc_compiler::check(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn shapes(graph: &Graph) -> Vec<(String, Vec<usize>)> {
+    graph.nodes.iter().map(|n| (n.name.clone(), n.output.dims())).collect()
+}
+
+fn named(pairs: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
+    pairs.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect()
+}
+
+#[test]
+fn alexnet_has_the_torchvision_parameter_count() {
+    let g = load("alexnet.toml");
+    assert_eq!(g.param_count(), 61_100_840);
+    let convs: Vec<_> = shapes(&g).into_iter().filter(|(n, _)| n.starts_with("conv") || n.starts_with("pool")).collect();
+    assert_eq!(
+        convs,
+        named(&[
+            ("conv1", &[64, 55, 55]),
+            ("pool1", &[64, 27, 27]),
+            ("conv2", &[192, 27, 27]),
+            ("pool2", &[192, 13, 13]),
+            ("conv3", &[384, 13, 13]),
+            ("conv4", &[256, 13, 13]),
+            ("conv5", &[256, 13, 13]),
+            ("pool3", &[256, 6, 6]),
+        ])
+    );
+    assert_eq!(g.node("fc6").unwrap().input_shape, Shape::Flat(9216));
+    assert_eq!(g.classes(), 1000);
+}
+
+#[test]
+fn vgg16_has_the_published_parameter_count() {
+    let g = load("vgg16.toml");
+    assert_eq!(g.param_count(), 138_357_544);
+    let sizes: Vec<usize> = g.nodes.iter().filter(|n| n.name.starts_with("pool")).map(|n| n.output.dims()[1]).collect();
+    assert_eq!(sizes, [112, 56, 28, 14, 7]);
+    assert_eq!(g.node("conv5_3").unwrap().output, Shape::Image { c: 512, h: 14, w: 14 });
+    assert_eq!(g.node("fc6").unwrap().input_shape, Shape::Flat(25088));
+}
+
+#[test]
+fn fashion_tf_is_the_tensorflow_tutorial_convnet() {
+    let g = load("fashion_tf.toml");
+    assert_eq!(
+        shapes(&g),
+        named(&[
+            ("conv1", &[32, 28, 28]),
+            ("pool1", &[32, 14, 14]),
+            ("conv2", &[64, 14, 14]),
+            ("pool2", &[64, 7, 7]),
+            ("flatten1", &[3136]),
+            ("dense1", &[1024]),
+            ("dropout1", &[1024]),
+            ("dense2", &[10]),
+        ])
+    );
+    // 32·(25+1) + 64·(800+1) + 1024·(3136+1) + 10·(1024+1)
+    assert_eq!(g.param_count(), 832 + 51_264 + 3_212_288 + 10_250);
+    // Multiply-accumulates: 28·28·32·25 + 14·14·64·800 + 3136·1024 + 1024·10
+    assert_eq!(g.macs(), 627_200 + 10_035_200 + 3_211_264 + 10_240);
+}
+
+#[test]
+fn lenet5_shapes_and_parameters() {
+    let g = load("lenet5.toml");
+    assert_eq!(
+        shapes(&g),
+        named(&[
+            ("conv1", &[6, 28, 28]),
+            ("pool1", &[6, 14, 14]),
+            ("conv2", &[16, 10, 10]),
+            ("pool2", &[16, 5, 5]),
+            ("flatten1", &[400]),
+            ("dense1", &[120]),
+            ("dense2", &[84]),
+            ("dense3", &[10]),
+        ])
+    );
+    assert_eq!(g.param_count(), 61_706);
+    let conv1 = g.node("conv1").unwrap();
+    assert_eq!(
+        conv1.params.iter().map(|p| (p.name, p.shape.clone())).collect::<Vec<_>>(),
+        [("weight", vec![6, 1, 5, 5]), ("bias", vec![6])]
+    );
+}
+
+#[test]
+fn every_shipped_spec_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            convc_compiler::check(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}
