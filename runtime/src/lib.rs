@@ -1,9 +1,19 @@
 //! convc-runtime: what compiled networks link against.
 //!
-//! It holds the vocabulary shared by every backend (activation functions,
-//! pooling kinds) and, as later issues land, the reference interpreter,
-//! losses, optimizers, data loading and the trainer.
+//! - [`layer`], [`ops`]: the vocabulary every backend shares;
+//! - [`model`]: the [`Model`] trait that every backend implements;
+//! - [`interp`]: the reference interpreter;
+//! - [`init`], [`loss`], [`optim`]: initialisation, softmax cross-entropy,
+//!   SGD and Adam.
 
+pub mod init;
+pub mod interp;
+pub mod layer;
+pub mod loss;
+pub mod model;
 pub mod ops;
+pub mod optim;
+pub mod rng;
 
+pub use model::{Mode, Model, ModelError, ParamMut, ParamRef};
 pub use ops::{Activation, PoolKind};

@@ -52,6 +52,72 @@ impl Activation {
         }
     }
 
+    /// `f(x)`.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::None => x,
+            Self::Relu => x.max(0.0),
+            Self::LeakyRelu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            Self::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
+            // Stable on both sides: never exp of a large positive number.
+            Self::Sigmoid => {
+                if x >= 0.0 {
+                    1.0 / (1.0 + (-x).exp())
+                } else {
+                    let e = x.exp();
+                    e / (1.0 + e)
+                }
+            }
+            Self::Tanh => x.tanh(),
+        }
+    }
+
+    /// `f'(x)` written in terms of the output `y = f(x)`, so that backward
+    /// needs only the stored outputs. (Every function here is monotone with
+    /// `y > 0 ⇔ x > 0` where it has a kink, which makes this exact.)
+    #[inline]
+    pub fn derivative_at_output(self, y: f32) -> f32 {
+        match self {
+            Self::None => 1.0,
+            Self::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Self::LeakyRelu { alpha } => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    alpha
+                }
+            }
+            Self::Elu { alpha } => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    y + alpha
+                }
+            }
+            Self::Sigmoid => y * (1.0 - y),
+            Self::Tanh => 1.0 - y * y,
+        }
+    }
+
     /// Whether the function takes an `alpha` parameter.
     pub fn takes_alpha(name: &str) -> bool {
         matches!(name, "leaky_relu" | "elu")

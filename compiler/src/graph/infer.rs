@@ -352,27 +352,11 @@ impl Context<'_> {
 
     /// Parameter tensors (PyTorch layouts) and multiply-accumulates per image.
     fn costs(&self, op: &Op, output: Shape, errs: &mut Vec<Diagnostic>) -> (Vec<Param>, u64) {
-        let in_len = self.input.len();
-        let in_c = match self.input {
-            Shape::Image { c, .. } => c,
-            Shape::Flat(n) => n,
-        };
-        let (params, macs) = match op {
-            Op::Conv2d(conv) => {
-                let [kh, kw] = conv.kernel;
-                let weight = vec![conv.filters, in_c, kh, kw];
-                let macs = prod(&[output.len(), in_c, kh, kw]);
-                (with_bias(weight, conv.bias.then(|| vec![conv.filters])), macs)
-            }
-            Op::Local2d(conv) => {
-                let [kh, kw] = conv.kernel;
-                let Shape::Image { h: oh, w: ow, .. } = output else { unreachable!("local2d outputs an image") };
-                let weight = vec![conv.filters, oh, ow, in_c, kh, kw];
-                let macs = prod(&[output.len(), in_c, kh, kw]);
-                (with_bias(weight, conv.bias.then(|| vec![conv.filters, oh, ow])), macs)
-            }
-            Op::Dense { units, bias, .. } => (with_bias(vec![*units, in_len], bias.then(|| vec![*units])), prod(&[*units, in_len])),
-            _ => (Vec::new(), Some(0)),
+        let params = op.params(self.input, output);
+        let macs = match op {
+            Op::Conv2d(conv) | Op::Local2d(conv) => prod(&[output.len(), self.input.chw().0, conv.kernel[0], conv.kernel[1]]),
+            Op::Dense { units, .. } => prod(&[*units, self.input.len()]),
+            _ => Some(0),
         };
         let sizes_ok = params.iter().all(|p| prod(&p.shape).is_some());
         match macs {
@@ -383,12 +367,4 @@ impl Context<'_> {
             }
         }
     }
-}
-
-fn with_bias(weight: Vec<usize>, bias: Option<Vec<usize>>) -> Vec<Param> {
-    let mut params = vec![Param { name: "weight", shape: weight }];
-    if let Some(shape) = bias {
-        params.push(Param { name: "bias", shape });
-    }
-    params
 }

@@ -7,97 +7,11 @@ mod infer;
 
 pub use infer::{check, check_source, from_spec};
 
-use convc_runtime::{Activation, PoolKind};
+pub use convc_runtime::layer::{Conv, LayerDef, Op, ParamShape as Param, Pool, Shape};
 use serde::Serialize;
 
 use crate::diag::Span;
-use crate::spec::{Pair, TrainingSpec};
-
-/// The shape of one image's activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// Channels × height × width, stored channel-major.
-    Image { c: usize, h: usize, w: usize },
-    /// A vector (after `flatten` or `dense`).
-    Flat(usize),
-}
-
-impl Shape {
-    pub fn len(self) -> usize {
-        match self {
-            Self::Image { c, h, w } => c * h * w,
-            Self::Flat(n) => n,
-        }
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.len() == 0
-    }
-
-    /// `[c, h, w]` or `[n]`.
-    pub fn dims(self) -> Vec<usize> {
-        match self {
-            Self::Image { c, h, w } => vec![c, h, w],
-            Self::Flat(n) => vec![n],
-        }
-    }
-}
-
-impl std::fmt::Display for Shape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Image { c, h, w } => write!(f, "{c}×{h}×{w}"),
-            Self::Flat(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-/// A convolution (shared weights) or local (unshared) layer, geometry resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conv {
-    pub filters: usize,
-    pub kernel: Pair,
-    pub stride: Pair,
-    /// Zero padding on each side, per axis ("same"/"valid" resolved).
-    pub pad: Pair,
-    pub activation: Activation,
-    pub bias: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pool {
-    pub kind: PoolKind,
-    pub size: Pair,
-    pub stride: Pair,
-    pub pad: Pair,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    Conv2d(Conv),
-    Local2d(Conv),
-    Pool(Pool),
-    Flatten,
-    Dense { units: usize, activation: Activation, bias: bool },
-    Dropout { rate: f32 },
-    Activation(Activation),
-    Softmax,
-}
-
-impl Op {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::Conv2d(_) => "conv2d",
-            Self::Local2d(_) => "local2d",
-            Self::Pool(p) => p.kind.layer_type(),
-            Self::Flatten => "flatten",
-            Self::Dense { .. } => "dense",
-            Self::Dropout { .. } => "dropout",
-            Self::Activation(a) => a.name(),
-            Self::Softmax => "softmax",
-        }
-    }
-}
+use crate::spec::TrainingSpec;
 
 /// Where a node reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,24 +21,6 @@ pub enum Source {
     Input,
     /// The output of the node with this index.
     Node(usize),
-}
-
-/// A learnable tensor of a node, in the PyTorch layout it is saved in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Param {
-    /// `weight` or `bias`; the tensor is named `<layer>.<name>`.
-    pub name: &'static str,
-    pub shape: Vec<usize>,
-}
-
-impl Param {
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -178,5 +74,10 @@ impl Graph {
 
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The layers as the runtime builds them.
+    pub fn layer_defs(&self) -> Vec<LayerDef> {
+        self.nodes.iter().map(|n| LayerDef { name: n.name.clone(), op: n.op.clone(), input: n.input_shape, output: n.output }).collect()
     }
 }

@@ -1,0 +1,155 @@
+//! The layer vocabulary shared by the compiler's graph, the interpreter and
+//! every code generator: resolved geometry, shapes, parameter layouts.
+
+use crate::ops::{Activation, PoolKind};
+
+/// Per-axis (height, width) pair.
+pub type Pair = [usize; 2];
+
+/// The shape of one image's activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Channels × height × width, stored channel-major.
+    Image { c: usize, h: usize, w: usize },
+    /// A vector (after `flatten` or `dense`).
+    Flat(usize),
+}
+
+impl Shape {
+    pub fn len(self) -> usize {
+        match self {
+            Self::Image { c, h, w } => c * h * w,
+            Self::Flat(n) => n,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// `[c, h, w]` or `[n]`.
+    pub fn dims(self) -> Vec<usize> {
+        match self {
+            Self::Image { c, h, w } => vec![c, h, w],
+            Self::Flat(n) => vec![n],
+        }
+    }
+
+    /// `(c, h, w)`, a vector counting as `n × 1 × 1`.
+    pub fn chw(self) -> (usize, usize, usize) {
+        match self {
+            Self::Image { c, h, w } => (c, h, w),
+            Self::Flat(n) => (n, 1, 1),
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Image { c, h, w } => write!(f, "{c}×{h}×{w}"),
+            Self::Flat(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A convolution (shared weights) or local (unshared) layer, geometry resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv {
+    pub filters: usize,
+    pub kernel: Pair,
+    pub stride: Pair,
+    /// Zero padding on each side, per axis ("same"/"valid" resolved).
+    pub pad: Pair,
+    pub activation: Activation,
+    pub bias: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub size: Pair,
+    pub stride: Pair,
+    pub pad: Pair,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Conv2d(Conv),
+    Local2d(Conv),
+    Pool(Pool),
+    Flatten,
+    Dense {
+        units: usize,
+        activation: Activation,
+        bias: bool,
+    },
+    Dropout {
+        rate: f32,
+    },
+    Activation(Activation),
+    /// Marks the outputs as probabilities; models return the logits before it.
+    Softmax,
+}
+
+/// A learnable tensor of a layer, in the PyTorch layout it is saved in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamShape {
+    /// `weight` or `bias`; the tensor is named `<layer>.<name>`.
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+}
+
+impl ParamShape {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Op {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Conv2d(_) => "conv2d",
+            Self::Local2d(_) => "local2d",
+            Self::Pool(p) => p.kind.layer_type(),
+            Self::Flatten => "flatten",
+            Self::Dense { .. } => "dense",
+            Self::Dropout { .. } => "dropout",
+            Self::Activation(a) => a.name(),
+            Self::Softmax => "softmax",
+        }
+    }
+
+    /// The parameter tensors of this op between `input` and `output`:
+    /// conv `[out, in, kh, kw]`, local `[out, oh, ow, in, kh, kw]` with bias
+    /// `[out, oh, ow]`, dense `[out, in]`.
+    pub fn params(&self, input: Shape, output: Shape) -> Vec<ParamShape> {
+        let (in_c, _, _) = input.chw();
+        let (weight, bias) = match self {
+            Self::Conv2d(c) => (vec![c.filters, in_c, c.kernel[0], c.kernel[1]], c.bias.then(|| vec![c.filters])),
+            Self::Local2d(c) => {
+                let (_, oh, ow) = output.chw();
+                (vec![c.filters, oh, ow, in_c, c.kernel[0], c.kernel[1]], c.bias.then(|| vec![c.filters, oh, ow]))
+            }
+            Self::Dense { units, bias, .. } => (vec![*units, input.len()], bias.then(|| vec![*units])),
+            _ => return Vec::new(),
+        };
+        let mut params = vec![ParamShape { name: "weight", shape: weight }];
+        params.extend(bias.map(|shape| ParamShape { name: "bias", shape }));
+        params
+    }
+}
+
+/// One layer of a network as the runtime needs it: what it computes and
+/// between which shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerDef {
+    pub name: String,
+    pub op: Op,
+    pub input: Shape,
+    pub output: Shape,
+}
