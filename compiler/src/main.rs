@@ -1,9 +1,12 @@
 //! The `convc` command-line tool.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use cli::OptimizerArg;
 use convc_compiler::spec::OptimizerKind;
 use convc_compiler::summary::Summary;
 
@@ -35,18 +38,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OptimizerArg {
-    Sgd,
-    Adam,
+    /// Train a network on MNIST-format data (Fashion-MNIST by default).
+    Train(cli::train::TrainArgs),
+    /// Run trained weights over images; with labels, print accuracy and a confusion matrix.
+    Predict(cli::predict::PredictArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { specs } => check(&specs),
         Command::Summary { spec, batch, optimizer, json } => summary(&spec, batch as usize, optimizer, json),
+        Command::Train(args) => cli::report(cli::train::run(args)),
+        Command::Predict(args) => cli::report(cli::predict::run(args)),
     }
 }
 

@@ -6,6 +6,9 @@
 //! - [`init`], [`loss`], [`optim`]: initialisation, softmax cross-entropy,
 //!   SGD and Adam.
 
+pub mod checkpoint;
+pub mod curve;
+pub mod data;
 pub mod init;
 pub mod interp;
 pub mod layer;
@@ -14,6 +17,8 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod rng;
+pub mod train;
+pub mod weights;
 
 pub use model::{Mode, Model, ModelError, ParamMut, ParamRef};
 pub use ops::{Activation, PoolKind};

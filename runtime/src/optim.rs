@@ -2,9 +2,12 @@
 //! `torch.optim.SGD` / `torch.optim.Adam` (L2 weight decay added to the
 //! gradient, as both do).
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::ParamMut;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
     /// `v ← μ·v + (g + λ·w)`, `w ← w − lr·v`
     Sgd { lr: f32, momentum: f32, weight_decay: f32 },

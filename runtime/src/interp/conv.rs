@@ -26,12 +26,17 @@ pub fn valid_outputs(out: usize, n: usize, stride: usize, k: usize, pad: usize) 
     lo..hi.max(lo)
 }
 
-/// Offset of weight `(f, oy, ox, ci, ky, kx)`; `oy`/`ox` are ignored for
-/// shared weights.
+/// The filter bank of filter `f` at output `(oy, ox)` of a local layer
+/// (a shared-weight conv has one bank per filter: `f` itself).
 #[inline]
-fn weight_index(conv: &Conv, d: Dims, local: bool, f: usize, oy: usize, ox: usize, ci: usize, ky: usize, kx: usize) -> usize {
+fn local_bank(d: Dims, f: usize, oy: usize, ox: usize) -> usize {
+    (f * d.oh + oy) * d.ow + ox
+}
+
+/// Offset of tap `(ci, ky, kx)` of filter bank `bank`.
+#[inline]
+fn weight_index(conv: &Conv, d: Dims, bank: usize, ci: usize, ky: usize, kx: usize) -> usize {
     let [kh, kw] = conv.kernel;
-    let bank = if local { (f * d.oh + oy) * d.ow + ox } else { f };
     ((bank * d.c + ci) * kh + ky) * kw + kx
 }
 
@@ -54,13 +59,13 @@ pub fn forward(conv: &Conv, d: Dims, local: bool, weight: &[f32], bias: Option<&
                 let rows = valid_outputs(d.oh, d.h, sh, ky, ph);
                 for kx in 0..kw {
                     let cols = valid_outputs(d.ow, d.w, sw, kx, pw);
-                    let shared = weight[weight_index(conv, d, false, f, 0, 0, ci, ky, kx)];
+                    let shared = weight[weight_index(conv, d, f, ci, ky, kx)];
                     for oy in rows.clone() {
                         let iy = oy * sh + ky - ph;
                         let xrow = &xp[iy * d.w..(iy + 1) * d.w];
                         let yrow = &mut yp[oy * d.ow..(oy + 1) * d.ow];
                         for ox in cols.clone() {
-                            let wv = if local { weight[weight_index(conv, d, true, f, oy, ox, ci, ky, kx)] } else { shared };
+                            let wv = if local { weight[weight_index(conv, d, local_bank(d, f, oy, ox), ci, ky, kx)] } else { shared };
                             yrow[ox] += wv * xrow[ox * sw + kx - pw];
                         }
                     }
@@ -113,7 +118,7 @@ pub fn backward(
                 let rows = valid_outputs(d.oh, d.h, sh, ky, ph);
                 for kx in 0..kw {
                     let cols = valid_outputs(d.ow, d.w, sw, kx, pw);
-                    let shared = weight_index(conv, d, false, f, 0, 0, ci, ky, kx);
+                    let shared = weight_index(conv, d, f, ci, ky, kx);
                     let mut acc = 0.0f32;
                     for oy in rows.clone() {
                         let iy = oy * sh + ky - ph;
@@ -122,7 +127,7 @@ pub fn backward(
                             let ix = iy * d.w + ox * sw + kx - pw;
                             let g = dzrow[ox];
                             if local {
-                                let wi = weight_index(conv, d, true, f, oy, ox, ci, ky, kx);
+                                let wi = weight_index(conv, d, local_bank(d, f, oy, ox), ci, ky, kx);
                                 gw[wi] += g * xp[ix];
                                 dxp[ix] += weight[wi] * g;
                             } else {

@@ -36,6 +36,7 @@ pub fn forward(inputs: usize, units: usize, activation: Activation, weight: &[f3
 
 /// `dz`: gradient at the pre-activation output. Accumulates `gw`, `gb`;
 /// overwrites `dx`.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     inputs: usize,
     units: usize,

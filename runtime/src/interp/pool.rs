@@ -34,8 +34,8 @@ pub fn forward(pool: &Pool, d: Dims, x: &[f32], y: &mut [f32], argmax: &mut [u32
                         let at = (c * d.h + iy) * d.w + ix;
                         let v = x[at];
                         match pool.kind {
-                            // `!(v <= best)` also takes a NaN, so it propagates.
-                            PoolKind::Max if !(v <= best) || best_at == u32::MAX => {
+                            // A NaN wins, so it propagates (as in PyTorch).
+                            PoolKind::Max if v > best || v.is_nan() || best_at == u32::MAX => {
                                 best = v;
                                 best_at = at as u32;
                             }

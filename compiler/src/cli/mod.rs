@@ -1,0 +1,84 @@
+//! Pieces shared by the subcommands of `convc`.
+
+pub mod predict;
+pub mod train;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+use convc_compiler::{Graph, SpecError};
+use convc_runtime::Model;
+use convc_runtime::data::DataError;
+use convc_runtime::model::ModelError;
+use convc_runtime::train::TrainError;
+use convc_runtime::weights::WeightsError;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+/// Which code runs the network.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interp => "interp",
+        }
+    }
+}
+
+pub fn build_model(graph: &Graph, backend: Backend, seed: u64) -> Box<dyn Model> {
+    match backend {
+        Backend::Interp => Box::new(convc_compiler::interpreter(graph, seed)),
+    }
+}
+
+/// Every way a command can fail; each prints as a complete message.
+pub enum CliError {
+    Spec(SpecError),
+    Other(String),
+}
+
+impl CliError {
+    pub fn msg(m: impl Into<String>) -> Self {
+        Self::Other(m.into())
+    }
+}
+
+macro_rules! from_display {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                Self::Other(e.to_string())
+            }
+        }
+    )*};
+}
+from_display!(DataError, WeightsError, TrainError, ModelError);
+
+pub fn load_graph(path: &Path) -> Result<Graph, CliError> {
+    convc_compiler::check(path).map_err(CliError::Spec)
+}
+
+/// Print an error (if any) and turn it into the exit code.
+pub fn report(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Spec(e)) => {
+            e.emit_stderr();
+            ExitCode::FAILURE
+        }
+        Err(CliError::Other(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}

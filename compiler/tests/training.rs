@@ -1,0 +1,202 @@
+//! `convc train` / `convc predict` end to end: reproducibility, exact
+//! resume from a checkpoint, divergence, bad inputs, and a short run on
+//! real Fashion-MNIST data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use convc_runtime::data::FASHION_MNIST_DIR;
+
+fn convc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convc")).args(args).output().expect("run convc")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = convc(args);
+    assert!(
+        out.status.success(),
+        "convc {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fails cleanly: exit code 1, a message, no panic. Returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = convc(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "convc {args:?} should fail cleanly:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn fixture(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(p).to_str().unwrap().to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("convc-training-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// The tensors of a weights file, as raw bits, in name order.
+fn weight_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let (tensors, _) = convc_runtime::weights::read(path).unwrap_or_else(|e| panic!("{e}"));
+    tensors.into_iter().map(|t| (t.name, t.data.iter().map(|v| v.to_bits()).collect())).collect()
+}
+
+/// Train net_a on the 16 fixture images, batch 4, shuffled.
+fn train_small(epochs: &str, save: &Path, extra: &[&str]) -> String {
+    let spec = fixture("net_a.toml");
+    let data = fixture("net_a/two_steps");
+    let mut args = vec!["train", &spec, "--data", &data, "--epochs", epochs, "--batch", "4", "--quiet"];
+    if !extra.contains(&"--seed") {
+        args.extend(["--seed", "9"]);
+    }
+    let save = s(save);
+    args.extend(["--save", &save]);
+    args.extend(extra);
+    ok(&args)
+}
+
+#[test]
+fn same_seed_gives_identical_weights_and_resume_continues_exactly() {
+    let dir = tmp("resume");
+    train_small("3", &dir.join("a.safetensors"), &[]);
+    train_small("3", &dir.join("b.safetensors"), &[]);
+    let a = weight_bits(&dir.join("a.safetensors"));
+    assert!(a == weight_bits(&dir.join("b.safetensors")), "same seed, same weights");
+
+    // Stop after one epoch, then resume to three: the same bytes.
+    train_small("1", &dir.join("c.safetensors"), &[]);
+    let ckpt = s(&dir.join("c.ckpt.safetensors"));
+    let out = train_small("3", &dir.join("c.safetensors"), &["--resume", &ckpt]);
+    assert!(out.contains("after epoch 1"), "{out}");
+    assert!(out.contains("epoch 3/3"), "{out}");
+    assert!(!out.contains("epoch 1/3"), "the first epoch is not trained again:\n{out}");
+    assert!(a == weight_bits(&dir.join("c.safetensors")), "resumed training ends with the same weights");
+
+    // A different seed gives different weights.
+    train_small("3", &dir.join("d.safetensors"), &["--seed", "10"]);
+    assert!(a != weight_bits(&dir.join("d.safetensors")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn learning_curve_is_written_as_csv_and_svg() {
+    let dir = tmp("curve");
+    let csv = s(&dir.join("curve.csv"));
+    let svg = s(&dir.join("curve.svg"));
+    train_small("2", &dir.join("w.safetensors"), &["--curve", &csv, "--plot", &svg]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s");
+    assert_eq!(lines.len(), 3);
+    assert!(lines[2].starts_with("2,"));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 3, "{svg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn divergence_stops_with_a_message() {
+    let spec = fixture("net_a.toml");
+    let data = fixture("net_a/two_steps");
+    let err = fails(&["train", &spec, "--data", &data, "--epochs", "5", "--batch", "4", "--optimizer", "sgd", "--lr", "1e30", "--quiet"]);
+    assert!(err.contains("training diverged"), "{err}");
+    assert!(err.contains("at epoch 1, step") || err.contains("after epoch"), "{err}");
+    assert!(err.contains("lower the learning rate"), "{err}");
+}
+
+#[test]
+fn bad_data_and_weights_are_clear_errors() {
+    let dir = tmp("bad");
+    let spec = fixture("net_a.toml");
+    // A truncated images file.
+    let images = std::fs::read(fixture("net_a/train-images-idx3-ubyte")).unwrap();
+    for name in ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"] {
+        std::fs::write(dir.join(name), &images[..images.len() - 7]).unwrap();
+    }
+    for name in ["train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::copy(fixture(&format!("net_a/{name}")), dir.join(name)).unwrap();
+    }
+    let err = fails(&["train", &spec, "--data", &s(&dir), "--quiet"]);
+    assert!(err.contains("train-images-idx3-ubyte: truncated: the header says 8×12×12 = 1152 bytes of data, the file has 1145"), "{err}");
+
+    // Images of the wrong size for the network: 2 images of 28×28.
+    let mut idx = vec![0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28];
+    idx.extend(std::iter::repeat_n(7u8, 2 * 28 * 28));
+    std::fs::write(dir.join("big-images"), idx).unwrap();
+    let err = fails(&["predict", &spec, "--weights", &fixture("net_a/init.safetensors"), "--images", &s(&dir.join("big-images"))]);
+    assert!(err.contains("big-images: images are 1×28×28, but the network's input is 1×12×12"), "{err}");
+
+    // Weights of another network: every mismatch is listed.
+    let err = fails(&[
+        "predict",
+        &fixture("net_b.toml"),
+        "--weights",
+        &fixture("net_a/init.safetensors"),
+        "--images",
+        &fixture("net_a/train-images-idx3-ubyte"),
+    ]);
+    assert!(err.contains("`conv1.weight` has shape [4, 1, 3, 3], the spec needs [3, 1, 5, 5]"), "{err}");
+    assert!(err.contains("`dense2.weight` has shape [10, 16], the spec needs [10, 8]"), "{err}");
+    assert!(err.contains("help: the file must hold exactly the parameters of network `parity_b`"), "{err}");
+
+    // Not a safetensors file at all; a missing directory.
+    let err = fails(&["predict", &spec, "--weights", &spec, "--images", &fixture("net_a/train-images-idx3-ubyte")]);
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+    let err = fails(&["train", &spec, "--data", "/no/such/dir"]);
+    assert!(err.contains("/no/such/dir: no such data directory"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_prints_accuracy_and_confusion_matrix() {
+    let out = ok(&[
+        "predict",
+        &fixture("net_a.toml"),
+        "--weights",
+        &fixture("net_a/sgd.safetensors"),
+        "--images",
+        &fixture("net_a/train-images-idx3-ubyte"),
+        "--labels",
+        &fixture("net_a/train-labels-idx1-ubyte"),
+    ]);
+    assert!(out.contains("accuracy "), "{out}");
+    assert!(out.contains("confusion matrix (rows: true class, columns: predicted):"), "{out}");
+    // 10 class rows after the header row, each with 10 counts; they sum to 8 images.
+    let rows: Vec<Vec<usize>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("confusion"))
+        .skip(2)
+        .map(|l| l.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.iter().flatten().sum::<usize>(), 8);
+}
+
+/// A few hundred steps on real Fashion-MNIST: accuracy rises far above chance
+/// (0.1). Needs `apt-get install dataset-fashion-mnist` (.ci/run does it).
+#[test]
+fn lenet5_learns_fashion_mnist() {
+    assert!(
+        Path::new(FASHION_MNIST_DIR).is_dir(),
+        "Fashion-MNIST is missing: run `apt-get install dataset-fashion-mnist` (as .ci/run does)"
+    );
+    let out =
+        ok(&["train", "../specs/lenet5.toml", "--epochs", "1", "--batch", "32", "--limit", "9600", "--test-limit", "2000", "--quiet"]);
+    let accuracy: f32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("done: test accuracy "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in\n{out}"));
+    assert!(accuracy > 0.65, "test accuracy {accuracy} after 300 steps\n{out}");
+}

@@ -1,0 +1,123 @@
+//! Checkpoints: the weights plus what resuming needs — optimizer state,
+//! epochs done, seed, history — in one safetensors file, written atomically.
+//!
+//! Optimizer state tensors are named `optimizer.<state>.<parameter>`; the
+//! rest goes into the file's string metadata.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::Model;
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::train::EpochStats;
+use crate::weights::{self, Tensor, WeightsError};
+
+/// Prefix of optimizer-state tensors; weight loading ignores them.
+pub const STATE_PREFIX: &str = "optimizer.";
+
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub network: String,
+    pub epochs_done: usize,
+    pub seed: u64,
+    pub optimizer: Optimizer,
+    pub params: Vec<Tensor>,
+    pub history: Vec<EpochStats>,
+}
+
+/// `w.safetensors` → `w.ckpt.safetensors`: where `--save` puts the
+/// checkpoint beside the weights.
+pub fn path_for(weights: &Path) -> PathBuf {
+    let stem = weights.file_stem().map_or_else(|| "weights".into(), |s| s.to_string_lossy().into_owned());
+    weights.with_file_name(format!("{stem}.ckpt.safetensors"))
+}
+
+impl Checkpoint {
+    pub fn capture(model: &dyn Model, optimizer: &Optimizer, epochs_done: usize, seed: u64, history: &[EpochStats]) -> Self {
+        Self {
+            network: model.name().to_string(),
+            epochs_done,
+            seed,
+            optimizer: optimizer.clone(),
+            params: weights::from_model(model),
+            history: history.to_vec(),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), WeightsError> {
+        let mut tensors = self.params.clone();
+        for (param, states) in self.params.iter().zip(&self.optimizer.state) {
+            for (state_name, data) in self.optimizer.config.state_names().iter().zip(states) {
+                tensors.push(Tensor {
+                    name: format!("{STATE_PREFIX}{state_name}.{}", param.name),
+                    shape: param.shape.clone(),
+                    data: data.clone(),
+                });
+            }
+        }
+        let metadata = HashMap::from([
+            ("format".to_string(), "pt".to_string()),
+            ("convc_checkpoint".to_string(), "1".to_string()),
+            ("convc_network".to_string(), self.network.clone()),
+            ("epochs_done".to_string(), self.epochs_done.to_string()),
+            ("seed".to_string(), self.seed.to_string()),
+            ("optimizer".to_string(), serde_json::to_string(&self.optimizer.config).expect("plain data")),
+            ("optimizer_steps".to_string(), self.optimizer.steps.to_string()),
+            ("history".to_string(), serde_json::to_string(&self.history).expect("plain data")),
+        ]);
+        weights::save(path, &tensors, metadata)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, WeightsError> {
+        let (tensors, metadata) = weights::read(path)?;
+        let bad = |what: &str| WeightsError {
+            path: path.to_path_buf(),
+            problems: vec![format!("not a convc checkpoint: {what}")],
+            help: Some("--resume takes the .ckpt.safetensors file that `convc train --save` writes beside the weights".into()),
+        };
+        if metadata.get("convc_checkpoint").map(String::as_str) != Some("1") {
+            return Err(bad("no `convc_checkpoint` metadata"));
+        }
+        let field = |key: &str| metadata.get(key).ok_or_else(|| bad(&format!("no `{key}` metadata")));
+        let config: OptimizerConfig =
+            serde_json::from_str(field("optimizer")?).map_err(|e| bad(&format!("bad optimizer metadata: {e}")))?;
+        let steps = field("optimizer_steps")?.parse().map_err(|_| bad("bad optimizer_steps"))?;
+        let epochs_done = field("epochs_done")?.parse().map_err(|_| bad("bad epochs_done"))?;
+        let seed = field("seed")?.parse().map_err(|_| bad("bad seed"))?;
+        let history = serde_json::from_str(field("history")?).map_err(|e| bad(&format!("bad history: {e}")))?;
+        let (state, params): (Vec<Tensor>, Vec<Tensor>) = tensors.into_iter().partition(|t| t.name.starts_with(STATE_PREFIX));
+        let mut optimizer = Optimizer::new(config);
+        optimizer.steps = steps;
+        if steps > 0 {
+            let mut per_param = Vec::new();
+            for p in &params {
+                let mut buffers = Vec::new();
+                for name in config.state_names() {
+                    let key = format!("{STATE_PREFIX}{name}.{}", p.name);
+                    let t = state.iter().find(|t| t.name == key).ok_or_else(|| bad(&format!("missing optimizer state `{key}`")))?;
+                    buffers.push(t.data.clone());
+                }
+                per_param.push(buffers);
+            }
+            optimizer.state = per_param;
+        }
+        Ok(Self { network: field("convc_network")?.clone(), epochs_done, seed, optimizer, params, history })
+    }
+
+    /// Put the checkpoint's weights into `model`. The optimizer state is
+    /// stored in the file's order (sorted by name) and is re-ordered here to
+    /// the model's parameter order.
+    pub fn restore(&self, model: &mut dyn Model, path: &Path) -> Result<Optimizer, WeightsError> {
+        weights::assign(model, path, &self.params, &[])?;
+        let mut optimizer = self.optimizer.clone();
+        if !optimizer.state.is_empty() {
+            let order: Vec<usize> = model
+                .params()
+                .iter()
+                .map(|p| self.params.iter().position(|t| t.name == p.name).expect("assign checked every name"))
+                .collect();
+            optimizer.state = order.iter().map(|&i| self.optimizer.state[i].clone()).collect();
+        }
+        Ok(optimizer)
+    }
+}

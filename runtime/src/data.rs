@@ -1,0 +1,245 @@
+//! Datasets in the IDX format of MNIST (gzipped or not), validated against
+//! the file size and the network's input shape. Pixels are scaled to [0, 1].
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::layer::Shape;
+
+/// Where the Debian package `dataset-fashion-mnist` puts Fashion-MNIST.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// A problem with a data file, naming the file and the fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataError {
+    pub path: PathBuf,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl DataError {
+    fn new(path: &Path, message: impl Into<String>) -> Self {
+        Self { path: path.to_path_buf(), message: message.into(), help: None }
+    }
+
+    fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DataError {}
+
+/// Images with labels.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// `len × height × width` values in [0, 1].
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.height * self.width
+    }
+
+    pub fn image(&self, i: usize) -> &[f32] {
+        &self.images[i * self.image_len()..(i + 1) * self.image_len()]
+    }
+
+    /// The first `n` examples (all if fewer).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.images.truncate(n * self.image_len());
+    }
+
+    /// Check that the images fit a network's input and the labels its
+    /// classes; `path` names the images file in the error.
+    pub fn check_fits(&self, path: &Path, input: Shape, classes: usize) -> Result<(), DataError> {
+        let fits = matches!(input, Shape::Image { c: 1, h, w } if h == self.height && w == self.width);
+        if !fits {
+            return Err(DataError::new(path, format!("images are 1×{}×{}, but the network's input is {input}", self.height, self.width))
+                .help("use a dataset of the spec's input size, or change `input` in the spec's [network]"));
+        }
+        if let Some(&label) = self.labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(DataError::new(path, format!("label {label} is out of range: the network has {classes} outputs"))
+                .help("the last layer must have one unit per class"));
+        }
+        Ok(())
+    }
+}
+
+/// The training or the test split of an MNIST-style directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Test => "t10k",
+        }
+    }
+}
+
+/// Load `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` from `dir`.
+pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    if !dir.is_dir() {
+        let mut e = DataError::new(dir, "no such data directory");
+        if dir == Path::new(FASHION_MNIST_DIR) {
+            e = e.help("install Fashion-MNIST with `apt-get install dataset-fashion-mnist`, or pass --data DIR");
+        } else {
+            e = e.help("pass --data with a directory holding train-images-idx3-ubyte.gz and the other MNIST-format files");
+        }
+        return Err(e);
+    }
+    let images = find(dir, &format!("{}-images-idx3-ubyte", split.prefix()))?;
+    let labels = find(dir, &format!("{}-labels-idx1-ubyte", split.prefix()))?;
+    let (pixels, n, height, width) = read_images(&images)?;
+    let labels_data = read_labels(&labels)?;
+    if labels_data.len() != n {
+        return Err(DataError::new(&labels, format!("{} labels for {n} images in {}", labels_data.len(), images.display()))
+            .help("the images and labels files must come from the same split"));
+    }
+    Ok(Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels_data, height, width })
+}
+
+fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
+    for name in [format!("{stem}.gz"), stem.to_string()] {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    Err(DataError::new(&dir.join(format!("{stem}.gz")), "not found (nor without .gz)")
+        .help("the directory must hold the four MNIST-format files"))
+}
+
+/// Read an IDX images file: `(pixels, count, height, width)`.
+pub fn read_images(path: &Path) -> Result<(Vec<u8>, usize, usize, usize), DataError> {
+    let (dims, data) = read_idx(path, 3)?;
+    Ok((data, dims[0], dims[1], dims[2]))
+}
+
+/// Read an IDX labels file.
+pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
+    Ok(read_idx(path, 1)?.1)
+}
+
+/// Read and validate an unsigned-byte IDX file with `ndims` dimensions.
+pub fn read_idx(path: &Path, ndims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let raw = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::new(path, format!("corrupt gzip data: {e}")).help("re-download or re-install the file"))?;
+        out
+    } else {
+        raw
+    };
+    parse_idx(&bytes, ndims).map_err(|(message, help)| DataError::new(path, message).help(help))
+}
+
+/// Parse IDX bytes; errors are `(message, help)`.
+pub fn parse_idx(bytes: &[u8], ndims: usize) -> Result<(Vec<usize>, Vec<u8>), (String, String)> {
+    let kind = if ndims == 1 { "labels (idx1)" } else { "images (idx3)" };
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err((
+            format!("not an IDX file: it does not start with the magic number 00 00 08 0{ndims}"),
+            format!("expected MNIST-format {kind} data"),
+        ));
+    }
+    if bytes[2] != 0x08 {
+        return Err((
+            format!("IDX element type 0x{:02x} is not supported", bytes[2]),
+            "convc reads unsigned-byte (0x08) IDX files, as MNIST ships them".into(),
+        ));
+    }
+    if bytes[3] as usize != ndims {
+        return Err((
+            format!("has {} dimensions, expected {ndims}", bytes[3]),
+            format!("expected MNIST-format {kind} data; are images and labels swapped?"),
+        ));
+    }
+    let header = 4 + 4 * ndims;
+    if bytes.len() < header {
+        return Err((
+            format!("truncated header: {} bytes, expected {header}", bytes.len()),
+            "the file is cut short; re-download it".into(),
+        ));
+    }
+    let dims: Vec<usize> = bytes[4..header].chunks_exact(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
+    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= 1 << 34);
+    let Some(expected) = expected else {
+        return Err((format!("dimensions {dims:?} are implausibly large"), "the header is corrupt".into()));
+    };
+    let found = bytes.len() - header;
+    if found != expected {
+        let what = if found < expected { "truncated" } else { "has trailing bytes" };
+        let dims_text: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+        return Err((
+            format!("{what}: the header says {} = {expected} bytes of data, the file has {found}", dims_text.join("×")),
+            "the file is damaged or not what its header says; re-download it".into(),
+        ));
+    }
+    Ok((dims, bytes[header..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend(data);
+        b
+    }
+
+    #[test]
+    fn parses_valid_files() {
+        let (dims, data) = parse_idx(&idx(&[2, 2, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]), 3).unwrap();
+        assert_eq!(dims, [2, 2, 3]);
+        assert_eq!(data.len(), 12);
+    }
+
+    #[test]
+    fn rejects_bad_files_with_reasons() {
+        let err = |bytes: &[u8], n| parse_idx(bytes, n).unwrap_err().0;
+        assert!(err(&idx(&[2, 2, 3], &[0; 11]), 3).contains("truncated: the header says 2×2×3 = 12 bytes of data, the file has 11"));
+        assert!(err(&idx(&[2, 2, 3], &[0; 13]), 3).contains("trailing bytes"));
+        assert!(err(&idx(&[5], &[0; 5]), 3).contains("has 1 dimensions, expected 3"));
+        assert!(err(b"PK\x03\x04", 1).contains("not an IDX file"));
+        assert!(err(&[0, 0, 0x0d, 1, 0, 0, 0, 0], 1).contains("0x0d is not supported"));
+        assert!(err(&[0, 0, 8, 3, 0, 0], 3).contains("truncated header"));
+        assert!(err(&idx(&[u32::MAX, u32::MAX, u32::MAX], &[]), 3).contains("implausibly large"));
+    }
+}

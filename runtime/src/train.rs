@@ -1,0 +1,228 @@
+//! The training loop, written once against [`Model`]: shuffled mini-batches,
+//! softmax cross-entropy, an optimizer step, per-epoch evaluation,
+//! checkpoints, and a stop with a message when training diverges.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::Dataset;
+use crate::loss::{argmax, softmax_cross_entropy};
+use crate::model::{Mode, Model, ModelError};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::weights::{self, WeightsError};
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Total epochs, counting those already done when resuming.
+    pub epochs: usize,
+    pub batch: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+    /// Write the weights here (and the checkpoint beside them) after every epoch.
+    pub save: Option<PathBuf>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// One epoch's numbers, as printed and as written to the learning curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_accuracy: f32,
+    pub test_loss: f32,
+    pub test_accuracy: f32,
+    /// Training time of the epoch (evaluation excluded).
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+#[derive(Debug)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    Diverged {
+        epoch: usize,
+        step: usize,
+        loss: f32,
+        lr: f32,
+    },
+    /// A parameter became NaN or infinite.
+    NonFiniteWeights {
+        epoch: usize,
+        param: String,
+        lr: f32,
+    },
+    Weights(WeightsError),
+    Model(ModelError),
+}
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Diverged { epoch, step, loss, lr } => write!(
+                f,
+                "training diverged: the loss is {loss} at epoch {epoch}, step {step}\n  help: lower the learning rate (now {lr}), e.g. --lr {}",
+                lr / 10.0
+            ),
+            Self::NonFiniteWeights { epoch, param, lr } => write!(
+                f,
+                "training diverged: `{param}` holds NaN or infinite values after epoch {epoch}\n  help: lower the learning rate (now {lr}), e.g. --lr {}",
+                lr / 10.0
+            ),
+            Self::Weights(e) => write!(f, "{e}"),
+            Self::Model(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+impl From<ModelError> for TrainError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(e)
+    }
+}
+
+impl From<WeightsError> for TrainError {
+    fn from(e: WeightsError) -> Self {
+        Self::Weights(e)
+    }
+}
+
+/// Copy the images `indices` of `data` into one batch buffer.
+fn gather(data: &Dataset, indices: &[usize], out: &mut Vec<f32>) {
+    out.clear();
+    for &i in indices {
+        out.extend_from_slice(data.image(i));
+    }
+}
+
+/// Train from `history.len()` epochs done up to `opts.epochs`. Calls
+/// `on_epoch` after each epoch (after the checkpoint is written) and returns
+/// the full history.
+pub fn train(
+    model: &mut dyn Model,
+    optimizer: &mut Optimizer,
+    train_set: &Dataset,
+    test_set: &Dataset,
+    opts: &TrainOptions,
+    mut history: Vec<EpochStats>,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Vec<EpochStats>, TrainError> {
+    let classes = model.classes();
+    let steps = train_set.len().div_ceil(opts.batch);
+    let mut order: Vec<usize> = (0..train_set.len()).collect();
+    let mut input = Vec::new();
+    for epoch in history.len() + 1..=opts.epochs {
+        order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
+        if opts.shuffle {
+            Rng::derive(opts.seed, epoch as u64, u64::MAX).shuffle(&mut order);
+        }
+        let bar = progress_bar(opts.progress, steps, epoch, opts.epochs);
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        // The last partial batch is used too.
+        for (step, indices) in order.chunks(opts.batch).enumerate() {
+            gather(train_set, indices, &mut input);
+            let labels: Vec<u8> = indices.iter().map(|&i| train_set.labels[i]).collect();
+            let seed = Rng::derive(opts.seed, epoch as u64, step as u64).next_u64();
+            let logits = model.forward(&input, indices.len(), Mode::Train { seed })?;
+            let out = softmax_cross_entropy(logits, &labels, classes);
+            if !out.loss.is_finite() {
+                bar.abandon();
+                return Err(TrainError::Diverged { epoch, step: step + 1, loss: out.loss, lr: optimizer.config.lr() });
+            }
+            model.backward(&out.grad)?;
+            optimizer.step(model.params_mut());
+            loss_sum += out.loss as f64 * indices.len() as f64;
+            correct += out.correct;
+            seen += indices.len();
+            if step % 16 == 0 || step + 1 == steps {
+                let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("loss {:.4}  acc {:.4}  {rate:.0} img/s", loss_sum / seen as f64, correct as f32 / seen as f32));
+            }
+            bar.inc(1);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        if let Some(p) = model.params().iter().find(|p| p.value.iter().any(|v| !v.is_finite())) {
+            return Err(TrainError::NonFiniteWeights { epoch, param: p.name.to_string(), lr: optimizer.config.lr() });
+        }
+        let eval = evaluate(model, test_set, opts.batch.max(256))?;
+        let stats = EpochStats {
+            epoch,
+            train_loss: (loss_sum / seen as f64) as f32,
+            train_accuracy: correct as f32 / seen as f32,
+            test_loss: eval.loss,
+            test_accuracy: eval.accuracy,
+            seconds,
+            images_per_s: seen as f64 / seconds,
+        };
+        history.push(stats.clone());
+        if let Some(path) = &opts.save {
+            weights::save_model(model, path)?;
+            Checkpoint::capture(model, optimizer, epoch, opts.seed, &history).save(&checkpoint::path_for(path))?;
+        }
+        on_epoch(&stats);
+    }
+    Ok(history)
+}
+
+fn progress_bar(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}  {msg}  ETA {eta}").expect("valid template").progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}
+
+/// Results of running a model over a dataset.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub accuracy: f32,
+    pub loss: f32,
+    /// Predicted class per example.
+    pub predictions: Vec<usize>,
+    /// `len × classes` logits.
+    pub logits: Vec<f32>,
+}
+
+pub fn evaluate(model: &mut dyn Model, data: &Dataset, batch: usize) -> Result<Evaluation, ModelError> {
+    let classes = model.classes();
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut predictions = Vec::with_capacity(data.len());
+    let mut all_logits = Vec::with_capacity(data.len() * classes);
+    let mut input = Vec::new();
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(batch) {
+        gather(data, chunk, &mut input);
+        let logits = model.forward(&input, chunk.len(), Mode::Infer)?;
+        let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
+        let out = softmax_cross_entropy(logits, &labels, classes);
+        loss_sum += out.loss as f64 * chunk.len() as f64;
+        correct += out.correct;
+        predictions.extend(logits.chunks_exact(classes).map(argmax));
+        all_logits.extend_from_slice(logits);
+    }
+    let n = data.len().max(1) as f32;
+    Ok(Evaluation { accuracy: correct as f32 / n, loss: (loss_sum / n as f64) as f32, predictions, logits: all_logits })
+}
+
+/// `confusion[true][predicted]` counts.
+pub fn confusion_matrix(labels: &[u8], predictions: &[usize], classes: usize) -> Vec<Vec<usize>> {
+    let mut m = vec![vec![0; classes]; classes];
+    for (&l, &p) in labels.iter().zip(predictions) {
+        m[l as usize][p] += 1;
+    }
+    m
+}
