@@ -64,7 +64,8 @@ pub fn to_svg(title: &str, history: &[EpochStats]) -> String {
     svg += &line(history.iter().map(|s| s.train_loss as f64 / max_loss).collect(), "#7f7f7f");
     let legend = [("train accuracy", "#1f77b4"), ("test accuracy", "#d62728"), ("train loss (right axis)", "#7f7f7f")];
     for (k, (label, color)) in legend.iter().enumerate() {
-        let ly = m + 20.0 + 18.0 * k as f64;
+        // Bottom right: accuracy curves live near the top, the loss decays to the bottom left.
+        let ly = h - m - 70.0 + 18.0 * k as f64;
         let _ = writeln!(
             svg,
             "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"4\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{label}</text>",
