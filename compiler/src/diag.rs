@@ -198,8 +198,10 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .into_iter()
         .map(|c| {
             // Keras/PyTorch spellings often extend ours: `convolution2d`, `kernel_size`.
-            let contains = word.len() >= 3
-                && (c.contains(word) || word.contains(c) || c.starts_with(&word[..3]) && word.ends_with(&c[c.len().saturating_sub(2)..]));
+            let prefix: String = word.chars().take(3).collect();
+            let suffix: String = c.chars().skip(c.chars().count().saturating_sub(2)).collect();
+            let contains =
+                word.chars().count() >= 3 && (c.contains(word) || word.contains(c) || c.starts_with(&prefix) && word.ends_with(&suffix));
             let score = strsim::jaro_winkler(word, c).max(if contains { 0.85 } else { 0.0 });
             (score, c)
         })
@@ -215,5 +217,21 @@ pub fn one_of(names: &[&str]) -> String {
         None => String::new(),
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} or {}", rest.join(", "), last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_handle_typos_extensions_and_any_text() {
+        assert_eq!(did_you_mean("filter", ["filters", "kernel"]), Some("filters"));
+        assert_eq!(did_you_mean("kernel_size", ["filters", "kernel"]), Some("kernel"));
+        assert_eq!(did_you_mean("convolution2d", ["conv2d", "dense"]), Some("conv2d"));
+        assert_eq!(did_you_mean("xyz", ["conv2d", "dense"]), None);
+        // Found by the property tests: multi-byte characters near the cut.
+        assert_eq!(did_you_mean("maéx_pool", ["max_pool", "avg_pool"]), Some("max_pool"));
+        assert_eq!(did_you_mean("é", ["max_pool"]), None);
     }
 }
