@@ -6,3 +6,7 @@
 
 pub use convc_compiler as compiler;
 pub use convc_runtime as runtime;
+
+/// The Cranelift JIT: `convc::jit::compile(&graph, seed)` gives a network
+/// that implements `convc::runtime::Model`.
+pub use convc_compiler::codegen::cranelift as jit;

@@ -5,8 +5,10 @@
 //! spec.toml ─▶ spec::parse ─▶ Spec ─▶ graph::check ─▶ Graph ─▶ summary / backends
 //! ```
 
+pub mod codegen;
 pub mod diag;
 pub mod graph;
+pub mod plan;
 pub mod spec;
 pub mod summary;
 

@@ -1,0 +1,754 @@
+//! Fused conv (+ activation + pool) stages: forward and backward.
+//!
+//! The input arrives zero-padded (`xpad`, `C × HP × WP` per image, see
+//! [`ConvGeom`]), so no tap needs a bounds check. One filter's output plane
+//! is computed into a scratch plane whose rows are padded to whole vectors
+//! (`ow4`), then the epilogue — activation already applied — pools it (or
+//! copies it) into the stage output. With stride 1 along the width and
+//! shared weights, each output row is computed as up to eight f32x4
+//! accumulators that share every broadcast weight.
+
+use convc_runtime::Activation;
+use convc_runtime::PoolKind;
+use convc_runtime::layer::{Conv, Pool};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+use super::emit::{F32, F32X4, Fx, I32, LANES};
+
+/// Most vector accumulators per row block (registers: 16 xmm; keep room
+/// for the loaded inputs and the broadcast weight).
+const MAX_ROW_VECTORS: usize = 8;
+
+/// Sizes of one conv stage, derived from the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvGeom {
+    pub c: usize,
+    pub f: usize,
+    pub oh: usize,
+    pub ow: usize,
+    /// Output row length rounded up to whole vectors.
+    pub ow4: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    /// Padded input height and width (the width may be padded further so
+    /// that vector loads of the last partial vector stay in bounds).
+    pub hp: usize,
+    pub wp: usize,
+    pub local: bool,
+}
+
+impl ConvGeom {
+    pub fn new(conv: &Conv, local: bool, c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Self {
+        let ow4 = ow.div_ceil(LANES) * LANES;
+        let vector = Self::vector_path(conv, local);
+        let wp = (w + 2 * conv.pad[1]).max(if vector { ow4 + conv.kernel[1] - 1 } else { 0 });
+        Self {
+            c,
+            f: conv.filters,
+            oh,
+            ow,
+            ow4,
+            kh: conv.kernel[0],
+            kw: conv.kernel[1],
+            sh: conv.stride[0],
+            sw: conv.stride[1],
+            hp: h + 2 * conv.pad[0],
+            wp,
+            local,
+        }
+    }
+
+    fn vector_path(conv: &Conv, local: bool) -> bool {
+        conv.stride[1] == 1 && !local
+    }
+
+    pub fn vector(&self) -> bool {
+        self.sw == 1 && !self.local
+    }
+
+    pub fn padded_len(&self) -> usize {
+        self.c * self.hp * self.wp
+    }
+
+    pub fn plane4(&self) -> usize {
+        self.oh * self.ow4
+    }
+
+    fn x_index(&self, fx: &mut Fx, ci: Value, row: Value, col: Value) -> Value {
+        // (ci·HP + row)·WP + col
+        let a = fx.b.ins().imul_imm_s(ci, self.hp as i64);
+        let a = fx.b.ins().iadd(a, row);
+        let a = fx.b.ins().imul_imm_s(a, self.wp as i64);
+        fx.b.ins().iadd(a, col)
+    }
+
+    /// Index of weight tap (ci, ky, kx) of filter `f`, at output (oy, ox) for local layers.
+    #[allow(clippy::too_many_arguments)]
+    fn w_index(&self, fx: &mut Fx, f: Value, oy: Value, ox: Value, ci: Value, ky: usize, kx: usize) -> Value {
+        let bank = if self.local {
+            let a = fx.b.ins().imul_imm_s(f, self.oh as i64);
+            let a = fx.b.ins().iadd(a, oy);
+            let a = fx.b.ins().imul_imm_s(a, self.ow as i64);
+            fx.b.ins().iadd(a, ox)
+        } else {
+            f
+        };
+        let a = fx.b.ins().imul_imm_s(bank, self.c as i64);
+        let a = fx.b.ins().iadd(a, ci);
+        fx.mul_add(a, (self.kh * self.kw) as i64, (ky * self.kw + kx) as i64)
+    }
+}
+
+/// Geometry of a pooling window over a plane with row stride `stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolGeom {
+    pub h: usize,
+    pub w: usize,
+    pub row_stride: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+}
+
+impl PoolGeom {
+    pub fn new(pool: &Pool, h: usize, w: usize, row_stride: usize, ph: usize, pw: usize) -> Self {
+        let [kh, kw] = pool.size;
+        Self { h, w, row_stride, ph, pw, kh, kw, sh: pool.stride[0], sw: pool.stride[1], pad_h: pool.pad[0], pad_w: pool.pad[1] }
+    }
+
+    pub fn has_padding(&self) -> bool {
+        self.pad_h > 0 || self.pad_w > 0
+    }
+
+    /// For pooled output (py, px) and tap (ty, tx): the plane index of the
+    /// tap (clamped into the plane) and, with padding, whether it is inside.
+    pub fn tap(&self, fx: &mut Fx, py: Value, px: Value, ty: usize, tx: usize) -> (Value, Option<Value>) {
+        let iy = fx.mul_add(py, self.sh as i64, ty as i64 - self.pad_h as i64);
+        let ix = fx.mul_add(px, self.sw as i64, tx as i64 - self.pad_w as i64);
+        if !self.has_padding() {
+            let at = fx.mul_add(iy, self.row_stride as i64, 0);
+            return (fx.b.ins().iadd(at, ix), None);
+        }
+        let zero = fx.int(0);
+        let (hmax, wmax) = (fx.int(self.h as i64 - 1), fx.int(self.w as i64 - 1));
+        let (h, w) = (fx.int(self.h as i64), fx.int(self.w as i64));
+        let in_y = fx.b.ins().icmp(IntCC::UnsignedLessThan, iy, h);
+        let in_x = fx.b.ins().icmp(IntCC::UnsignedLessThan, ix, w);
+        let inside = fx.b.ins().band(in_y, in_x);
+        let cy = fx.b.ins().smax(iy, zero);
+        let cy = fx.b.ins().smin(cy, hmax);
+        let cx = fx.b.ins().smax(ix, zero);
+        let cx = fx.b.ins().smin(cx, wmax);
+        let at = fx.b.ins().imul_imm_s(cy, self.row_stride as i64);
+        (fx.b.ins().iadd(at, cx), Some(inside))
+    }
+}
+
+/// Pool one plane (`src` at element offset `src_off`) into `dst` (offset
+/// `dst_off`, rows of `g.pw`). Max pooling also records the plane index of
+/// each maximum into `argmax` (same offsets as `dst`) when given.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_pool_plane(
+    fx: &mut Fx,
+    kind: PoolKind,
+    g: PoolGeom,
+    src: Value,
+    src_off: Value,
+    dst: Value,
+    dst_off: Value,
+    argmax: Option<Value>,
+) {
+    let window = (g.kh * g.kw) as f32;
+    fx.for_range(0, g.ph as i64, 1, |fx, py| {
+        fx.for_range(0, g.pw as i64, 1, |fx, px| {
+            let mut best: Option<(Value, Value)> = None;
+            let mut sum = fx.f(0.0);
+            for ty in 0..g.kh {
+                for tx in 0..g.kw {
+                    let (at, inside) = g.tap(fx, py, px, ty, tx);
+                    let idx = fx.b.ins().iadd(src_off, at);
+                    let v = fx.load(F32, src, idx, 0);
+                    match kind {
+                        PoolKind::Max => {
+                            let v = match inside {
+                                Some(inside) => {
+                                    let ninf = fx.f(f32::NEG_INFINITY);
+                                    fx.b.ins().select(inside, v, ninf)
+                                }
+                                None => v,
+                            };
+                            best = Some(match best {
+                                None => (v, at),
+                                Some((bv, bi)) => {
+                                    // Greater, or NaN: a NaN propagates.
+                                    let gt = fx.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, v, bv);
+                                    (fx.b.ins().select(gt, v, bv), fx.b.ins().select(gt, at, bi))
+                                }
+                            });
+                        }
+                        PoolKind::Avg | PoolKind::L2 => {
+                            let v = match inside {
+                                Some(inside) => {
+                                    let zero = fx.f(0.0);
+                                    fx.b.ins().select(inside, v, zero)
+                                }
+                                None => v,
+                            };
+                            sum = if kind == PoolKind::Avg { fx.b.ins().fadd(sum, v) } else { fx.fma(v, v, sum) };
+                        }
+                    }
+                }
+            }
+            let o = fx.mul_add(py, g.pw as i64, 0);
+            let o = fx.b.ins().iadd(o, px);
+            let o = fx.b.ins().iadd(o, dst_off);
+            let out = match kind {
+                PoolKind::Max => {
+                    let (bv, bi) = best.expect("a window has at least one tap");
+                    if let Some(argmax) = argmax {
+                        let bi32 = fx.b.ins().ireduce(I32, bi);
+                        fx.store(bi32, argmax, o, 0);
+                    }
+                    bv
+                }
+                PoolKind::Avg => {
+                    let k = fx.f(window);
+                    fx.b.ins().fdiv(sum, k)
+                }
+                PoolKind::L2 => fx.b.ins().sqrt(sum),
+            };
+            fx.store(out, dst, o, 0);
+        });
+    });
+}
+
+/// Backward of pooling one plane: accumulate into `dsrc` (offset `dsrc_off`,
+/// zeroed by the caller) from `dy`/`y` (offset `dy_off`). L2 needs the
+/// pooled plane's input `src` (offset `dsrc_off` too: same layout).
+#[allow(clippy::too_many_arguments)]
+pub fn emit_pool_plane_backward(
+    fx: &mut Fx,
+    kind: PoolKind,
+    g: PoolGeom,
+    dy: Value,
+    y: Value,
+    argmax: Value,
+    dy_off: Value,
+    src: Value,
+    dsrc: Value,
+    dsrc_off: Value,
+) {
+    let window = (g.kh * g.kw) as f32;
+    fx.for_range(0, (g.ph * g.pw) as i64, 1, |fx, o| {
+        let oi = fx.b.ins().iadd(o, dy_off);
+        let grad = fx.load(F32, dy, oi, 0);
+        match kind {
+            PoolKind::Max => {
+                let at = fx.load(I32, argmax, oi, 0);
+                let at = fx.b.ins().uextend(super::emit::I64, at);
+                let at = fx.b.ins().iadd(at, dsrc_off);
+                fx.add_to(F32, dsrc, at, 0, grad);
+            }
+            PoolKind::Avg | PoolKind::L2 => {
+                let scale = if kind == PoolKind::Avg {
+                    let k = fx.f(window);
+                    fx.b.ins().fdiv(grad, k)
+                } else {
+                    // d sqrt(Σx²)/dx = x / y, zero for an all-zero window.
+                    let yv = fx.load(F32, y, oi, 0);
+                    let zero = fx.f(0.0);
+                    let q = fx.b.ins().fdiv(grad, yv);
+                    let pos = fx.b.ins().fcmp(FloatCC::GreaterThan, yv, zero);
+                    fx.b.ins().select(pos, q, zero)
+                };
+                let py = fx.b.ins().udiv_imm_u(o, g.pw as i64);
+                let px = fx.b.ins().urem_imm_u(o, g.pw as i64);
+                for ty in 0..g.kh {
+                    for tx in 0..g.kw {
+                        let (at, inside) = g.tap(fx, py, px, ty, tx);
+                        let at = fx.b.ins().iadd(at, dsrc_off);
+                        let mut contribution = if kind == PoolKind::Avg {
+                            scale
+                        } else {
+                            let xv = fx.load(F32, src, at, 0);
+                            fx.b.ins().fmul(scale, xv)
+                        };
+                        if let Some(inside) = inside {
+                            let zero = fx.f(0.0);
+                            contribution = fx.b.ins().select(inside, contribution, zero);
+                        }
+                        fx.add_to(F32, dsrc, at, 0, contribution);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Argument slots of the forward kernel.
+pub mod fwd {
+    pub const XPAD: usize = 0;
+    pub const WEIGHT: usize = 1;
+    pub const BIAS: usize = 2;
+    pub const Y: usize = 3;
+    /// Training, average/L2 pooling: the activated conv output.
+    pub const KEEP: usize = 4;
+    /// Training, max pooling: scratch-plane index of each maximum.
+    pub const ARGMAX: usize = 5;
+    pub const SCRATCH: usize = 6;
+}
+
+/// Forward of a conv stage over the batch.
+pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<&Pool>, train: bool) {
+    let xpad = fx.arg(fwd::XPAD);
+    let w = fx.arg(fwd::WEIGHT);
+    let b = fx.arg(fwd::BIAS);
+    let y = fx.arg(fwd::Y);
+    let keep = fx.arg(fwd::KEEP);
+    let argmax = fx.arg(fwd::ARGMAX);
+    let scratch = fx.arg(fwd::SCRATCH);
+    let batch = fx.batch;
+    let pool_geom = pool.map(|p| {
+        PoolGeom::new(
+            p,
+            g.oh,
+            g.ow,
+            g.ow4,
+            (g.oh + 2 * p.pad[0] - p.size[0]) / p.stride[0] + 1,
+            (g.ow + 2 * p.pad[1] - p.size[1]) / p.stride[1] + 1,
+        )
+    });
+    let out_plane = pool_geom.map_or(g.oh * g.ow, |p| p.ph * p.pw);
+    fx.for_to(0, batch, 1, |fx, n| {
+        let xbase = fx.mul_add(n, g.padded_len() as i64, 0);
+        fx.for_range(0, g.f as i64, 1, |fx, f| {
+            emit_plane(fx, g, activation, bias, xpad, xbase, w, b, f, scratch);
+            // Epilogue: the plane is in `scratch` (rows of ow4).
+            let out_off = fx.b.ins().imul_imm_s(n, (g.f * out_plane) as i64);
+            let fo = fx.b.ins().imul_imm_s(f, out_plane as i64);
+            let out_off = fx.b.ins().iadd(out_off, fo);
+            let zero = fx.int(0);
+            match (pool, pool_geom) {
+                (Some(p), Some(pg)) => {
+                    emit_pool_plane(fx, p.kind, pg, scratch, zero, y, out_off, (train && p.kind == PoolKind::Max).then_some(argmax));
+                    if train && p.kind != PoolKind::Max {
+                        let keep_off = fx.b.ins().imul_imm_s(n, (g.f * g.oh * g.ow) as i64);
+                        let fk = fx.b.ins().imul_imm_s(f, (g.oh * g.ow) as i64);
+                        let keep_off = fx.b.ins().iadd(keep_off, fk);
+                        copy_plane(fx, g, scratch, keep, keep_off);
+                    }
+                }
+                _ => copy_plane(fx, g, scratch, y, out_off),
+            }
+        });
+    });
+}
+
+/// scratch (rows of ow4) → dst (rows of ow) at `dst_off`.
+fn copy_plane(fx: &mut Fx, g: ConvGeom, scratch: Value, dst: Value, dst_off: Value) {
+    fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+        let s = fx.mul_add(oy, g.ow4 as i64, 0);
+        let d = fx.mul_add(oy, g.ow as i64, 0);
+        let d = fx.b.ins().iadd(d, dst_off);
+        for ox in 0..g.ow {
+            let v = fx.load(F32, scratch, s, ox as i64);
+            fx.store(v, dst, d, ox as i64);
+        }
+    });
+}
+
+/// One filter's activated output plane into `scratch` (rows of ow4; the
+/// columns past `ow` hold garbage the epilogue never reads).
+#[allow(clippy::too_many_arguments)]
+fn emit_plane(
+    fx: &mut Fx,
+    g: ConvGeom,
+    activation: Activation,
+    bias: bool,
+    xpad: Value,
+    xbase: Value,
+    w: Value,
+    b: Value,
+    f: Value,
+    scratch: Value,
+) {
+    if g.vector() {
+        let vectors = g.ow4 / LANES;
+        fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+            let row = fx.b.ins().imul_imm_s(oy, g.sh as i64);
+            let mut first = 0;
+            while first < vectors {
+                let count = (vectors - first).min(MAX_ROW_VECTORS);
+                let init = if bias {
+                    let bv = fx.load(F32, b, f, 0);
+                    fx.splat(bv)
+                } else {
+                    fx.fv(0.0)
+                };
+                let accs: Vec<_> = (0..count).map(|_| fx.var(F32X4, init)).collect();
+                fx.for_range(0, g.c as i64, 1, |fx, ci| {
+                    let zero = fx.int(0);
+                    for ky in 0..g.kh {
+                        let r = fx.b.ins().iadd_imm_s(row, ky as i64);
+                        let base = g.x_index(fx, ci, r, zero);
+                        let base = fx.b.ins().iadd(base, xbase);
+                        for kx in 0..g.kw {
+                            let wi = g.w_index(fx, f, zero, zero, ci, ky, kx);
+                            let wv = fx.load(F32, w, wi, 0);
+                            let wv = fx.splat(wv);
+                            for (k, acc) in accs.iter().enumerate() {
+                                let xv = fx.load(F32X4, xpad, base, ((first + k) * LANES + kx) as i64);
+                                let a = fx.b.use_var(*acc);
+                                let a = fx.fma(xv, wv, a);
+                                fx.b.def_var(*acc, a);
+                            }
+                        }
+                    }
+                });
+                let out = fx.mul_add(oy, g.ow4 as i64, 0);
+                for (k, acc) in accs.iter().enumerate() {
+                    let a = fx.b.use_var(*acc);
+                    let a = fx.activation(activation, a, true);
+                    fx.store(a, scratch, out, ((first + k) * LANES) as i64);
+                }
+                first += count;
+            }
+        });
+        return;
+    }
+    // Strided or local: one scalar accumulator per output.
+    fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+        fx.for_range(0, g.ow as i64, 1, |fx, ox| {
+            let init = if bias {
+                let bi = if g.local {
+                    let a = fx.b.ins().imul_imm_s(f, g.oh as i64);
+                    let a = fx.b.ins().iadd(a, oy);
+                    let a = fx.b.ins().imul_imm_s(a, g.ow as i64);
+                    fx.b.ins().iadd(a, ox)
+                } else {
+                    f
+                };
+                fx.load(F32, b, bi, 0)
+            } else {
+                fx.f(0.0)
+            };
+            let acc = fx.var(F32, init);
+            let row = fx.b.ins().imul_imm_s(oy, g.sh as i64);
+            let col = fx.b.ins().imul_imm_s(ox, g.sw as i64);
+            fx.for_range(0, g.c as i64, 1, |fx, ci| {
+                for ky in 0..g.kh {
+                    let r = fx.b.ins().iadd_imm_s(row, ky as i64);
+                    let base = g.x_index(fx, ci, r, col);
+                    let base = fx.b.ins().iadd(base, xbase);
+                    for kx in 0..g.kw {
+                        let wi = g.w_index(fx, f, oy, ox, ci, ky, kx);
+                        let wv = fx.load(F32, w, wi, 0);
+                        let xv = fx.load(F32, xpad, base, kx as i64);
+                        let a = fx.b.use_var(acc);
+                        let a = fx.fma(xv, wv, a);
+                        fx.b.def_var(acc, a);
+                    }
+                }
+            });
+            let a = fx.b.use_var(acc);
+            let a = fx.activation(activation, a, false);
+            let out = fx.mul_add(oy, g.ow4 as i64, 0);
+            let out = fx.b.ins().iadd(out, ox);
+            fx.store(a, scratch, out, 0);
+        });
+    });
+}
+
+/// Argument slots of the backward kernel.
+pub mod bwd {
+    pub const XPAD: usize = 0;
+    pub const WEIGHT: usize = 1;
+    pub const DY: usize = 2;
+    pub const Y: usize = 3;
+    pub const KEEP: usize = 4;
+    pub const ARGMAX: usize = 5;
+    /// `F × oh × ow4` gradient at the pre-activation conv output.
+    pub const DZ: usize = 6;
+    pub const GW: usize = 7;
+    pub const GB: usize = 8;
+    /// Gradient of the padded input (zeroed by the caller, cropped after).
+    pub const DXPAD: usize = 9;
+}
+
+/// Backward of a conv stage over the batch: accumulates the weight and bias
+/// gradients and the padded input gradient.
+pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<&Pool>) {
+    let xpad = fx.arg(bwd::XPAD);
+    let w = fx.arg(bwd::WEIGHT);
+    let dy = fx.arg(bwd::DY);
+    let y = fx.arg(bwd::Y);
+    let keep = fx.arg(bwd::KEEP);
+    let argmax = fx.arg(bwd::ARGMAX);
+    let dz = fx.arg(bwd::DZ);
+    let gw = fx.arg(bwd::GW);
+    let gb = fx.arg(bwd::GB);
+    let dxpad = fx.arg(bwd::DXPAD);
+    let batch = fx.batch;
+    let plane4 = g.plane4();
+    let pool_geom = pool.map(|p| {
+        PoolGeom::new(
+            p,
+            g.oh,
+            g.ow,
+            g.ow4,
+            (g.oh + 2 * p.pad[0] - p.size[0]) / p.stride[0] + 1,
+            (g.ow + 2 * p.pad[1] - p.size[1]) / p.stride[1] + 1,
+        )
+    });
+    let out_plane = pool_geom.map_or(g.oh * g.ow, |p| p.ph * p.pw);
+    fx.for_to(0, batch, 1, |fx, n| {
+        // dz ← 0 (the padded tail columns stay 0, so vector loops may read them).
+        let zero_v = fx.fv(0.0);
+        fx.for_range(0, (g.f * plane4 / LANES) as i64, 1, |fx, i| {
+            let i4 = fx.b.ins().imul_imm_s(i, LANES as i64);
+            fx.store(zero_v, dz, i4, 0);
+        });
+        // dz at the conv output (pre-activation).
+        fx.for_range(0, g.f as i64, 1, |fx, f| {
+            let dz_off = fx.b.ins().imul_imm_s(f, plane4 as i64);
+            let o_off = fx.mul_add(n, (g.f * out_plane) as i64, 0);
+            let fo = fx.b.ins().imul_imm_s(f, out_plane as i64);
+            let o_off = fx.b.ins().iadd(o_off, fo);
+            let k_off = fx.mul_add(n, (g.f * g.oh * g.ow) as i64, 0);
+            let fk = fx.b.ins().imul_imm_s(f, (g.oh * g.ow) as i64);
+            let k_off = fx.b.ins().iadd(k_off, fk);
+            match (pool, pool_geom) {
+                (Some(p), Some(pg)) if p.kind == PoolKind::Max => {
+                    // The activation is monotone: its output at the maximum is the pooled value.
+                    fx.for_range(0, out_plane as i64, 1, |fx, o| {
+                        let oi = fx.b.ins().iadd(o, o_off);
+                        let gy = fx.load(F32, dy, oi, 0);
+                        let yv = fx.load(F32, y, oi, 0);
+                        let d = fx.activation_derivative(activation, yv, false);
+                        let gz = fx.b.ins().fmul(gy, d);
+                        let at = fx.load(I32, argmax, oi, 0);
+                        let at = fx.b.ins().uextend(super::emit::I64, at);
+                        let at = fx.b.ins().iadd(at, dz_off);
+                        fx.add_to(F32, dz, at, 0, gz);
+                    });
+                    let _ = pg;
+                }
+                (Some(p), Some(pg)) => {
+                    // Through the pool into dz (rows of ow4), then the activation.
+                    let keep4 = KeepView { keep, off: k_off, ow: g.ow, ow4: g.ow4 };
+                    emit_pool_backward_into_rows(fx, p.kind, pg, dy, y, o_off, keep4, dz, dz_off);
+                    fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+                        let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
+                        let r4 = fx.b.ins().iadd(r4, dz_off);
+                        let r = fx.mul_add(oy, g.ow as i64, 0);
+                        let r = fx.b.ins().iadd(r, k_off);
+                        for ox in 0..g.ow {
+                            let yv = fx.load(F32, keep, r, ox as i64);
+                            let d = fx.activation_derivative(activation, yv, false);
+                            let gz = fx.load(F32, dz, r4, ox as i64);
+                            let v = fx.b.ins().fmul(gz, d);
+                            fx.store(v, dz, r4, ox as i64);
+                        }
+                    });
+                }
+                _ => {
+                    fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+                        let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
+                        let r4 = fx.b.ins().iadd(r4, dz_off);
+                        let r = fx.mul_add(oy, g.ow as i64, 0);
+                        let r = fx.b.ins().iadd(r, o_off);
+                        for ox in 0..g.ow {
+                            let gy = fx.load(F32, dy, r, ox as i64);
+                            let yv = fx.load(F32, y, r, ox as i64);
+                            let d = fx.activation_derivative(activation, yv, false);
+                            let v = fx.b.ins().fmul(gy, d);
+                            fx.store(v, dz, r4, ox as i64);
+                        }
+                    });
+                }
+            }
+            if bias {
+                emit_bias_grad(fx, g, dz, dz_off, gb, f);
+            }
+        });
+        let xbase = fx.mul_add(n, g.padded_len() as i64, 0);
+        emit_weight_and_input_grads(fx, g, xpad, xbase, w, dz, gw, dxpad);
+    });
+}
+
+/// Where the activated conv output of one plane is kept (rows of `ow`).
+#[derive(Clone, Copy)]
+struct KeepView {
+    keep: Value,
+    off: Value,
+    ow: usize,
+    ow4: usize,
+}
+
+/// Average/L2 pool backward from pooled gradients into dz rows of ow4.
+#[allow(clippy::too_many_arguments)]
+fn emit_pool_backward_into_rows(
+    fx: &mut Fx,
+    kind: PoolKind,
+    pg: PoolGeom,
+    dy: Value,
+    y: Value,
+    o_off: Value,
+    keep: KeepView,
+    dz: Value,
+    dz_off: Value,
+) {
+    let window = (pg.kh * pg.kw) as f32;
+    fx.for_range(0, (pg.ph * pg.pw) as i64, 1, |fx, o| {
+        let oi = fx.b.ins().iadd(o, o_off);
+        let grad = fx.load(F32, dy, oi, 0);
+        let scale = if kind == PoolKind::Avg {
+            let k = fx.f(window);
+            fx.b.ins().fdiv(grad, k)
+        } else {
+            let yv = fx.load(F32, y, oi, 0);
+            let zero = fx.f(0.0);
+            let q = fx.b.ins().fdiv(grad, yv);
+            let pos = fx.b.ins().fcmp(FloatCC::GreaterThan, yv, zero);
+            fx.b.ins().select(pos, q, zero)
+        };
+        let py = fx.b.ins().udiv_imm_u(o, pg.pw as i64);
+        let px = fx.b.ins().urem_imm_u(o, pg.pw as i64);
+        for ty in 0..pg.kh {
+            for tx in 0..pg.kw {
+                // pg's row stride is ow4 (dz rows); the kept plane has rows of ow.
+                let (at4, inside) = pg.tap(fx, py, px, ty, tx);
+                let mut contribution = scale;
+                if kind == PoolKind::L2 {
+                    let row = fx.b.ins().udiv_imm_u(at4, keep.ow4 as i64);
+                    let col = fx.b.ins().urem_imm_u(at4, keep.ow4 as i64);
+                    let k = fx.mul_add(row, keep.ow as i64, 0);
+                    let k = fx.b.ins().iadd(k, col);
+                    let k = fx.b.ins().iadd(k, keep.off);
+                    let xv = fx.load(F32, keep.keep, k, 0);
+                    contribution = fx.b.ins().fmul(scale, xv);
+                }
+                if let Some(inside) = inside {
+                    let zero = fx.f(0.0);
+                    contribution = fx.b.ins().select(inside, contribution, zero);
+                }
+                let at = fx.b.ins().iadd(at4, dz_off);
+                fx.add_to(F32, dz, at, 0, contribution);
+            }
+        }
+    });
+}
+
+fn emit_bias_grad(fx: &mut Fx, g: ConvGeom, dz: Value, dz_off: Value, gb: Value, f: Value) {
+    if g.local {
+        // One bias per filter and position: gb[f, oy, ox] += dz.
+        let b_off = fx.b.ins().imul_imm_s(f, (g.oh * g.ow) as i64);
+        fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+            let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
+            let r4 = fx.b.ins().iadd(r4, dz_off);
+            let r = fx.mul_add(oy, g.ow as i64, 0);
+            let r = fx.b.ins().iadd(r, b_off);
+            for ox in 0..g.ow {
+                let v = fx.load(F32, dz, r4, ox as i64);
+                fx.add_to(F32, gb, r, ox as i64, v);
+            }
+        });
+        return;
+    }
+    let zero = fx.fv(0.0);
+    let acc = fx.var(F32X4, zero);
+    fx.for_range(0, (g.plane4() / LANES) as i64, 1, |fx, i| {
+        let i4 = fx.b.ins().imul_imm_s(i, LANES as i64);
+        let i4 = fx.b.ins().iadd(i4, dz_off);
+        let v = fx.load(F32X4, dz, i4, 0);
+        let a = fx.b.use_var(acc);
+        let a = fx.b.ins().fadd(a, v);
+        fx.b.def_var(acc, a);
+    });
+    let a = fx.b.use_var(acc);
+    let s = fx.hsum(a);
+    fx.add_to(F32, gb, f, 0, s);
+}
+
+/// gw += dz ⋆ x and dxpad += wᵀ ⋆ dz for one image.
+#[allow(clippy::too_many_arguments)]
+fn emit_weight_and_input_grads(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Value, w: Value, dz: Value, gw: Value, dxpad: Value) {
+    let plane4 = g.plane4();
+    if g.vector() {
+        let vectors = g.ow4 / LANES;
+        fx.for_range(0, g.f as i64, 1, |fx, f| {
+            let dz_off = fx.b.ins().imul_imm_s(f, plane4 as i64);
+            fx.for_range(0, g.c as i64, 1, |fx, ci| {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let zero = fx.int(0);
+                        let wi = g.w_index(fx, f, zero, zero, ci, ky, kx);
+                        let wv = fx.load(F32, w, wi, 0);
+                        let wv = fx.splat(wv);
+                        let z = fx.fv(0.0);
+                        let acc = fx.var(F32X4, z);
+                        fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+                            let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
+                            let r4 = fx.b.ins().iadd(r4, dz_off);
+                            let row = fx.mul_add(oy, g.sh as i64, ky as i64);
+                            let zero = fx.int(0);
+                            let xi = g.x_index(fx, ci, row, zero);
+                            let xi = fx.b.ins().iadd(xi, xbase);
+                            for v in 0..vectors {
+                                let dzv = fx.load(F32X4, dz, r4, (v * LANES) as i64);
+                                let xv = fx.load(F32X4, xpad, xi, (v * LANES + kx) as i64);
+                                let a = fx.b.use_var(acc);
+                                let a = fx.fma(dzv, xv, a);
+                                fx.b.def_var(acc, a);
+                                let dxv = fx.load(F32X4, dxpad, xi, (v * LANES + kx) as i64);
+                                let dxv = fx.fma(dzv, wv, dxv);
+                                fx.store(dxv, dxpad, xi, (v * LANES + kx) as i64);
+                            }
+                        });
+                        let a = fx.b.use_var(acc);
+                        let s = fx.hsum(a);
+                        fx.add_to(F32, gw, wi, 0, s);
+                    }
+                }
+            });
+        });
+        return;
+    }
+    fx.for_range(0, g.f as i64, 1, |fx, f| {
+        let dz_off = fx.b.ins().imul_imm_s(f, plane4 as i64);
+        fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+            fx.for_range(0, g.ow as i64, 1, |fx, ox| {
+                let zi = fx.mul_add(oy, g.ow4 as i64, 0);
+                let zi = fx.b.ins().iadd(zi, ox);
+                let zi = fx.b.ins().iadd(zi, dz_off);
+                let gz = fx.load(F32, dz, zi, 0);
+                let row = fx.b.ins().imul_imm_s(oy, g.sh as i64);
+                let col = fx.b.ins().imul_imm_s(ox, g.sw as i64);
+                fx.for_range(0, g.c as i64, 1, |fx, ci| {
+                    for ky in 0..g.kh {
+                        let r = fx.b.ins().iadd_imm_s(row, ky as i64);
+                        let xi = g.x_index(fx, ci, r, col);
+                        let xi = fx.b.ins().iadd(xi, xbase);
+                        for kx in 0..g.kw {
+                            let wi = g.w_index(fx, f, oy, ox, ci, ky, kx);
+                            let xv = fx.load(F32, xpad, xi, kx as i64);
+                            let gwv = fx.b.ins().fmul(gz, xv);
+                            fx.add_to(F32, gw, wi, 0, gwv);
+                            let wv = fx.load(F32, w, wi, 0);
+                            let dxv = fx.b.ins().fmul(gz, wv);
+                            fx.add_to(F32, dxpad, xi, kx as i64, dxv);
+                        }
+                    }
+                });
+            });
+        });
+    });
+}

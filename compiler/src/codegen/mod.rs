@@ -1,0 +1,5 @@
+//! Code generators. Each reads the [`crate::plan::Plan`] and never
+//! re-derives a shape.
+
+#[cfg(feature = "jit")]
+pub mod cranelift;

@@ -1,0 +1,124 @@
+//! The differential harness: run a spec through a backend and through the
+//! interpreter with the same weights, input and dropout seed, and compare
+//! logits (inference and training mode), the input gradient and every
+//! parameter gradient. Written once; every backend adds a constructor.
+//!
+//! Tolerances, relative to the largest magnitude in the reference tensor:
+//! 1e-4 for logits, 1e-3 for gradients (the backends sum in other orders,
+//! and gradients sum over batch and positions).
+
+use convc_compiler::{Graph, SourceFile, check_source};
+use convc_runtime::rng::Rng;
+use convc_runtime::{Mode, Model};
+
+pub const FORWARD_TOLERANCE: f32 = 1e-4;
+pub const GRADIENT_TOLERANCE: f32 = 1e-3;
+
+pub type Build = dyn Fn(&Graph, u64) -> Box<dyn Model>;
+
+fn compare(what: &str, got: &[f32], want: &[f32], tolerance: f32) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, the interpreter has {}", got.len(), want.len()));
+    }
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        // Written so that a NaN on either side fails.
+        let close = (a - b).abs() <= tolerance * scale;
+        if !close {
+            return Err(format!("{what}[{i}]: {a} vs the interpreter's {b} (scale {scale})"));
+        }
+    }
+    Ok(())
+}
+
+/// Compare `build`'s network against the interpreter on `graph`.
+pub fn check_against_interpreter(graph: &Graph, batch: usize, seed: u64, build: &Build) -> Result<(), String> {
+    let mut reference = convc_compiler::interpreter(graph, seed);
+    let mut backend = build(graph, seed);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    // Weights: the shared initialisation, plus non-zero biases.
+    for (r, b) in reference.params_mut().into_iter().zip(backend.params_mut()) {
+        if r.name != b.name || r.shape != b.shape {
+            return Err(format!("parameter {} {:?} vs the interpreter's {} {:?}", b.name, b.shape, r.name, r.shape));
+        }
+        if r.name.ends_with(".bias") {
+            for v in r.value.iter_mut() {
+                *v = rng.symmetric(0.2);
+            }
+        }
+        b.value.copy_from_slice(r.value);
+    }
+    let x: Vec<f32> = (0..batch * graph.input.len()).map(|_| rng.next_f32()).collect();
+
+    let want = reference.forward(&x, batch, Mode::Infer).map_err(|e| e.to_string())?.to_vec();
+    let got = backend.forward(&x, batch, Mode::Infer).map_err(|e| e.to_string())?.to_vec();
+    compare("inference logits", &got, &want, FORWARD_TOLERANCE)?;
+
+    let mode = Mode::Train { seed: seed + 1 };
+    let want = reference.forward(&x, batch, mode).map_err(|e| e.to_string())?.to_vec();
+    let got = backend.forward(&x, batch, mode).map_err(|e| e.to_string())?.to_vec();
+    compare("training logits", &got, &want, FORWARD_TOLERANCE)?;
+
+    let dy: Vec<f32> = (0..want.len()).map(|_| rng.symmetric(1.0)).collect();
+    reference.backward(&dy).map_err(|e| e.to_string())?;
+    backend.backward(&dy).map_err(|e| e.to_string())?;
+    compare("input gradient", backend.input_grad(), reference.input_grad(), GRADIENT_TOLERANCE)?;
+    for (r, b) in reference.params_mut().into_iter().zip(backend.params_mut()) {
+        compare(&format!("gradient of {}", r.name), b.grad, r.grad, GRADIENT_TOLERANCE)?;
+    }
+    Ok(())
+}
+
+/// A random valid spec: window layers (conv2d, local2d, pools) with random
+/// kernels, strides, paddings and activations, then maybe dropout, then
+/// dense layers. Flooring is on, so every window that fits is valid.
+pub fn random_spec(seed: u64) -> (String, usize) {
+    let mut rng = Rng::new(seed);
+    let mut pick = |n: usize| rng.below(n);
+    let activations = ["none", "relu", "leaky_relu", "elu", "sigmoid", "tanh"];
+    let (c, mut h, mut w) = (1 + pick(3), 5 + pick(12), 5 + pick(12));
+    let mut text = format!("[network]\nname = \"random{seed}\"\ninput = [{c}, {h}, {w}]\nrounding = \"floor\"\n");
+    for _ in 0..1 + pick(3) {
+        let kind = pick(5);
+        let (kh, kw) = (1 + pick(4.min(h)), 1 + pick(4.min(w)));
+        let (sh, sw) = (1 + pick(2), 1 + pick(2));
+        let (ph, pw) = if kind >= 2 { (pick(kh / 2 + 1), pick(kw / 2 + 1)) } else { (pick(3), pick(3)) };
+        let (oh, ow) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+        let window = format!("stride = [{sh}, {sw}]\npadding = [{ph}, {pw}]\n");
+        text += &match kind {
+            0 | 1 => {
+                let ty = if kind == 0 || pick(3) > 0 { "conv2d" } else { "local2d" };
+                let act = activations[pick(activations.len())];
+                let bias = pick(4) > 0;
+                format!(
+                    "[[layer]]\ntype = \"{ty}\"\nfilters = {}\nkernel = [{kh}, {kw}]\n{window}activation = \"{act}\"\nbias = {bias}\n",
+                    1 + pick(5)
+                )
+            }
+            _ => {
+                let ty = ["max_pool", "avg_pool", "l2_pool"][pick(3)];
+                format!("[[layer]]\ntype = \"{ty}\"\nsize = [{kh}, {kw}]\n{window}")
+            }
+        };
+        if pick(4) == 0 {
+            text += &format!("[[layer]]\ntype = \"{}\"\n", ["relu", "tanh", "sigmoid"][pick(3)]);
+        }
+        h = oh;
+        w = ow;
+    }
+    text += "[[layer]]\ntype = \"flatten\"\n";
+    if pick(2) == 0 {
+        text +=
+            &format!("[[layer]]\ntype = \"dense\"\nunits = {}\nactivation = \"{}\"\n", 1 + pick(12), activations[pick(activations.len())]);
+    }
+    if pick(3) == 0 {
+        text += "[[layer]]\ntype = \"dropout\"\nrate = 0.3\n";
+    }
+    text += &format!("[[layer]]\ntype = \"dense\"\nunits = {}\n", 2 + pick(9));
+    let batch = [1, 2, 3, 5, 8][pick(5)];
+    (text, batch)
+}
+
+pub fn graph(text: &str) -> Graph {
+    check_source(&SourceFile::new("random.toml", text)).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}

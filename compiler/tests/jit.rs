@@ -1,0 +1,39 @@
+//! The Cranelift JIT against the interpreter: every shipped spec and 200
+//! random specs, forward and backward, fused and unfused.
+
+mod common;
+
+use std::path::Path;
+
+use common::differential::{check_against_interpreter, graph, random_spec};
+use convc_compiler::Graph;
+use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
+use convc_runtime::Model;
+
+fn jit(fuse: bool) -> impl Fn(&Graph, u64) -> Box<dyn Model> {
+    move |g: &Graph, seed: u64| Box::new(compile_with(g, JitOptions { fuse, seed }).unwrap_or_else(|e| panic!("{e}"))) as Box<dyn Model>
+}
+
+#[test]
+fn random_specs_match_the_interpreter() {
+    let mut failures = Vec::new();
+    for seed in 0..200 {
+        let (text, batch) = random_spec(seed);
+        let g = graph(&text);
+        for fuse in [true, false] {
+            if let Err(e) = check_against_interpreter(&g, batch, seed, &jit(fuse)) {
+                failures.push(format!("seed {seed}, batch {batch}, fuse {fuse}: {e}\n{text}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches; first:\n{}", failures.len(), failures.first().map_or("", String::as_str));
+}
+
+#[test]
+fn shipped_specs_match_the_interpreter() {
+    for (name, batch) in [("lenet5", 3), ("fashion_tf", 2), ("alexnet", 1)] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../specs/{name}.toml"));
+        let g = convc_compiler::check(&path).unwrap();
+        check_against_interpreter(&g, batch, 7, &jit(true)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
