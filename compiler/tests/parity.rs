@@ -1,7 +1,7 @@
 //! Parity with PyTorch, on fixtures made by `tests/fixtures/parity/make_fixtures.py`:
 //! with the same weights and batch, `convc predict` logits, the weights
 //! after one SGD step and after two Adam steps agree with PyTorch's to
-//! 1e-4 relative.
+//! 1e-4 relative, on the interpreter and on the JIT.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,9 +40,15 @@ fn assert_close(got: &[Tensor], expected: &[Tensor], what: &str) {
 }
 
 fn check_net(net: &str) {
+    for backend in ["interp", "jit"] {
+        check_net_with(net, backend);
+    }
+}
+
+fn check_net_with(net: &str, backend: &str) {
     let dir = fixtures().join(net);
     let spec = fixtures().join(format!("{net}.toml"));
-    let tmp = std::env::temp_dir().join(format!("convc-parity-{net}-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!("convc-parity-{net}-{backend}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let init = s(&dir.join("init.safetensors"));
@@ -59,8 +65,10 @@ fn check_net(net: &str) {
         &s(&dir.join("train-labels-idx1-ubyte")),
         "--logits",
         &s(&logits),
+        "--backend",
+        backend,
     ]);
-    assert_close(&read(&logits), &read(&dir.join("logits.safetensors")), &format!("{net} logits"));
+    assert_close(&read(&logits), &read(&dir.join("logits.safetensors")), &format!("{net} logits ({backend})"));
 
     let sgd = tmp.join("sgd.safetensors");
     convc(&[
@@ -87,7 +95,7 @@ fn check_net(net: &str) {
         &s(&sgd),
         "--quiet",
     ]);
-    assert_close(&read(&sgd), &read(&dir.join("sgd.safetensors")), &format!("{net} after one SGD step"));
+    assert_close(&read(&sgd), &read(&dir.join("sgd.safetensors")), &format!("{net} after one SGD step ({backend})"));
 
     let adam = tmp.join("adam.safetensors");
     convc(&[
@@ -112,7 +120,7 @@ fn check_net(net: &str) {
         &s(&adam),
         "--quiet",
     ]);
-    assert_close(&read(&adam), &read(&dir.join("adam.safetensors")), &format!("{net} after two Adam steps"));
+    assert_close(&read(&adam), &read(&dir.join("adam.safetensors")), &format!("{net} after two Adam steps ({backend})"));
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 

@@ -23,6 +23,8 @@ pub enum OptimizerArg {
 /// Which code runs the network.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
+    /// Machine code compiled at run time by Cranelift.
+    Jit,
     /// The reference interpreter.
     Interp,
 }
@@ -30,15 +32,29 @@ pub enum Backend {
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
+            Self::Jit => "jit",
             Self::Interp => "interp",
         }
     }
 }
 
-pub fn build_model(graph: &Graph, backend: Backend, seed: u64) -> Box<dyn Model> {
-    match backend {
+/// `fuse`: let the JIT fuse conv + activation + pool (off only to measure
+/// what fusion buys).
+pub fn build_model(graph: &Graph, backend: Backend, seed: u64, fuse: bool) -> Result<Box<dyn Model>, CliError> {
+    use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
+    Ok(match backend {
         Backend::Interp => Box::new(convc_compiler::interpreter(graph, seed)),
-    }
+        Backend::Jit => {
+            let net = compile_with(graph, JitOptions { fuse, seed }).map_err(|e| CliError::msg(e.to_string()))?;
+            eprintln!(
+                "compiled {} stages ({}) in {:.2} ms",
+                net.stage_names().len(),
+                net.stage_names().join(", "),
+                net.compile_time().as_secs_f64() * 1e3
+            );
+            Box::new(net)
+        }
+    })
 }
 
 /// Every way a command can fail; each prints as a complete message.

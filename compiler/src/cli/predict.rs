@@ -27,13 +27,13 @@ pub struct PredictArgs {
     logits: Option<PathBuf>,
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
-    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     backend: Backend,
 }
 
 pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
-    let mut model = build_model(&graph, args.backend, 0);
+    let mut model = build_model(&graph, args.backend, 0, true)?;
     weights::load_model(model.as_mut(), &args.weights)?;
     let (pixels, n, height, width) = data::read_images(&args.images)?;
     let labels = match &args.labels {

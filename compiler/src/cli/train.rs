@@ -54,7 +54,7 @@ pub struct TrainArgs {
     /// Continue from a checkpoint written by --save.
     #[arg(long, value_name = "CKPT")]
     resume: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     backend: Backend,
     /// Train on the first N training images only.
     #[arg(long, value_name = "N")]
@@ -71,6 +71,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// JIT: run conv, activation and pool as separate stages (to measure fusion).
+    #[arg(long)]
+    no_fusion: bool,
 }
 
 /// The optimizer from flags, then the spec, then defaults.
@@ -123,7 +126,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         return Err(CliError::msg("the training set is empty (check --limit)"));
     }
 
-    let mut model = build_model(&graph, args.backend, seed);
+    let mut model = build_model(&graph, args.backend, seed, !args.no_fusion)?;
     let mut history = Vec::new();
     if let Some(path) = &args.init {
         weights::load_model(model.as_mut(), path)?;

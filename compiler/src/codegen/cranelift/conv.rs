@@ -44,7 +44,9 @@ impl ConvGeom {
     pub fn new(conv: &Conv, local: bool, c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Self {
         let ow4 = ow.div_ceil(LANES) * LANES;
         let vector = Self::vector_path(conv, local);
-        let wp = (w + 2 * conv.pad[1]).max(if vector { ow4 + conv.kernel[1] - 1 } else { 0 });
+        // The vector path loads whole vectors up to column ow4 + kw − 2 and
+        // (backward) writes whole rows of input gradient: pad to vectors.
+        let wp = if vector { (w + 2 * conv.pad[1]).max(ow4 + conv.kernel[1] - 1).div_ceil(LANES) * LANES } else { w + 2 * conv.pad[1] };
         Self {
             c,
             f: conv.filters,
@@ -293,6 +295,113 @@ pub fn emit_pool_plane_backward(
     });
 }
 
+/// `out[k, r, x] = Σ_ci Σ_ky Σ_kx w(k, ci, ky, kx) · in[ci, r·row_step + ky, x + kx]`
+/// for `outs` output channels at once and whole output rows of `vectors`
+/// f32x4, stride 1 along x. A row is cut into blocks of up to
+/// `MAX_ROW_VECTORS`; the `outs × block` accumulators share every input
+/// load and every broadcast weight. Used by the forward conv and, with the
+/// kernel flipped, for the input gradient.
+#[derive(Debug, Clone, Copy)]
+struct RowCorrelation {
+    in_channels: usize,
+    in_plane: usize,
+    in_row: usize,
+    kh: usize,
+    kw: usize,
+    rows: usize,
+    row_step: usize,
+    vectors: usize,
+}
+
+/// Accumulators kept live at once: 16 xmm registers hold them, the
+/// broadcast weights and the loaded input vector.
+const ACCUMULATOR_BUDGET: usize = 10;
+
+impl RowCorrelation {
+    /// How many output channels to compute together.
+    fn channel_block(&self) -> usize {
+        (ACCUMULATOR_BUDGET / self.vectors.min(MAX_ROW_VECTORS)).max(1)
+    }
+}
+
+/// `init(k)` gives the initial accumulator of output channel k of the
+/// block, `weight(k, ci, ky, kx)` the index of its weight, and
+/// `store(k, acc, row, col)` consumes the finished vector.
+type InitFn<'f> = dyn Fn(&mut Fx, usize) -> Value + 'f;
+type WeightFn<'f> = dyn Fn(&mut Fx, usize, Value, usize, usize) -> Value + 'f;
+type StoreFn<'f> = dyn Fn(&mut Fx, usize, Value, Value, usize) + 'f;
+
+#[allow(clippy::too_many_arguments)]
+fn emit_row_correlation(
+    fx: &mut Fx,
+    rc: RowCorrelation,
+    outs: usize,
+    input: Value,
+    in_base: Value,
+    w: Value,
+    init: &InitFn,
+    weight: &WeightFn,
+    store: &StoreFn,
+) {
+    fx.for_range(0, rc.rows as i64, 1, |fx, r| {
+        let row = fx.b.ins().imul_imm_s(r, rc.row_step as i64);
+        let mut first = 0;
+        while first < rc.vectors {
+            let count = (rc.vectors - first).min(MAX_ROW_VECTORS);
+            let mut accs = Vec::new();
+            for k in 0..outs {
+                let start = init(fx, k);
+                accs.extend((0..count).map(|_| fx.var(F32X4, start)));
+            }
+            fx.for_range(0, rc.in_channels as i64, 1, |fx, ci| {
+                let plane = fx.b.ins().imul_imm_s(ci, rc.in_plane as i64);
+                let plane = fx.b.ins().iadd(plane, in_base);
+                for ky in 0..rc.kh {
+                    let rr = fx.mul_add(row, rc.in_row as i64, (ky * rc.in_row) as i64);
+                    let base = fx.b.ins().iadd(plane, rr);
+                    for kx in 0..rc.kw {
+                        let ws: Vec<Value> = (0..outs)
+                            .map(|k| {
+                                let wi = weight(fx, k, ci, ky, kx);
+                                let wv = fx.load(F32, w, wi, 0);
+                                fx.splat(wv)
+                            })
+                            .collect();
+                        for v in 0..count {
+                            let xv = fx.load(F32X4, input, base, ((first + v) * LANES + kx) as i64);
+                            for (k, wv) in ws.iter().enumerate() {
+                                let acc = accs[k * count + v];
+                                let a = fx.b.use_var(acc);
+                                let a = fx.fma(xv, *wv, a);
+                                fx.b.def_var(acc, a);
+                            }
+                        }
+                    }
+                }
+            });
+            for k in 0..outs {
+                for v in 0..count {
+                    let a = fx.b.use_var(accs[k * count + v]);
+                    store(fx, k, a, r, (first + v) * LANES);
+                }
+            }
+            first += count;
+        }
+    });
+}
+
+/// Run `body(first, count)` over `0..total` in blocks of `block`
+/// (a run-time loop), then the rest one by one.
+fn for_blocks(fx: &mut Fx, total: usize, block: usize, mut body: impl FnMut(&mut Fx, Value, usize)) {
+    let main = total / block * block;
+    if block > 1 {
+        fx.for_range(0, main as i64, block as i64, |fx, first| body(fx, first, block));
+        fx.for_range(main as i64, total as i64, 1, |fx, first| body(fx, first, 1));
+    } else {
+        fx.for_range(0, total as i64, 1, |fx, first| body(fx, first, 1));
+    }
+}
+
 /// Argument slots of the forward kernel.
 pub mod fwd {
     pub const XPAD: usize = 0;
@@ -327,35 +436,58 @@ pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool
         )
     });
     let out_plane = pool_geom.map_or(g.oh * g.ow, |p| p.ph * p.pw);
+    let block = forward_channel_block(&g);
     fx.for_to(0, batch, 1, |fx, n| {
         let xbase = fx.mul_add(n, g.padded_len() as i64, 0);
-        fx.for_range(0, g.f as i64, 1, |fx, f| {
-            emit_plane(fx, g, activation, bias, xpad, xbase, w, b, f, scratch);
-            // Epilogue: the plane is in `scratch` (rows of ow4).
-            let out_off = fx.b.ins().imul_imm_s(n, (g.f * out_plane) as i64);
-            let fo = fx.b.ins().imul_imm_s(f, out_plane as i64);
-            let out_off = fx.b.ins().iadd(out_off, fo);
-            let zero = fx.int(0);
-            match (pool, pool_geom) {
-                (Some(p), Some(pg)) => {
-                    emit_pool_plane(fx, p.kind, pg, scratch, zero, y, out_off, (train && p.kind == PoolKind::Max).then_some(argmax));
-                    if train && p.kind != PoolKind::Max {
-                        let keep_off = fx.b.ins().imul_imm_s(n, (g.f * g.oh * g.ow) as i64);
-                        let fk = fx.b.ins().imul_imm_s(f, (g.oh * g.ow) as i64);
-                        let keep_off = fx.b.ins().iadd(keep_off, fk);
-                        copy_plane(fx, g, scratch, keep, keep_off);
+        for_blocks(fx, g.f, block, |fx, f0, count| {
+            emit_planes(fx, g, activation, bias, xpad, xbase, w, b, f0, count, scratch);
+            for k in 0..count {
+                // Epilogue: filter f0 + k's plane is at k·plane4 in `scratch` (rows of ow4).
+                let f = fx.b.ins().iadd_imm_s(f0, k as i64);
+                let src_off = fx.int((k * g.plane4()) as i64);
+                let out_off = fx.b.ins().imul_imm_s(n, (g.f * out_plane) as i64);
+                let fo = fx.b.ins().imul_imm_s(f, out_plane as i64);
+                let out_off = fx.b.ins().iadd(out_off, fo);
+                match (pool, pool_geom) {
+                    (Some(p), Some(pg)) => {
+                        emit_pool_plane(fx, p.kind, pg, scratch, src_off, y, out_off, (train && p.kind == PoolKind::Max).then_some(argmax));
+                        if train && p.kind != PoolKind::Max {
+                            let keep_off = fx.b.ins().imul_imm_s(n, (g.f * g.oh * g.ow) as i64);
+                            let fk = fx.b.ins().imul_imm_s(f, (g.oh * g.ow) as i64);
+                            let keep_off = fx.b.ins().iadd(keep_off, fk);
+                            copy_plane(fx, g, scratch, src_off, keep, keep_off);
+                        }
                     }
+                    _ => copy_plane(fx, g, scratch, src_off, y, out_off),
                 }
-                _ => copy_plane(fx, g, scratch, y, out_off),
             }
         });
     });
 }
 
-/// scratch (rows of ow4) → dst (rows of ow) at `dst_off`.
-fn copy_plane(fx: &mut Fx, g: ConvGeom, scratch: Value, dst: Value, dst_off: Value) {
+/// Filters computed together by the forward kernel (1 off the vector path).
+pub fn forward_channel_block(g: &ConvGeom) -> usize {
+    if g.vector() { forward_correlation(g).channel_block().min(g.f) } else { 1 }
+}
+
+fn forward_correlation(g: &ConvGeom) -> RowCorrelation {
+    RowCorrelation {
+        in_channels: g.c,
+        in_plane: g.hp * g.wp,
+        in_row: g.wp,
+        kh: g.kh,
+        kw: g.kw,
+        rows: g.oh,
+        row_step: g.sh,
+        vectors: g.ow4 / LANES,
+    }
+}
+
+/// scratch (rows of ow4, from `src_off`) → dst (rows of ow) at `dst_off`.
+fn copy_plane(fx: &mut Fx, g: ConvGeom, scratch: Value, src_off: Value, dst: Value, dst_off: Value) {
     fx.for_range(0, g.oh as i64, 1, |fx, oy| {
         let s = fx.mul_add(oy, g.ow4 as i64, 0);
+        let s = fx.b.ins().iadd(s, src_off);
         let d = fx.mul_add(oy, g.ow as i64, 0);
         let d = fx.b.ins().iadd(d, dst_off);
         for ox in 0..g.ow {
@@ -365,10 +497,11 @@ fn copy_plane(fx: &mut Fx, g: ConvGeom, scratch: Value, dst: Value, dst_off: Val
     });
 }
 
-/// One filter's activated output plane into `scratch` (rows of ow4; the
-/// columns past `ow` hold garbage the epilogue never reads).
+/// The activated output planes of filters `f0 .. f0 + count` into
+/// `scratch` (plane k at k·plane4, rows of ow4; the columns past `ow` hold
+/// values the epilogue never reads). Off the vector path `count` is 1.
 #[allow(clippy::too_many_arguments)]
-fn emit_plane(
+fn emit_planes(
     fx: &mut Fx,
     g: ConvGeom,
     activation: Activation,
@@ -377,53 +510,33 @@ fn emit_plane(
     xbase: Value,
     w: Value,
     b: Value,
-    f: Value,
+    f0: Value,
+    count: usize,
     scratch: Value,
 ) {
     if g.vector() {
-        let vectors = g.ow4 / LANES;
-        fx.for_range(0, g.oh as i64, 1, |fx, oy| {
-            let row = fx.b.ins().imul_imm_s(oy, g.sh as i64);
-            let mut first = 0;
-            while first < vectors {
-                let count = (vectors - first).min(MAX_ROW_VECTORS);
-                let init = if bias {
-                    let bv = fx.load(F32, b, f, 0);
-                    fx.splat(bv)
-                } else {
-                    fx.fv(0.0)
-                };
-                let accs: Vec<_> = (0..count).map(|_| fx.var(F32X4, init)).collect();
-                fx.for_range(0, g.c as i64, 1, |fx, ci| {
-                    let zero = fx.int(0);
-                    for ky in 0..g.kh {
-                        let r = fx.b.ins().iadd_imm_s(row, ky as i64);
-                        let base = g.x_index(fx, ci, r, zero);
-                        let base = fx.b.ins().iadd(base, xbase);
-                        for kx in 0..g.kw {
-                            let wi = g.w_index(fx, f, zero, zero, ci, ky, kx);
-                            let wv = fx.load(F32, w, wi, 0);
-                            let wv = fx.splat(wv);
-                            for (k, acc) in accs.iter().enumerate() {
-                                let xv = fx.load(F32X4, xpad, base, ((first + k) * LANES + kx) as i64);
-                                let a = fx.b.use_var(*acc);
-                                let a = fx.fma(xv, wv, a);
-                                fx.b.def_var(*acc, a);
-                            }
-                        }
-                    }
-                });
-                let out = fx.mul_add(oy, g.ow4 as i64, 0);
-                for (k, acc) in accs.iter().enumerate() {
-                    let a = fx.b.use_var(*acc);
-                    let a = fx.activation(activation, a, true);
-                    fx.store(a, scratch, out, ((first + k) * LANES) as i64);
-                }
-                first += count;
+        let init = |fx: &mut Fx, k: usize| {
+            if bias {
+                let bv = fx.load(F32, b, f0, k as i64);
+                fx.splat(bv)
+            } else {
+                fx.fv(0.0)
             }
-        });
+        };
+        let weight = |fx: &mut Fx, k: usize, ci: Value, ky: usize, kx: usize| {
+            let zero = fx.int(0);
+            let f = fx.b.ins().iadd_imm_s(f0, k as i64);
+            g.w_index(fx, f, zero, zero, ci, ky, kx)
+        };
+        let store = |fx: &mut Fx, k: usize, acc: Value, row: Value, col: usize| {
+            let a = fx.activation(activation, acc, true);
+            let out = fx.mul_add(row, g.ow4 as i64, (k * g.plane4()) as i64);
+            fx.store(a, scratch, out, col as i64);
+        };
+        emit_row_correlation(fx, forward_correlation(&g), count, xpad, xbase, w, &init, &weight, &store);
         return;
     }
+    let f = f0;
     // Strided or local: one scalar accumulator per output.
     fx.for_range(0, g.oh as i64, 1, |fx, oy| {
         fx.for_range(0, g.ow as i64, 1, |fx, ox| {
@@ -481,6 +594,8 @@ pub mod bwd {
     pub const GB: usize = 8;
     /// Gradient of the padded input (zeroed by the caller, cropped after).
     pub const DXPAD: usize = 9;
+    /// One image's zero-padded dz for the stride-1 input gradient (see `dzpad_dims`).
+    pub const DZPAD: usize = 10;
 }
 
 /// Backward of a conv stage over the batch: accumulates the weight and bias
@@ -496,6 +611,7 @@ pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: boo
     let gw = fx.arg(bwd::GW);
     let gb = fx.arg(bwd::GB);
     let dxpad = fx.arg(bwd::DXPAD);
+    let dzpad = fx.arg(bwd::DZPAD);
     let batch = fx.batch;
     let plane4 = g.plane4();
     let pool_geom = pool.map(|p| {
@@ -580,7 +696,7 @@ pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: boo
             }
         });
         let xbase = fx.mul_add(n, g.padded_len() as i64, 0);
-        emit_weight_and_input_grads(fx, g, xpad, xbase, w, dz, gw, dxpad);
+        emit_weight_and_input_grads(fx, g, xpad, xbase, w, dz, gw, dxpad, dzpad);
     });
 }
 
@@ -680,9 +796,25 @@ fn emit_bias_grad(fx: &mut Fx, g: ConvGeom, dz: Value, dz_off: Value, gb: Value,
 
 /// gw += dz ⋆ x and dxpad += wᵀ ⋆ dz for one image.
 #[allow(clippy::too_many_arguments)]
-fn emit_weight_and_input_grads(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Value, w: Value, dz: Value, gw: Value, dxpad: Value) {
+fn emit_weight_and_input_grads(
+    fx: &mut Fx,
+    g: ConvGeom,
+    xpad: Value,
+    xbase: Value,
+    w: Value,
+    dz: Value,
+    gw: Value,
+    dxpad: Value,
+    dzpad: Value,
+) {
     let plane4 = g.plane4();
     if g.vector() {
+        emit_weight_grads_vector(fx, g, xpad, xbase, dz, gw);
+        if g.sh == 1 {
+            emit_input_grads_transposed(fx, g, w, dz, dzpad, dxpad, xbase);
+            return;
+        }
+        // Strided rows: scatter each dz row into the input gradient.
         let vectors = g.ow4 / LANES;
         fx.for_range(0, g.f as i64, 1, |fx, f| {
             let dz_off = fx.b.ins().imul_imm_s(f, plane4 as i64);
@@ -693,8 +825,6 @@ fn emit_weight_and_input_grads(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Val
                         let wi = g.w_index(fx, f, zero, zero, ci, ky, kx);
                         let wv = fx.load(F32, w, wi, 0);
                         let wv = fx.splat(wv);
-                        let z = fx.fv(0.0);
-                        let acc = fx.var(F32X4, z);
                         fx.for_range(0, g.oh as i64, 1, |fx, oy| {
                             let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
                             let r4 = fx.b.ins().iadd(r4, dz_off);
@@ -704,18 +834,11 @@ fn emit_weight_and_input_grads(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Val
                             let xi = fx.b.ins().iadd(xi, xbase);
                             for v in 0..vectors {
                                 let dzv = fx.load(F32X4, dz, r4, (v * LANES) as i64);
-                                let xv = fx.load(F32X4, xpad, xi, (v * LANES + kx) as i64);
-                                let a = fx.b.use_var(acc);
-                                let a = fx.fma(dzv, xv, a);
-                                fx.b.def_var(acc, a);
                                 let dxv = fx.load(F32X4, dxpad, xi, (v * LANES + kx) as i64);
                                 let dxv = fx.fma(dzv, wv, dxv);
                                 fx.store(dxv, dxpad, xi, (v * LANES + kx) as i64);
                             }
                         });
-                        let a = fx.b.use_var(acc);
-                        let s = fx.hsum(a);
-                        fx.add_to(F32, gw, wi, 0, s);
                     }
                 }
             });
@@ -750,5 +873,115 @@ fn emit_weight_and_input_grads(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Val
                 });
             });
         });
+    });
+}
+
+/// Most weight-gradient accumulators (one per kernel column) at a time.
+const MAX_TAP_ACCUMULATORS: usize = 8;
+
+/// gw[f, ci, ky, kx] += Σ_{oy, ox} dz[f, oy, ox] · x[ci, oy·sh + ky, ox + kx]:
+/// each dz vector is loaded once and serves one accumulator per kernel column.
+fn emit_weight_grads_vector(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Value, dz: Value, gw: Value) {
+    let vectors = g.ow4 / LANES;
+    fx.for_range(0, g.f as i64, 1, |fx, f| {
+        let dz_off = fx.b.ins().imul_imm_s(f, g.plane4() as i64);
+        fx.for_range(0, g.c as i64, 1, |fx, ci| {
+            for ky in 0..g.kh {
+                let mut first = 0;
+                while first < g.kw {
+                    let count = (g.kw - first).min(MAX_TAP_ACCUMULATORS);
+                    let zero = fx.fv(0.0);
+                    let accs: Vec<_> = (0..count).map(|_| fx.var(F32X4, zero)).collect();
+                    fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+                        let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
+                        let r4 = fx.b.ins().iadd(r4, dz_off);
+                        let row = fx.mul_add(oy, g.sh as i64, ky as i64);
+                        let zero = fx.int(0);
+                        let xi = g.x_index(fx, ci, row, zero);
+                        let xi = fx.b.ins().iadd(xi, xbase);
+                        for v in 0..vectors {
+                            let dzv = fx.load(F32X4, dz, r4, (v * LANES) as i64);
+                            for (k, acc) in accs.iter().enumerate() {
+                                let xv = fx.load(F32X4, xpad, xi, (v * LANES + first + k) as i64);
+                                let a = fx.b.use_var(*acc);
+                                let a = fx.fma(dzv, xv, a);
+                                fx.b.def_var(*acc, a);
+                            }
+                        }
+                    });
+                    for (k, acc) in accs.iter().enumerate() {
+                        let zero = fx.int(0);
+                        let wi = g.w_index(fx, f, zero, zero, ci, ky, first + k);
+                        let a = fx.b.use_var(*acc);
+                        let total = fx.hsum(a);
+                        fx.add_to(F32, gw, wi, 0, total);
+                    }
+                    first += count;
+                }
+            }
+        });
+    });
+}
+
+/// Rows and row length of the zero-padded dz plane used for the input
+/// gradient at stride 1: dz shifted by (kh − 1, kw − 1), zeros around.
+pub fn dzpad_dims(g: &ConvGeom) -> (usize, usize) {
+    (g.oh + 2 * (g.kh - 1), (g.wp + g.kw - 1).div_ceil(LANES) * LANES)
+}
+
+/// At stride 1 the input gradient is a forward correlation of the padded dz
+/// with the kernel flipped and its channel axes swapped:
+/// `dx[ci, r, x] = Σ_f Σ_ky Σ_kx w[f, ci, kh−1−ky, kw−1−kx] · dzpad[f, r + ky, x + kx]`.
+/// It writes whole rows of the padded input gradient.
+fn emit_input_grads_transposed(fx: &mut Fx, g: ConvGeom, w: Value, dz: Value, dzpad: Value, dxpad: Value, xbase: Value) {
+    let (zh, zw) = dzpad_dims(&g);
+    let zplane = zh * zw;
+    // dzpad ← 0, then the valid dz values at (oy + kh − 1, ox + kw − 1).
+    let zero = fx.fv(0.0);
+    fx.for_range(0, (g.f * zplane / LANES) as i64, 1, |fx, i| {
+        let i4 = fx.b.ins().imul_imm_s(i, LANES as i64);
+        fx.store(zero, dzpad, i4, 0);
+    });
+    fx.for_range(0, g.f as i64, 1, |fx, f| {
+        fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+            let src = fx.mul_add(f, g.plane4() as i64, 0);
+            let src_row = fx.mul_add(oy, g.ow4 as i64, 0);
+            let src = fx.b.ins().iadd(src, src_row);
+            let dst = fx.mul_add(f, zplane as i64, ((g.kh - 1) * zw + g.kw - 1) as i64);
+            let dst_row = fx.mul_add(oy, zw as i64, 0);
+            let dst = fx.b.ins().iadd(dst, dst_row);
+            for ox in 0..g.ow {
+                let v = fx.load(F32, dz, src, ox as i64);
+                fx.store(v, dzpad, dst, ox as i64);
+            }
+        });
+    });
+    let rc = RowCorrelation {
+        in_channels: g.f,
+        in_plane: zplane,
+        in_row: zw,
+        kh: g.kh,
+        kw: g.kw,
+        rows: g.hp,
+        row_step: 1,
+        vectors: g.wp / LANES,
+    };
+    // Input channels of the image are the output channels here.
+    for_blocks(fx, g.c, rc.channel_block().min(g.c), |fx, c0, count| {
+        let init = |fx: &mut Fx, _k: usize| fx.fv(0.0);
+        let weight = |fx: &mut Fx, k: usize, f: Value, ky: usize, kx: usize| {
+            let zero = fx.int(0);
+            let ci = fx.b.ins().iadd_imm_s(c0, k as i64);
+            g.w_index(fx, f, zero, zero, ci, g.kh - 1 - ky, g.kw - 1 - kx)
+        };
+        let store = |fx: &mut Fx, k: usize, acc: Value, r: Value, col: usize| {
+            let zero = fx.int(0);
+            let ci = fx.b.ins().iadd_imm_s(c0, k as i64);
+            let at = g.x_index(fx, ci, r, zero);
+            let at = fx.b.ins().iadd(at, xbase);
+            fx.store(acc, dxpad, at, col as i64);
+        };
+        let zero = fx.int(0);
+        emit_row_correlation(fx, rc, count, dzpad, zero, w, &init, &weight, &store);
     });
 }

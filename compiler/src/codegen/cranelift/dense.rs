@@ -121,62 +121,122 @@ pub fn emit_backward(fx: &mut Fx, g: DenseGeom) {
             fx.add_to(F32, gb, u, 0, v);
         }
     });
-    let main = g.inputs / LANES * LANES;
-    // gw[u, i] += Σ_n dz[n, u] · x[n, i]
-    fx.for_range(0, g.units as i64, 1, |fx, u| {
-        let wrow = fx.mul_add(u, g.inputs as i64, 0);
-        fx.for_to(0, batch, 1, |fx, n| {
-            let zi = fx.mul_add(n, g.units as i64, 0);
-            let zi = fx.b.ins().iadd(zi, u);
-            let gz = fx.load(F32, dz, zi, 0);
-            let gzv = fx.splat(gz);
-            let xrow = fx.mul_add(n, g.inputs as i64, 0);
-            fx.for_range(0, main as i64, LANES as i64, |fx, i| {
-                let xi = fx.b.ins().iadd(xrow, i);
-                let wi = fx.b.ins().iadd(wrow, i);
-                let xv = fx.load(F32X4, x, xi, 0);
-                let old = fx.load(F32X4, gw, wi, 0);
-                let new = fx.fma(gzv, xv, old);
-                fx.store(new, gw, wi, 0);
+    let step = VECTORS * LANES;
+    let main = g.inputs / step * step;
+    // gw[u, i] += Σ_n dz[n, u] · x[n, i]: blocks of IMAGES units × one step
+    // of inputs stay in registers over the whole batch, so the gradient is
+    // read and written once per batch.
+    let units_main = g.units / IMAGES * IMAGES;
+    let weight_block = |fx: &mut Fx, u: Value, count: usize| {
+        fx.for_range(0, main as i64, step as i64, |fx, i| {
+            let rows: Vec<Value> = (0..count).map(|k| fx.mul_add(u, g.inputs as i64, (k * g.inputs) as i64)).collect();
+            let rows: Vec<Value> = rows.into_iter().map(|r| fx.b.ins().iadd(r, i)).collect();
+            let mut accs = Vec::new();
+            for r in &rows {
+                for v in 0..VECTORS {
+                    let old = fx.load(F32X4, gw, *r, (v * LANES) as i64);
+                    accs.push(fx.var(F32X4, old));
+                }
+            }
+            fx.for_to(0, fx.batch, 1, |fx, n| {
+                let xi = fx.mul_add(n, g.inputs as i64, 0);
+                let xi = fx.b.ins().iadd(xi, i);
+                let xs: Vec<Value> = (0..VECTORS).map(|v| fx.load(F32X4, x, xi, (v * LANES) as i64)).collect();
+                let zi = fx.mul_add(n, g.units as i64, 0);
+                let zi = fx.b.ins().iadd(zi, u);
+                for k in 0..count {
+                    let d = fx.load(F32, dz, zi, k as i64);
+                    let d = fx.splat(d);
+                    for (v, xv) in xs.iter().enumerate() {
+                        let acc = accs[k * VECTORS + v];
+                        let a = fx.b.use_var(acc);
+                        let a = fx.fma(d, *xv, a);
+                        fx.b.def_var(acc, a);
+                    }
+                }
             });
-            for i in main..g.inputs {
-                let xv = fx.load(F32, x, xrow, i as i64);
-                let v = fx.b.ins().fmul(gz, xv);
-                fx.add_to(F32, gw, wrow, i as i64, v);
+            for (k, r) in rows.iter().enumerate() {
+                for v in 0..VECTORS {
+                    let a = fx.b.use_var(accs[k * VECTORS + v]);
+                    fx.store(a, gw, *r, (v * LANES) as i64);
+                }
             }
         });
-    });
-    // dx[n, i] = Σ_u dz[n, u] · w[u, i]
-    fx.for_to(0, batch, 1, |fx, n| {
-        let xrow = fx.mul_add(n, g.inputs as i64, 0);
-        let zero = fx.fv(0.0);
-        fx.for_range(0, main as i64, LANES as i64, |fx, i| {
-            let xi = fx.b.ins().iadd(xrow, i);
-            fx.store(zero, dx, xi, 0);
-        });
-        let zs = fx.f(0.0);
-        for i in main..g.inputs {
-            fx.store(zs, dx, xrow, i as i64);
-        }
+    };
+    fx.for_range(0, units_main as i64, IMAGES as i64, |fx, u| weight_block(fx, u, IMAGES));
+    fx.for_range(units_main as i64, g.units as i64, 1, |fx, u| weight_block(fx, u, 1));
+    if main < g.inputs {
         fx.for_range(0, g.units as i64, 1, |fx, u| {
-            let zi = fx.mul_add(n, g.units as i64, 0);
-            let zi = fx.b.ins().iadd(zi, u);
-            let gz = fx.load(F32, dz, zi, 0);
-            let gzv = fx.splat(gz);
             let wrow = fx.mul_add(u, g.inputs as i64, 0);
-            fx.for_range(0, main as i64, LANES as i64, |fx, i| {
-                let xi = fx.b.ins().iadd(xrow, i);
-                let wi = fx.b.ins().iadd(wrow, i);
-                let wv = fx.load(F32X4, w, wi, 0);
-                let old = fx.load(F32X4, dx, xi, 0);
-                let new = fx.fma(gzv, wv, old);
-                fx.store(new, dx, xi, 0);
+            fx.for_to(0, fx.batch, 1, |fx, n| {
+                let zi = fx.mul_add(n, g.units as i64, 0);
+                let zi = fx.b.ins().iadd(zi, u);
+                let gz = fx.load(F32, dz, zi, 0);
+                let xrow = fx.mul_add(n, g.inputs as i64, 0);
+                for i in main..g.inputs {
+                    let xv = fx.load(F32, x, xrow, i as i64);
+                    let v = fx.b.ins().fmul(gz, xv);
+                    fx.add_to(F32, gw, wrow, i as i64, v);
+                }
             });
-            for i in main..g.inputs {
-                let wv = fx.load(F32, w, wrow, i as i64);
-                let v = fx.b.ins().fmul(gz, wv);
-                fx.add_to(F32, dx, xrow, i as i64, v);
+        });
+    }
+    // dx[n, i] = Σ_u dz[n, u] · w[u, i]: blocks of IMAGES images × one step
+    // of inputs in registers, so the weights are read once per block.
+    let input_block = |fx: &mut Fx, n: Value, count: usize| {
+        fx.for_range(0, main as i64, step as i64, |fx, i| {
+            let zero = fx.fv(0.0);
+            let accs: Vec<_> = (0..count * VECTORS).map(|_| fx.var(F32X4, zero)).collect();
+            fx.for_range(0, g.units as i64, 1, |fx, u| {
+                let wi = fx.mul_add(u, g.inputs as i64, 0);
+                let wi = fx.b.ins().iadd(wi, i);
+                let ws: Vec<Value> = (0..VECTORS).map(|v| fx.load(F32X4, w, wi, (v * LANES) as i64)).collect();
+                let zi = fx.mul_add(n, g.units as i64, 0);
+                let zi = fx.b.ins().iadd(zi, u);
+                for k in 0..count {
+                    let d = fx.load(F32, dz, zi, (k * g.units) as i64);
+                    let d = fx.splat(d);
+                    for (v, wv) in ws.iter().enumerate() {
+                        let acc = accs[k * VECTORS + v];
+                        let a = fx.b.use_var(acc);
+                        let a = fx.fma(d, *wv, a);
+                        fx.b.def_var(acc, a);
+                    }
+                }
+            });
+            let xi = fx.mul_add(n, g.inputs as i64, 0);
+            let xi = fx.b.ins().iadd(xi, i);
+            for k in 0..count {
+                for v in 0..VECTORS {
+                    let a = fx.b.use_var(accs[k * VECTORS + v]);
+                    fx.store(a, dx, xi, (k * g.inputs + v * LANES) as i64);
+                }
             }
         });
-    });
+        // The inputs past the last whole step, one by one.
+        for k in 0..count {
+            for i in main..g.inputs {
+                let zero = fx.f(0.0);
+                let acc = fx.var(F32, zero);
+                fx.for_range(0, g.units as i64, 1, |fx, u| {
+                    let wi = fx.mul_add(u, g.inputs as i64, i as i64);
+                    let wv = fx.load(F32, w, wi, 0);
+                    let zi = fx.mul_add(n, g.units as i64, (k * g.units) as i64);
+                    let zi = fx.b.ins().iadd(zi, u);
+                    let d = fx.load(F32, dz, zi, 0);
+                    let a = fx.b.use_var(acc);
+                    let a = fx.fma(d, wv, a);
+                    fx.b.def_var(acc, a);
+                });
+                let xi = fx.mul_add(n, g.inputs as i64, (k * g.inputs + i) as i64);
+                let a = fx.b.use_var(acc);
+                fx.store(a, dx, xi, 0);
+            }
+        }
+    };
+    let batch = fx.batch;
+    let blocks = fx.b.ins().udiv_imm_u(batch, IMAGES as i64);
+    let full = fx.b.ins().imul_imm_s(blocks, IMAGES as i64);
+    fx.for_to(0, full, IMAGES as i64, |fx, n| input_block(fx, n, IMAGES));
+    fx.for_between(full, batch, 1, |fx, n| input_block(fx, n, 1));
 }

@@ -291,7 +291,7 @@ impl Model for JitNetwork {
                 (StageKind::Conv { conv, pool, .. }, StageGeom::Conv(g)) => {
                     let (_, h, w) = chw(s.stage.input);
                     pad_into(x, &g, h, w, conv.pad, batch, &mut s.xpad);
-                    s.scratch.resize(g.plane4(), 0.0);
+                    s.scratch.resize(conv::forward_channel_block(&g) * g.plane4(), 0.0);
                     let out_len = s.stage.output.len();
                     s.argmax.resize(batch * out_len, 0);
                     let keeps = train && pool.as_ref().is_some_and(|p| p.kind != PoolKind::Max);
@@ -306,7 +306,7 @@ impl Model for JitNetwork {
                     args[conv::fwd::SCRATCH] = ptr_mut(&mut s.scratch);
                     // SAFETY: xpad holds batch padded images, y batch outputs,
                     // argmax one slot per output, keep batch conv planes when
-                    // kept, scratch one plane of oh × ow4; weight and bias are
+                    // kept, scratch one plane of oh × ow4 per filter of a block; weight and bias are
                     // the layer's parameters with the shapes the plan gives.
                     unsafe { call(kernel.expect("conv stages are compiled"), &args, batch) };
                 }
@@ -378,7 +378,10 @@ impl Model for JitNetwork {
                     s.dxpad.resize(batch * geom.padded_len(), 0.0);
                     let mut dz = vec![0.0f32; geom.f * geom.plane4()];
                     let (wi, bi) = (s.weight.expect("conv has a weight"), s.bias);
-                    let mut args = [unused(); 10];
+                    let (zh, zw) = conv::dzpad_dims(&geom);
+                    let mut dzpad = vec![0.0f32; geom.f * zh * zw];
+                    let mut args = [unused(); 11];
+                    args[conv::bwd::DZPAD] = ptr_mut(&mut dzpad);
                     args[conv::bwd::XPAD] = ptr(&s.xpad);
                     args[conv::bwd::WEIGHT] = ptr(&self.params[wi].value);
                     args[conv::bwd::DY] = ptr(&g);
@@ -391,6 +394,7 @@ impl Model for JitNetwork {
                     args[conv::bwd::DXPAD] = ptr_mut(&mut s.dxpad);
                     // SAFETY: the buffers are those of the last training
                     // forward for this batch (xpad, y, keep, argmax), g has
+                    // dzpad one image's padded dz planes,
                     // the stage's output size, dz one scratch per filter, the
                     // gradients the parameters' sizes, dxpad batch padded images.
                     unsafe { call(kernel.expect("conv stages are compiled"), &args, batch) };
