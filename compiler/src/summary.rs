@@ -6,6 +6,7 @@ use convc_runtime::Activation;
 use serde::Serialize;
 
 use crate::graph::{Graph, Node, Op};
+use crate::plan::{Plan, StageKind};
 use crate::spec::OptimizerKind;
 
 const F32_BYTES: u64 = 4;
@@ -20,6 +21,17 @@ pub struct Summary {
     /// Sum over layers of one image's outputs, in bytes.
     pub activation_bytes: u64,
     pub training: TrainingMemory,
+    /// The compiled stages (see `crate::plan`).
+    pub stages: Vec<StageRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    /// `conv1+pool1`
+    pub name: String,
+    pub fused: bool,
+    /// What a training forward keeps for backward.
+    pub keeps: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +84,11 @@ impl Summary {
             activation_bytes: kept,
             total_bytes: (2 + state_copies) * parameter_bytes + kept,
         };
+        let stages = Plan::new(graph, true)
+            .stages
+            .iter()
+            .map(|s| StageRow { name: s.name.clone(), fused: s.is_fused(), keeps: keeps(&s.kind) })
+            .collect();
         Summary {
             name: graph.name.clone(),
             input: graph.input.dims(),
@@ -80,6 +97,7 @@ impl Summary {
             total_macs: graph.macs(),
             activation_bytes,
             training,
+            stages,
         }
     }
 
@@ -149,7 +167,27 @@ impl Summary {
         for (k, v) in kv {
             out += &format!("{k:<key_width$}  {v}\n");
         }
+        let fused: Vec<String> =
+            self.stages.iter().filter(|s| s.fused).map(|s| format!("{} (training keeps {})", s.name, s.keeps)).collect();
+        out += &format!(
+            "{:<key_width$}  {} ({} fused: {})\n",
+            "Compiled stages",
+            self.stages.len(),
+            fused.len(),
+            if fused.is_empty() { "none".to_string() } else { fused.join(", ") }
+        );
         out
+    }
+}
+
+/// What a stage keeps from a training forward for its backward.
+fn keeps(kind: &StageKind) -> String {
+    match kind {
+        StageKind::Conv { pool: Some(p), .. } if p.kind == convc_runtime::PoolKind::Max => "pooled outputs + argmax".into(),
+        StageKind::Conv { pool: Some(_), .. } => "pre-pool activations".into(),
+        StageKind::Pool(p) if p.kind == convc_runtime::PoolKind::Max => "outputs + argmax".into(),
+        StageKind::Dropout { .. } => "outputs + mask".into(),
+        _ => "outputs".into(),
     }
 }
 

@@ -59,6 +59,11 @@ fn summary_json_has_the_documented_fields() {
     let acts: u64 = layers.iter().map(|l| l["activation_bytes"].as_u64().unwrap()).sum::<u64>() + 28 * 28 * 4;
     assert_eq!(t["activation_bytes"], acts * 32);
     assert_eq!(t["total_bytes"], 4 * params + acts * 32);
+    // The plan fuses each conv with its pool.
+    let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["conv1+pool1", "conv2+pool2", "flatten1", "dense1", "dense2", "dense3"]);
+    assert_eq!(v["stages"][0]["fused"], true);
+    assert_eq!(v["stages"][0]["keeps"], "pooled outputs + argmax");
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::differential::{check_against_interpreter, graph, random_spec};
+use common::differential::{check_against_interpreter, check_forward_against_interpreter, graph, random_spec};
 use convc_compiler::Graph;
 use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
 use convc_runtime::Model;
@@ -31,9 +31,14 @@ fn random_specs_match_the_interpreter() {
 
 #[test]
 fn shipped_specs_match_the_interpreter() {
+    let load = |name: &str| convc_compiler::check(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../specs/{name}.toml"))).unwrap();
     for (name, batch) in [("lenet5", 3), ("fashion_tf", 2), ("alexnet", 1)] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../specs/{name}.toml"));
-        let g = convc_compiler::check(&path).unwrap();
-        check_against_interpreter(&g, batch, 7, &jit(true)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_against_interpreter(&load(name), batch, 7, &jit(true)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    // VGG-16: 15 GMACs per image through 13 ReLU convs and 5 max pools. Its
+    // logits are compared; its gradients are not, because a max-pool
+    // near-tie that rounds the other way in one backend moves a gradient to
+    // the neighbouring position (seen: one input-gradient value 1.7% off),
+    // and because the interpreter's backward takes over a minute.
+    check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true)).unwrap_or_else(|e| panic!("vgg16: {e}"));
 }
