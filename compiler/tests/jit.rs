@@ -1,5 +1,6 @@
 //! The Cranelift JIT against the interpreter: every shipped spec and 200
-//! random specs, forward and backward, fused and unfused.
+//! random specs, forward and backward, fused and unfused, on one thread
+//! and split over several.
 
 mod common;
 
@@ -10,8 +11,10 @@ use convc_compiler::Graph;
 use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
 use convc_runtime::Model;
 
-fn jit(fuse: bool) -> impl Fn(&Graph, u64) -> Box<dyn Model> {
-    move |g: &Graph, seed: u64| Box::new(compile_with(g, JitOptions { fuse, seed }).unwrap_or_else(|e| panic!("{e}"))) as Box<dyn Model>
+fn jit(fuse: bool, threads: usize) -> impl Fn(&Graph, u64) -> Box<dyn Model> {
+    move |g: &Graph, seed: u64| {
+        Box::new(compile_with(g, JitOptions { fuse, seed, threads }).unwrap_or_else(|e| panic!("{e}"))) as Box<dyn Model>
+    }
 }
 
 #[test]
@@ -20,9 +23,10 @@ fn random_specs_match_the_interpreter() {
     for seed in 0..200 {
         let (text, batch) = random_spec(seed);
         let g = graph(&text);
-        for fuse in [true, false] {
-            if let Err(e) = check_against_interpreter(&g, batch, seed, &jit(fuse)) {
-                failures.push(format!("seed {seed}, batch {batch}, fuse {fuse}: {e}\n{text}"));
+        // Fused on one thread, unfused split over two (three for odd seeds).
+        for (fuse, threads) in [(true, 1), (false, 2 + (seed % 2) as usize)] {
+            if let Err(e) = check_against_interpreter(&g, batch, seed, &jit(fuse, threads)) {
+                failures.push(format!("seed {seed}, batch {batch}, fuse {fuse}, threads {threads}: {e}\n{text}"));
             }
         }
     }
@@ -33,12 +37,12 @@ fn random_specs_match_the_interpreter() {
 fn shipped_specs_match_the_interpreter() {
     let load = |name: &str| convc_compiler::check(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../specs/{name}.toml"))).unwrap();
     for (name, batch) in [("lenet5", 3), ("fashion_tf", 2), ("alexnet", 1)] {
-        check_against_interpreter(&load(name), batch, 7, &jit(true)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_against_interpreter(&load(name), batch, 7, &jit(true, 2)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     // VGG-16: 15 GMACs per image through 13 ReLU convs and 5 max pools. Its
     // logits are compared; its gradients are not, because a max-pool
     // near-tie that rounds the other way in one backend moves a gradient to
     // the neighbouring position (seen: one input-gradient value 1.7% off),
     // and because the interpreter's backward takes over a minute.
-    check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true)).unwrap_or_else(|e| panic!("vgg16: {e}"));
+    check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true, 2)).unwrap_or_else(|e| panic!("vgg16: {e}"));
 }

@@ -40,12 +40,19 @@ impl Backend {
 
 /// `fuse`: let the JIT fuse conv + activation + pool (off only to measure
 /// what fusion buys).
-pub fn build_model(graph: &Graph, backend: Backend, seed: u64, fuse: bool) -> Result<Box<dyn Model>, CliError> {
+/// The default thread count: every core.
+pub fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `threads`: the JIT splits each batch over this many threads (the
+/// interpreter, the reference, stays single-threaded).
+pub fn build_model(graph: &Graph, backend: Backend, seed: u64, fuse: bool, threads: usize) -> Result<Box<dyn Model>, CliError> {
     use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
     Ok(match backend {
         Backend::Interp => Box::new(convc_compiler::interpreter(graph, seed)),
         Backend::Jit => {
-            let net = compile_with(graph, JitOptions { fuse, seed }).map_err(|e| CliError::msg(e.to_string()))?;
+            let net = compile_with(graph, JitOptions { fuse, seed, threads }).map_err(|e| CliError::msg(e.to_string()))?;
             eprintln!(
                 "compiled {} stages ({}) in {:.2} ms",
                 net.stage_names().len(),

@@ -74,6 +74,10 @@ pub struct TrainArgs {
     /// JIT: run conv, activation and pool as separate stages (to measure fusion).
     #[arg(long)]
     no_fusion: bool,
+    /// JIT: threads each batch is split over (default: every core). The
+    /// same seed and thread count give identical weights.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
 }
 
 /// The optimizer from flags, then the spec, then defaults.
@@ -119,6 +123,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let batch = args.batch.map(|b| b as usize).or(training.batch).unwrap_or(64);
     let mut seed = args.seed.or(training.seed).unwrap_or(0);
     let mut optimizer = Optimizer::new(optimizer_config(&args, training.optimizer.as_ref()));
+    let threads = args.threads.map_or_else(super::all_cores, |t| t as usize);
 
     let train_set = load_data(&args.data, Split::Train, &graph, args.limit)?;
     let test_set = load_data(&args.data, Split::Test, &graph, args.test_limit)?;
@@ -126,7 +131,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         return Err(CliError::msg("the training set is empty (check --limit)"));
     }
 
-    let mut model = build_model(&graph, args.backend, seed, !args.no_fusion)?;
+    let mut model = build_model(&graph, args.backend, seed, !args.no_fusion, threads)?;
     let mut history = Vec::new();
     if let Some(path) = &args.init {
         weights::load_model(model.as_mut(), path)?;
@@ -145,7 +150,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     }
 
     println!(
-        "training {} ({} parameters) on {} images, testing on {}: {} epochs, batch {batch}, {} lr {}, seed {seed}, backend {}",
+        "training {} ({} parameters) on {} images, testing on {}: {} epochs, batch {batch}, {} lr {}, seed {seed}, backend {}{}",
         graph.name,
         convc_compiler::summary::group(model.param_count() as u64),
         train_set.len(),
@@ -154,6 +159,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         optimizer.config.kind(),
         optimizer.config.lr(),
         args.backend.name(),
+        if args.backend == Backend::Jit { format!(" ({threads} threads)") } else { String::new() },
     );
     let opts = TrainOptions { epochs, batch, shuffle: !args.no_shuffle, seed, save: args.save.clone(), progress: !args.quiet };
     let mut print = |s: &EpochStats| {

@@ -58,11 +58,14 @@ pub struct JitOptions {
     pub fuse: bool,
     /// Seed of the initial parameters (the same values as the interpreter's).
     pub seed: u64,
+    /// Threads a batch is split over (data-parallel); results depend on it
+    /// only through the order of the gradient sums.
+    pub threads: usize,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        Self { fuse: true, seed: 0 }
+        Self { fuse: true, seed: 0, threads: 1 }
     }
 }
 
@@ -111,7 +114,7 @@ pub fn compile_with(graph: &Graph, options: JitOptions) -> Result<JitNetwork, Ji
         })
         .collect();
     let compile_time = start.elapsed();
-    Ok(JitNetwork::new(graph, plan, geoms, compiled, jit.module, options.seed, compile_time))
+    Ok(JitNetwork::new(graph, plan, geoms, compiled, jit.module, options.seed, options.threads, compile_time))
 }
 
 struct Jit {

@@ -2,6 +2,12 @@
 //! behind the runtime's `Model` trait. Buffer lengths are checked at the
 //! boundary (`forward`/`backward`); kernels are then called only with
 //! buffers sized for the batch.
+//!
+//! Data-parallel over the batch: each thread runs a stage's kernel on a
+//! contiguous chunk of images (pointers offset to the chunk), with its own
+//! scratch and its own parameter-gradient buffers; the gradients are summed
+//! in thread order, so the same seed and thread count give identical
+//! weights.
 
 use std::time::Duration;
 
@@ -100,12 +106,25 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
     }
 }
 
+/// A parameter and its gradient.
 #[derive(Debug, Clone)]
 struct Param {
     name: String,
     shape: Vec<usize>,
     value: Vec<f32>,
     grad: Vec<f32>,
+}
+
+/// What one thread owns while it runs a stage.
+#[derive(Default)]
+struct Worker {
+    scratch: Vec<f32>,
+    dz: Vec<f32>,
+    dzpad: Vec<f32>,
+    /// Parameter gradients of threads after the first (the first writes
+    /// into the parameters' own gradients).
+    gw: Vec<f32>,
+    gb: Vec<f32>,
 }
 
 /// Per-stage run-time state: kernels and buffers sized for the batch.
@@ -119,9 +138,9 @@ struct StageState {
     xpad: Vec<f32>,
     keep: Vec<f32>,
     argmax: Vec<u32>,
-    scratch: Vec<f32>,
     dxpad: Vec<f32>,
     mask: Vec<f32>,
+    workers: Vec<Worker>,
 }
 
 pub struct JitNetwork {
@@ -129,6 +148,7 @@ pub struct JitNetwork {
     input: Shape,
     stages: Vec<StageState>,
     params: Vec<Param>,
+    threads: usize,
     batch: usize,
     /// `acts[0]` is the input, `acts[s + 1]` the output of stage `s`.
     acts: Vec<Vec<f32>>,
@@ -140,6 +160,7 @@ pub struct JitNetwork {
 }
 
 impl JitNetwork {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         graph: &Graph,
         plan: Plan,
@@ -147,12 +168,14 @@ impl JitNetwork {
         kernels: Vec<Option<[KernelFn; 3]>>,
         module: JITModule,
         seed: u64,
+        threads: usize,
         compile_time: Duration,
     ) -> Self {
         let params: Vec<Param> = init::initial_params(&plan.layers, seed)
             .into_iter()
             .map(|p| Param { grad: vec![0.0; p.value.len()], name: p.name, shape: p.shape, value: p.value })
             .collect();
+        let threads = threads.max(1);
         let stages = plan
             .stages
             .iter()
@@ -170,9 +193,9 @@ impl JitNetwork {
                     xpad: Vec::new(),
                     keep: Vec::new(),
                     argmax: Vec::new(),
-                    scratch: Vec::new(),
                     dxpad: Vec::new(),
                     mask: Vec::new(),
+                    workers: (0..threads).map(|_| Worker::default()).collect(),
                 }
             })
             .collect::<Vec<_>>();
@@ -182,6 +205,7 @@ impl JitNetwork {
             input: graph.input,
             stages,
             params,
+            threads,
             batch: 0,
             acts,
             input_grad: Vec::new(),
@@ -200,6 +224,11 @@ impl JitNetwork {
     pub fn stage_names(&self) -> Vec<String> {
         self.stages.iter().map(|s| s.stage.name.clone()).collect()
     }
+
+    /// Threads a batch is split over.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
 }
 
 /// A pointer for a table slot that the kernel does not read (e.g. the bias
@@ -208,24 +237,64 @@ fn unused() -> *mut u8 {
     std::ptr::NonNull::<f32>::dangling().as_ptr().cast()
 }
 
-fn ptr(v: &[f32]) -> *mut u8 {
-    v.as_ptr() as *mut u8
+/// Pointer to element `offset` of a buffer (f32 or u32).
+fn at<T>(v: &[T], offset: usize) -> *mut u8 {
+    v[offset..].as_ptr() as *mut u8
 }
 
-fn ptr_mut(v: &mut [f32]) -> *mut u8 {
-    v.as_mut_ptr().cast()
+/// The contiguous chunks of a batch, one per thread (fewer if the batch is
+/// smaller than the thread count): `(first image, images)`.
+fn chunks(batch: usize, threads: usize) -> Vec<(usize, usize)> {
+    let t = threads.min(batch).max(1);
+    (0..t).map(|i| (batch * i / t, batch * (i + 1) / t - batch * i / t)).collect()
 }
 
-/// Call a kernel.
+/// One kernel call: the argument table for a chunk of the batch.
+struct Call {
+    args: Vec<*mut u8>,
+    images: usize,
+}
+
+// SAFETY: a `Call` only carries pointers; `run` below sends each call to one
+// thread, and the callers build the tables so that the chunks write to
+// disjoint regions (per-image buffers offset to the chunk, per-thread
+// scratch and gradients) and share only read-only buffers.
+unsafe impl Send for Call {}
+
+/// Run `kernel` on every call, in parallel when there is more than one.
 ///
 /// # Safety
-/// Every pointer of `args` must be valid for the reads and writes the
-/// kernel does for `batch` images: the callers size each buffer from the
-/// stage's geometry and `batch` right before the call.
-unsafe fn call(kernel: KernelFn, args: &[*mut u8], batch: usize) {
-    // SAFETY: forwarded from the caller's contract.
-    unsafe { kernel(args.as_ptr(), batch as i64) }
+/// Every pointer of every call must be valid for the reads and writes the
+/// kernel does for `images` images, and the calls' writes must not overlap.
+unsafe fn run(kernel: KernelFn, calls: Vec<Call>) {
+    let go = |c: &Call| {
+        // SAFETY: forwarded from `run`'s contract.
+        unsafe { kernel(c.args.as_ptr(), c.images as i64) }
+    };
+    if calls.len() == 1 {
+        go(&calls[0]);
+        return;
+    }
+    std::thread::scope(|s| {
+        for c in &calls {
+            let c = SendRef(c);
+            s.spawn(move || go(c.get()));
+        }
+    });
 }
+
+/// A shared reference to a `Call`, sent to one worker thread.
+#[derive(Clone, Copy)]
+struct SendRef<'a>(&'a Call);
+
+impl<'a> SendRef<'a> {
+    fn get(self) -> &'a Call {
+        self.0
+    }
+}
+
+// SAFETY: see `Call`; the reference lives for the thread scope only.
+unsafe impl Send for SendRef<'_> {}
 
 /// Copy a batch of `c × h × w` images into zero-padded `c × hp × wp` ones.
 fn pad_into(x: &[f32], g: &ConvGeom, h: usize, w: usize, pad: [usize; 2], batch: usize, out: &mut Vec<f32>) {
@@ -255,6 +324,12 @@ fn crop_from(padded: &[f32], g: &ConvGeom, h: usize, w: usize, pad: [usize; 2], 
     }
 }
 
+/// Resize a per-thread buffer and zero it.
+fn zeroed(v: &mut Vec<f32>, len: usize) {
+    v.clear();
+    v.resize(len, 0.0);
+}
+
 impl Model for JitNetwork {
     fn name(&self) -> &str {
         &self.name
@@ -277,58 +352,81 @@ impl Model for JitNetwork {
         self.acts[0].clear();
         self.acts[0].extend_from_slice(input);
         let train = matches!(mode, Mode::Train { .. });
+        let parts = chunks(batch, self.threads);
         for index in 0..self.stages.len() {
             let (before, after) = self.acts.split_at_mut(index + 1);
             let x = &before[index];
             let y = &mut after[0];
             let s = &mut self.stages[index];
+            let (in_len, out_len) = (s.stage.input.len(), s.stage.output.len());
             y.clear();
-            y.resize(batch * s.stage.output.len(), 0.0);
-            let weight = s.weight.map(|i| ptr(&self.params[i].value));
-            let bias = s.bias.map_or_else(unused, |i| ptr(&self.params[i].value));
+            y.resize(batch * out_len, 0.0);
+            let weight = s.weight.map_or_else(unused, |i| at(&self.params[i].value, 0));
+            let bias = s.bias.map_or_else(unused, |i| at(&self.params[i].value, 0));
             let kernel = s.kernels.map(|k| if train { k[1] } else { k[0] });
             match (&s.stage.kind, s.geom) {
                 (StageKind::Conv { conv, pool, .. }, StageGeom::Conv(g)) => {
                     let (_, h, w) = chw(s.stage.input);
                     pad_into(x, &g, h, w, conv.pad, batch, &mut s.xpad);
-                    s.scratch.resize(conv::forward_channel_block(&g) * g.plane4(), 0.0);
-                    let out_len = s.stage.output.len();
                     s.argmax.resize(batch * out_len, 0);
                     let keeps = train && pool.as_ref().is_some_and(|p| p.kind != PoolKind::Max);
-                    s.keep.resize(if keeps { batch * g.f * g.oh * g.ow } else { 0 }, 0.0);
-                    let mut args = [unused(); 7];
-                    args[conv::fwd::XPAD] = ptr(&s.xpad);
-                    args[conv::fwd::WEIGHT] = weight.expect("conv stages have a weight");
-                    args[conv::fwd::BIAS] = bias;
-                    args[conv::fwd::Y] = ptr_mut(y);
-                    args[conv::fwd::KEEP] = if keeps { ptr_mut(&mut s.keep) } else { unused() };
-                    args[conv::fwd::ARGMAX] = s.argmax.as_mut_ptr().cast();
-                    args[conv::fwd::SCRATCH] = ptr_mut(&mut s.scratch);
-                    // SAFETY: xpad holds batch padded images, y batch outputs,
-                    // argmax one slot per output, keep batch conv planes when
-                    // kept, scratch one plane of oh × ow4 per filter of a block; weight and bias are
-                    // the layer's parameters with the shapes the plan gives.
-                    unsafe { call(kernel.expect("conv stages are compiled"), &args, batch) };
+                    let keep_len = g.f * g.oh * g.ow;
+                    s.keep.resize(if keeps { batch * keep_len } else { 0 }, 0.0);
+                    let calls = parts
+                        .iter()
+                        .zip(&mut s.workers)
+                        .map(|(&(first, images), worker)| {
+                            worker.scratch.resize(conv::forward_channel_block(&g) * g.plane4(), 0.0);
+                            let mut args = vec![unused(); 7];
+                            args[conv::fwd::XPAD] = at(&s.xpad, first * g.padded_len());
+                            args[conv::fwd::WEIGHT] = weight;
+                            args[conv::fwd::BIAS] = bias;
+                            args[conv::fwd::Y] = at(y, first * out_len);
+                            args[conv::fwd::KEEP] = if keeps { at(&s.keep, first * keep_len) } else { unused() };
+                            args[conv::fwd::ARGMAX] = at(&s.argmax, first * out_len);
+                            args[conv::fwd::SCRATCH] = at(&worker.scratch, 0);
+                            Call { args, images }
+                        })
+                        .collect();
+                    // SAFETY: each call covers its chunk of xpad (padded
+                    // images), y and argmax (one slot per output), keep (conv
+                    // planes, when kept) and owns a scratch of one plane of
+                    // oh × ow4 per filter of a block; weight and bias are the
+                    // layer's parameters, read only.
+                    unsafe { run(kernel.expect("conv stages are compiled"), calls) };
                 }
                 (StageKind::Pool(_), StageGeom::Pool { .. }) => {
                     s.argmax.resize(y.len(), 0);
-                    let mut args = [unused(); 5];
-                    args[pool_args::X] = ptr(x);
-                    args[pool_args::Y] = ptr_mut(y);
-                    args[pool_args::ARGMAX] = s.argmax.as_mut_ptr().cast();
-                    // SAFETY: x and y hold batch inputs and outputs of the
-                    // stage's shapes; argmax one slot per output.
-                    unsafe { call(kernel.expect("pool stages are compiled"), &args, batch) };
+                    let calls = parts
+                        .iter()
+                        .map(|&(first, images)| {
+                            let mut args = vec![unused(); 5];
+                            args[pool_args::X] = at(x, first * in_len);
+                            args[pool_args::Y] = at(y, first * out_len);
+                            args[pool_args::ARGMAX] = at(&s.argmax, first * out_len);
+                            Call { args, images }
+                        })
+                        .collect();
+                    // SAFETY: each call reads its chunk of x and writes its
+                    // chunk of y and argmax.
+                    unsafe { run(kernel.expect("pool stages are compiled"), calls) };
                 }
                 (StageKind::Dense { .. }, StageGeom::Dense(_)) => {
-                    let mut args = [unused(); 4];
-                    args[dense::fwd::X] = ptr(x);
-                    args[dense::fwd::WEIGHT] = weight.expect("dense stages have a weight");
-                    args[dense::fwd::BIAS] = bias;
-                    args[dense::fwd::Y] = ptr_mut(y);
-                    // SAFETY: x holds batch × inputs values, y batch × units,
-                    // the weight units × inputs, the bias units.
-                    unsafe { call(kernel.expect("dense stages are compiled"), &args, batch) };
+                    let calls = parts
+                        .iter()
+                        .map(|&(first, images)| {
+                            let mut args = vec![unused(); 4];
+                            args[dense::fwd::X] = at(x, first * in_len);
+                            args[dense::fwd::WEIGHT] = weight;
+                            args[dense::fwd::BIAS] = bias;
+                            args[dense::fwd::Y] = at(y, first * out_len);
+                            Call { args, images }
+                        })
+                        .collect();
+                    // SAFETY: each call reads its chunk of x (images × inputs)
+                    // and the shared weight (units × inputs) and bias, and
+                    // writes its chunk of y (images × units).
+                    unsafe { run(kernel.expect("dense stages are compiled"), calls) };
                 }
                 (StageKind::Activation(a), _) => {
                     for (y, x) in y.iter_mut().zip(x) {
@@ -364,69 +462,101 @@ impl Model for JitNetwork {
         for p in &mut self.params {
             p.grad.fill(0.0);
         }
+        let parts = chunks(batch, self.threads);
         let mut g = grad_logits.to_vec();
         for index in (0..self.stages.len()).rev() {
             let x = &self.acts[index];
             let y = &self.acts[index + 1];
             let s = &mut self.stages[index];
-            let mut dx = vec![0.0; batch * s.stage.input.len()];
+            let (in_len, out_len) = (s.stage.input.len(), s.stage.output.len());
+            let mut dx = vec![0.0; batch * in_len];
             let kernel = s.kernels.map(|k| k[2]);
+            // Thread 0 accumulates into the parameters' gradients, the others
+            // into their own buffers, summed below in thread order.
+            let (wi, bi) = (s.weight, s.bias);
+            let grad_ptrs = |params: &mut Vec<Param>, worker: &mut Worker, thread: usize| -> (*mut u8, *mut u8) {
+                let Some(wi) = wi else { return (unused(), unused()) };
+                if thread == 0 {
+                    let gw = at(&params[wi].grad, 0);
+                    let gb = bi.map_or_else(unused, |b| at(&params[b].grad, 0));
+                    return (gw, gb);
+                }
+                zeroed(&mut worker.gw, params[wi].grad.len());
+                zeroed(&mut worker.gb, bi.map_or(0, |b| params[b].grad.len()));
+                (at(&worker.gw, 0), if bi.is_some() { at(&worker.gb, 0) } else { unused() })
+            };
             match (&s.stage.kind, s.geom) {
                 (StageKind::Conv { conv, .. }, StageGeom::Conv(geom)) => {
                     let (_, h, w) = chw(s.stage.input);
-                    s.dxpad.clear();
-                    s.dxpad.resize(batch * geom.padded_len(), 0.0);
-                    let mut dz = vec![0.0f32; geom.f * geom.plane4()];
-                    let (wi, bi) = (s.weight.expect("conv has a weight"), s.bias);
+                    zeroed(&mut s.dxpad, batch * geom.padded_len());
                     let (zh, zw) = conv::dzpad_dims(&geom);
-                    let mut dzpad = vec![0.0f32; geom.f * zh * zw];
-                    let mut args = [unused(); 11];
-                    args[conv::bwd::DZPAD] = ptr_mut(&mut dzpad);
-                    args[conv::bwd::XPAD] = ptr(&s.xpad);
-                    args[conv::bwd::WEIGHT] = ptr(&self.params[wi].value);
-                    args[conv::bwd::DY] = ptr(&g);
-                    args[conv::bwd::Y] = ptr(y);
-                    args[conv::bwd::KEEP] = if s.keep.is_empty() { unused() } else { ptr(&s.keep) };
-                    args[conv::bwd::ARGMAX] = s.argmax.as_mut_ptr().cast();
-                    args[conv::bwd::DZ] = ptr_mut(&mut dz);
-                    args[conv::bwd::GW] = ptr_mut(&mut self.params[wi].grad);
-                    args[conv::bwd::GB] = bi.map_or_else(unused, |i| ptr_mut(&mut self.params[i].grad));
-                    args[conv::bwd::DXPAD] = ptr_mut(&mut s.dxpad);
-                    // SAFETY: the buffers are those of the last training
-                    // forward for this batch (xpad, y, keep, argmax), g has
-                    // dzpad one image's padded dz planes,
-                    // the stage's output size, dz one scratch per filter, the
-                    // gradients the parameters' sizes, dxpad batch padded images.
-                    unsafe { call(kernel.expect("conv stages are compiled"), &args, batch) };
+                    let keep_len = geom.f * geom.oh * geom.ow;
+                    let weight = at(&self.params[wi.expect("conv has a weight")].value, 0);
+                    let mut calls = Vec::new();
+                    for (thread, (&(first, images), worker)) in parts.iter().zip(&mut s.workers).enumerate() {
+                        zeroed(&mut worker.dz, geom.f * geom.plane4());
+                        zeroed(&mut worker.dzpad, geom.f * zh * zw);
+                        let (gw, gb) = grad_ptrs(&mut self.params, worker, thread);
+                        let mut args = vec![unused(); 11];
+                        args[conv::bwd::XPAD] = at(&s.xpad, first * geom.padded_len());
+                        args[conv::bwd::WEIGHT] = weight;
+                        args[conv::bwd::DY] = at(&g, first * out_len);
+                        args[conv::bwd::Y] = at(y, first * out_len);
+                        args[conv::bwd::KEEP] = if s.keep.is_empty() { unused() } else { at(&s.keep, first * keep_len) };
+                        args[conv::bwd::ARGMAX] = at(&s.argmax, first * out_len);
+                        args[conv::bwd::DZ] = at(&worker.dz, 0);
+                        args[conv::bwd::GW] = gw;
+                        args[conv::bwd::GB] = gb;
+                        args[conv::bwd::DXPAD] = at(&s.dxpad, first * geom.padded_len());
+                        args[conv::bwd::DZPAD] = at(&worker.dzpad, 0);
+                        calls.push(Call { args, images });
+                    }
+                    // SAFETY: per call: its chunk of the training forward's
+                    // buffers (xpad, y, keep, argmax), of g (outputs) and of
+                    // dxpad (padded images); its own dz (one plane of oh × ow4
+                    // per filter), dzpad (one image's padded dz) and gradient
+                    // buffers (thread 0: the parameters'); the weight is read only.
+                    unsafe { run(kernel.expect("conv stages are compiled"), calls) };
                     crop_from(&s.dxpad, &geom, h, w, conv.pad, batch, &mut dx);
                 }
                 (StageKind::Pool(_), StageGeom::Pool { .. }) => {
-                    let mut args = [unused(); 5];
-                    args[pool_args::X] = ptr(x);
-                    args[pool_args::Y] = ptr(y);
-                    args[pool_args::ARGMAX] = s.argmax.as_mut_ptr().cast();
-                    args[pool_args::DY] = ptr(&g);
-                    args[pool_args::DX] = ptr_mut(&mut dx);
-                    // SAFETY: x, y, argmax from the training forward of this
-                    // batch; g and dx have the stage's output and input sizes.
-                    unsafe { call(kernel.expect("pool stages are compiled"), &args, batch) };
+                    let calls = parts
+                        .iter()
+                        .map(|&(first, images)| {
+                            let mut args = vec![unused(); 5];
+                            args[pool_args::X] = at(x, first * in_len);
+                            args[pool_args::Y] = at(y, first * out_len);
+                            args[pool_args::ARGMAX] = at(&s.argmax, first * out_len);
+                            args[pool_args::DY] = at(&g, first * out_len);
+                            args[pool_args::DX] = at(&dx, first * in_len);
+                            Call { args, images }
+                        })
+                        .collect();
+                    // SAFETY: each call reads its chunk of x, y, argmax and g
+                    // and accumulates into its chunk of the zeroed dx.
+                    unsafe { run(kernel.expect("pool stages are compiled"), calls) };
                 }
                 (StageKind::Dense { units, .. }, StageGeom::Dense(_)) => {
-                    let (wi, bi) = (s.weight.expect("dense has a weight"), s.bias);
-                    let mut dz = vec![0.0f32; batch * units];
-                    let mut args = [unused(); 8];
-                    args[dense::bwd::X] = ptr(x);
-                    args[dense::bwd::WEIGHT] = ptr(&self.params[wi].value);
-                    args[dense::bwd::DY] = ptr(&g);
-                    args[dense::bwd::Y] = ptr(y);
-                    args[dense::bwd::GW] = ptr_mut(&mut self.params[wi].grad);
-                    args[dense::bwd::GB] = bi.map_or_else(unused, |i| ptr_mut(&mut self.params[i].grad));
-                    args[dense::bwd::DX] = ptr_mut(&mut dx);
-                    args[dense::bwd::DZ] = ptr_mut(&mut dz);
-                    // SAFETY: x, y from the training forward (batch × inputs,
-                    // batch × units); g, dz batch × units; dx batch × inputs;
-                    // the gradients the parameters' sizes.
-                    unsafe { call(kernel.expect("dense stages are compiled"), &args, batch) };
+                    let weight = at(&self.params[wi.expect("dense has a weight")].value, 0);
+                    let mut calls = Vec::new();
+                    for (thread, (&(first, images), worker)) in parts.iter().zip(&mut s.workers).enumerate() {
+                        zeroed(&mut worker.dz, images * units);
+                        let (gw, gb) = grad_ptrs(&mut self.params, worker, thread);
+                        let mut args = vec![unused(); 8];
+                        args[dense::bwd::X] = at(x, first * in_len);
+                        args[dense::bwd::WEIGHT] = weight;
+                        args[dense::bwd::DY] = at(&g, first * out_len);
+                        args[dense::bwd::Y] = at(y, first * out_len);
+                        args[dense::bwd::GW] = gw;
+                        args[dense::bwd::GB] = gb;
+                        args[dense::bwd::DX] = at(&dx, first * in_len);
+                        args[dense::bwd::DZ] = at(&worker.dz, 0);
+                        calls.push(Call { args, images });
+                    }
+                    // SAFETY: per call: its chunk of x, y, g (reads) and dx
+                    // (writes), its own dz (images × units) and gradient
+                    // buffers (thread 0: the parameters'); the weight is read only.
+                    unsafe { run(kernel.expect("dense stages are compiled"), calls) };
                 }
                 (StageKind::Activation(a), _) => {
                     for ((dx, g), y) in dx.iter_mut().zip(&g).zip(y) {
@@ -439,6 +569,19 @@ impl Model for JitNetwork {
                     }
                 }
                 _ => dx.copy_from_slice(&g),
+            }
+            // Sum the other threads' parameter gradients, in thread order.
+            if let Some(wi) = wi {
+                for worker in s.workers.iter().take(parts.len()).skip(1) {
+                    for (g, t) in self.params[wi].grad.iter_mut().zip(&worker.gw) {
+                        *g += t;
+                    }
+                    if let Some(bi) = bi {
+                        for (g, t) in self.params[bi].grad.iter_mut().zip(&worker.gb) {
+                            *g += t;
+                        }
+                    }
+                }
             }
             g = dx;
         }
