@@ -9,4 +9,5 @@ pub use convc_runtime as runtime;
 
 /// The Cranelift JIT: `convc::jit::compile(&graph, seed)` gives a network
 /// that implements `convc::runtime::Model`.
+#[cfg(feature = "jit")]
 pub use convc_compiler::codegen::cranelift as jit;
