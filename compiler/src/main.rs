@@ -42,6 +42,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Run trained weights over images; with labels, print accuracy and a confusion matrix.
     Predict(cli::predict::PredictArgs),
+    /// Measure images/s, GFLOP/s and the fraction of this machine's peak.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Summary { spec, batch, optimizer, json } => summary(&spec, batch as usize, optimizer, json),
         Command::Train(args) => cli::report(cli::train::run(args)),
         Command::Predict(args) => cli::report(cli::predict::run(args)),
+        Command::Bench(args) => cli::report(cli::bench::run(args)),
     }
 }
 

@@ -85,3 +85,27 @@ fn summary_refuses_a_bad_spec_and_bad_arguments() {
     assert_eq!(o.status.code(), Some(2), "clap reports usage errors with 2");
     assert!(stderr(&o).contains("--batch"));
 }
+
+#[test]
+fn bench_json_reports_each_measurement() {
+    let o = convc(&["bench", "specs/lenet5.toml", "--json", "--seconds", "0.05", "--batch", "4", "--threads", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    // jit and interp, each infer and train.
+    assert_eq!(lines.len(), 4);
+    for m in &lines {
+        for key in ["images_per_s", "latency_us", "gflops", "peak_fraction"] {
+            assert!(m[key].as_f64().unwrap() > 0.0, "{key} in {m}");
+        }
+        assert_eq!(m["batch"], 4);
+        let ips = m["images_per_s"].as_f64().unwrap();
+        let latency = m["latency_us"].as_f64().unwrap();
+        assert!((ips * latency / 1e6 - 4.0).abs() < 1e-6, "images/s and latency per batch agree: {m}");
+    }
+    let jit: Vec<_> = lines.iter().filter(|m| m["backend"] == "jit").collect();
+    assert_eq!(jit.len(), 2);
+    assert!(jit.iter().all(|m| m["compile_ms"].as_f64().unwrap() > 0.0 && m["threads"] == 2));
+    assert!(lines.iter().filter(|m| m["backend"] == "interp").all(|m| m.get("compile_ms").is_none() && m["threads"] == 1));
+    assert_eq!(lines.iter().filter(|m| m["mode"] == "train").count(), 2);
+}

@@ -6,6 +6,7 @@
 //! - [`init`], [`loss`], [`optim`]: initialisation, softmax cross-entropy,
 //!   SGD and Adam.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod curve;
 pub mod data;
@@ -16,6 +17,7 @@ pub mod loss;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod peak;
 pub mod rng;
 pub mod train;
 pub mod weights;

@@ -1,5 +1,6 @@
 //! Pieces shared by the subcommands of `convc`.
 
+pub mod bench;
 pub mod predict;
 pub mod train;
 
@@ -21,7 +22,7 @@ pub enum OptimizerArg {
 }
 
 /// Which code runs the network.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 pub enum Backend {
     /// Machine code compiled at run time by Cranelift.
     Jit,

@@ -1,0 +1,56 @@
+//! Timing a model the way `convc bench` reports it: warm-up, then repeated
+//! inference forwards or training steps for a fixed minimum time.
+
+use std::time::{Duration, Instant};
+
+use crate::loss::softmax_cross_entropy;
+use crate::model::{Mode, Model, ModelError};
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::rng::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchMode {
+    /// Forward in inference mode.
+    Infer,
+    /// Forward, loss, backward and an SGD step.
+    Train,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub batches: usize,
+    /// Mean time per batch.
+    pub per_batch: Duration,
+}
+
+/// Run `mode` on random inputs of `batch` images until `min_time` has
+/// passed (after one untimed warm-up batch).
+pub fn time_model(model: &mut dyn Model, batch: usize, mode: BenchMode, min_time: Duration) -> Result<Timing, ModelError> {
+    let mut rng = Rng::new(1);
+    let input: Vec<f32> = (0..batch * model.input_shape().len()).map(|_| rng.next_f32()).collect();
+    let classes = model.classes();
+    let labels: Vec<u8> = (0..batch).map(|_| (rng.below(classes.min(256))) as u8).collect();
+    let mut optimizer = Optimizer::new(OptimizerConfig::Sgd { lr: 1e-4, momentum: 0.9, weight_decay: 0.0 });
+    let mut step = |model: &mut dyn Model, i: usize| -> Result<(), ModelError> {
+        match mode {
+            BenchMode::Infer => {
+                std::hint::black_box(model.forward(&input, batch, Mode::Infer)?);
+            }
+            BenchMode::Train => {
+                let logits = model.forward(&input, batch, Mode::Train { seed: i as u64 })?;
+                let out = softmax_cross_entropy(logits, &labels, classes);
+                model.backward(&out.grad)?;
+                optimizer.step(model.params_mut());
+            }
+        }
+        Ok(())
+    };
+    step(model, 0)?;
+    let start = Instant::now();
+    let mut batches = 0;
+    while batches == 0 || start.elapsed() < min_time {
+        step(model, batches + 1)?;
+        batches += 1;
+    }
+    Ok(Timing { batches, per_batch: start.elapsed() / batches as u32 })
+}
