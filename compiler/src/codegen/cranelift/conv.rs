@@ -38,6 +38,10 @@ pub struct ConvGeom {
     pub hp: usize,
     pub wp: usize,
     pub local: bool,
+    /// Input height, width and padding (rows/columns of zeros on each side).
+    pub h: usize,
+    pub w: usize,
+    pub pad: [usize; 2],
 }
 
 impl ConvGeom {
@@ -60,6 +64,9 @@ impl ConvGeom {
             hp: h + 2 * conv.pad[0],
             wp,
             local,
+            h,
+            w,
+            pad: conv.pad,
         }
     }
 
@@ -311,6 +318,9 @@ struct RowCorrelation {
     rows: usize,
     row_step: usize,
     vectors: usize,
+    /// Input row of output row 0, and input column of output column 0.
+    row_offset: usize,
+    col_offset: usize,
 }
 
 /// Accumulators kept live at once: 16 xmm registers hold them, the
@@ -344,7 +354,7 @@ fn emit_row_correlation(
     store: &StoreFn,
 ) {
     fx.for_range(0, rc.rows as i64, 1, |fx, r| {
-        let row = fx.b.ins().imul_imm_s(r, rc.row_step as i64);
+        let row = fx.mul_add(r, rc.row_step as i64, rc.row_offset as i64);
         let mut first = 0;
         while first < rc.vectors {
             let count = (rc.vectors - first).min(MAX_ROW_VECTORS);
@@ -368,7 +378,7 @@ fn emit_row_correlation(
                             })
                             .collect();
                         for v in 0..count {
-                            let xv = fx.load(F32X4, input, base, ((first + v) * LANES + kx) as i64);
+                            let xv = fx.load(F32X4, input, base, (rc.col_offset + (first + v) * LANES + kx) as i64);
                             for (k, wv) in ws.iter().enumerate() {
                                 let acc = accs[k * count + v];
                                 let a = fx.b.use_var(acc);
@@ -480,6 +490,8 @@ fn forward_correlation(g: &ConvGeom) -> RowCorrelation {
         rows: g.oh,
         row_step: g.sh,
         vectors: g.ow4 / LANES,
+        row_offset: 0,
+        col_offset: 0,
     }
 }
 
@@ -956,15 +968,19 @@ fn emit_input_grads_transposed(fx: &mut Fx, g: ConvGeom, w: Value, dz: Value, dz
             }
         });
     });
+    // Only the rows and whole vectors of columns that the crop keeps.
+    let first_col = g.pad[1] / LANES * LANES;
     let rc = RowCorrelation {
         in_channels: g.f,
         in_plane: zplane,
         in_row: zw,
         kh: g.kh,
         kw: g.kw,
-        rows: g.hp,
+        rows: g.h,
         row_step: 1,
-        vectors: g.wp / LANES,
+        vectors: (g.pad[1] + g.w - first_col).div_ceil(LANES),
+        row_offset: g.pad[0],
+        col_offset: first_col,
     };
     // Input channels of the image are the output channels here.
     for_blocks(fx, g.c, rc.channel_block().min(g.c), |fx, c0, count| {
@@ -977,9 +993,10 @@ fn emit_input_grads_transposed(fx: &mut Fx, g: ConvGeom, w: Value, dz: Value, dz
         let store = |fx: &mut Fx, k: usize, acc: Value, r: Value, col: usize| {
             let zero = fx.int(0);
             let ci = fx.b.ins().iadd_imm_s(c0, k as i64);
-            let at = g.x_index(fx, ci, r, zero);
+            let row = fx.b.ins().iadd_imm_s(r, g.pad[0] as i64);
+            let at = g.x_index(fx, ci, row, zero);
             let at = fx.b.ins().iadd(at, xbase);
-            fx.store(acc, dxpad, at, col as i64);
+            fx.store(acc, dxpad, at, (first_col + col) as i64);
         };
         let zero = fx.int(0);
         emit_row_correlation(fx, rc, count, dzpad, zero, w, &init, &weight, &store);
