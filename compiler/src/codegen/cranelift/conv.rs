@@ -892,41 +892,52 @@ fn emit_weight_and_input_grads(
 const MAX_TAP_ACCUMULATORS: usize = 8;
 
 /// gw[f, ci, ky, kx] += Σ_{oy, ox} dz[f, oy, ox] · x[ci, oy·sh + ky, ox + kx]:
-/// each dz vector is loaded once and serves one accumulator per kernel column.
+/// a block of filters × kernel columns is accumulated at once, so each
+/// loaded input vector serves every filter of the block and each loaded dz
+/// vector every kernel column.
 fn emit_weight_grads_vector(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Value, dz: Value, gw: Value) {
     let vectors = g.ow4 / LANES;
-    fx.for_range(0, g.f as i64, 1, |fx, f| {
-        let dz_off = fx.b.ins().imul_imm_s(f, g.plane4() as i64);
+    let taps = g.kw.min(MAX_TAP_ACCUMULATORS);
+    let filters = (ACCUMULATOR_BUDGET / taps).max(1).min(g.f);
+    for_blocks(fx, g.f, filters, |fx, f0, fcount| {
         fx.for_range(0, g.c as i64, 1, |fx, ci| {
             for ky in 0..g.kh {
                 let mut first = 0;
                 while first < g.kw {
                     let count = (g.kw - first).min(MAX_TAP_ACCUMULATORS);
                     let zero = fx.fv(0.0);
-                    let accs: Vec<_> = (0..count).map(|_| fx.var(F32X4, zero)).collect();
+                    let accs: Vec<_> = (0..fcount * count).map(|_| fx.var(F32X4, zero)).collect();
                     fx.for_range(0, g.oh as i64, 1, |fx, oy| {
                         let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
-                        let r4 = fx.b.ins().iadd(r4, dz_off);
+                        let dz_row = fx.mul_add(f0, g.plane4() as i64, 0);
+                        let dz_row = fx.b.ins().iadd(dz_row, r4);
                         let row = fx.mul_add(oy, g.sh as i64, ky as i64);
                         let zero = fx.int(0);
                         let xi = g.x_index(fx, ci, row, zero);
                         let xi = fx.b.ins().iadd(xi, xbase);
                         for v in 0..vectors {
-                            let dzv = fx.load(F32X4, dz, r4, (v * LANES) as i64);
-                            for (k, acc) in accs.iter().enumerate() {
-                                let xv = fx.load(F32X4, xpad, xi, (v * LANES + first + k) as i64);
-                                let a = fx.b.use_var(*acc);
-                                let a = fx.fma(dzv, xv, a);
-                                fx.b.def_var(*acc, a);
+                            let dzs: Vec<Value> =
+                                (0..fcount).map(|k| fx.load(F32X4, dz, dz_row, (k * g.plane4() + v * LANES) as i64)).collect();
+                            for t in 0..count {
+                                let xv = fx.load(F32X4, xpad, xi, (v * LANES + first + t) as i64);
+                                for (k, dzv) in dzs.iter().enumerate() {
+                                    let acc = accs[k * count + t];
+                                    let a = fx.b.use_var(acc);
+                                    let a = fx.fma(*dzv, xv, a);
+                                    fx.b.def_var(acc, a);
+                                }
                             }
                         }
                     });
-                    for (k, acc) in accs.iter().enumerate() {
-                        let zero = fx.int(0);
-                        let wi = g.w_index(fx, f, zero, zero, ci, ky, first + k);
-                        let a = fx.b.use_var(*acc);
-                        let total = fx.hsum(a);
-                        fx.add_to(F32, gw, wi, 0, total);
+                    for k in 0..fcount {
+                        let f = fx.b.ins().iadd_imm_s(f0, k as i64);
+                        for t in 0..count {
+                            let zero = fx.int(0);
+                            let wi = g.w_index(fx, f, zero, zero, ci, ky, first + t);
+                            let a = fx.b.use_var(accs[k * count + t]);
+                            let total = fx.hsum(a);
+                            fx.add_to(F32, gw, wi, 0, total);
+                        }
                     }
                     first += count;
                 }
