@@ -51,6 +51,12 @@ extern "C" fn convc_tanhf(x: f32) -> f32 {
     x.tanh()
 }
 
+/// What Cranelift calls for `fma` on a CPU without FMA (it then lowers the
+/// instruction to the libcall `fmaf`, ~50× slower, but correct).
+extern "C" fn convc_fmaf(a: f32, b: f32, c: f32) -> f32 {
+    a.mul_add(b, c)
+}
+
 /// Options of [`compile_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct JitOptions {
@@ -136,6 +142,7 @@ impl Jit {
         let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         builder.symbol("convc_expf", convc_expf as *const u8);
         builder.symbol("convc_tanhf", convc_tanhf as *const u8);
+        builder.symbol("fmaf", convc_fmaf as *const u8);
         let mut module = JITModule::new(builder);
         let mut unary = module.make_signature();
         unary.params.push(AbiParam::new(types::F32));
