@@ -12,8 +12,22 @@ use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
 use convc_runtime::Model;
 
 fn jit(fuse: bool, threads: usize) -> impl Fn(&Graph, u64) -> Box<dyn Model> {
+    jit_with(JitOptions { fuse, threads, ..JitOptions::default() })
+}
+
+fn jit_with(options: JitOptions) -> impl Fn(&Graph, u64) -> Box<dyn Model> {
     move |g: &Graph, seed: u64| {
-        Box::new(compile_with(g, JitOptions { fuse, seed, threads }).unwrap_or_else(|e| panic!("{e}"))) as Box<dyn Model>
+        Box::new(compile_with(g, JitOptions { seed, ..options }).unwrap_or_else(|e| panic!("{e}"))) as Box<dyn Model>
+    }
+}
+
+/// A CPU without FMA or AVX: `fma` becomes a call to `fmaf`.
+#[test]
+fn baseline_isa_matches_the_interpreter() {
+    for seed in 1000..1020 {
+        let (text, batch) = random_spec(seed);
+        let options = JitOptions { host_features: false, threads: 2, ..JitOptions::default() };
+        check_against_interpreter(&graph(&text), batch, seed, &jit_with(options)).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
     }
 }
 

@@ -53,7 +53,8 @@ pub fn build_model(graph: &Graph, backend: Backend, seed: u64, fuse: bool, threa
     Ok(match backend {
         Backend::Interp => Box::new(convc_compiler::interpreter(graph, seed)),
         Backend::Jit => {
-            let net = compile_with(graph, JitOptions { fuse, seed, threads }).map_err(|e| CliError::msg(e.to_string()))?;
+            let net = compile_with(graph, JitOptions { fuse, seed, threads, ..JitOptions::default() })
+                .map_err(|e| CliError::msg(e.to_string()))?;
             eprintln!(
                 "compiled {} stages ({}) in {:.2} ms",
                 net.stage_names().len(),

@@ -67,11 +67,15 @@ pub struct JitOptions {
     /// Threads a batch is split over (data-parallel); results depend on it
     /// only through the order of the gradient sums.
     pub threads: usize,
+    /// Use the host's AVX/FMA/AVX-512 (the default). Off, the code targets
+    /// baseline x86-64 with SSE4.2 and `fma` becomes a call to `fmaf` — how
+    /// the JIT behaves on a CPU without FMA; the tests run it this way too.
+    pub host_features: bool,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        Self { fuse: true, seed: 0, threads: 1 }
+        Self { fuse: true, seed: 0, threads: 1, host_features: true }
     }
 }
 
@@ -83,7 +87,7 @@ pub fn compile(graph: &Graph, seed: u64) -> Result<JitNetwork, JitError> {
 pub fn compile_with(graph: &Graph, options: JitOptions) -> Result<JitNetwork, JitError> {
     let start = Instant::now();
     let plan = Plan::new(graph, options.fuse);
-    let mut jit = Jit::new()?;
+    let mut jit = Jit::new(options.host_features)?;
     let mut kernels = Vec::new();
     for (index, stage) in plan.stages.iter().enumerate() {
         let k = match &stage.kind {
@@ -132,13 +136,22 @@ struct Jit {
 }
 
 impl Jit {
-    fn new() -> Result<Self, JitError> {
+    fn new(host_features: bool) -> Result<Self, JitError> {
         let err = |e: &dyn fmt::Display| JitError(e.to_string());
         let mut flags = settings::builder();
         flags.set("is_pic", "false").map_err(|e| err(&e))?;
         flags.set("opt_level", "none").map_err(|e| err(&e))?;
         flags.set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" }).map_err(|e| err(&e))?;
-        let isa = cranelift_native::builder().map_err(|e| err(&e))?.finish(settings::Flags::new(flags)).map_err(|e| err(&e))?;
+        let mut isa = cranelift_native::builder().map_err(|e| err(&e))?;
+        if !host_features {
+            for flag in
+                ["has_fma", "has_avx", "has_avx2", "has_avx512f", "has_avx512vl", "has_avx512dq", "has_avx512bitalg", "has_avx512vbmi"]
+            {
+                // A flag this Cranelift does not know is simply not in use.
+                let _ = isa.set(flag, "false");
+            }
+        }
+        let isa = isa.finish(settings::Flags::new(flags)).map_err(|e| err(&e))?;
         let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         builder.symbol("convc_expf", convc_expf as *const u8);
         builder.symbol("convc_tanhf", convc_tanhf as *const u8);
