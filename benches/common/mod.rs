@@ -1,0 +1,45 @@
+//! Shared by the benchmarks: building each backend for a spec, and one
+//! timed iteration per mode. (Each benchmark binary uses part of it.)
+#![allow(dead_code)]
+
+use convc::compiler::{Graph, SourceFile, check_source};
+use convc::jit::{JitOptions, compile_with};
+use convc::runtime::loss::softmax_cross_entropy;
+use convc::runtime::{Mode, Model};
+
+pub fn spec_file(name: &str) -> Graph {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs").join(format!("{name}.toml"));
+    convc::compiler::check(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn spec_text(text: &str) -> Graph {
+    check_source(&SourceFile::new("bench.toml", text)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The backends compared side by side: name and constructor.
+pub fn backends(graph: &Graph) -> Vec<(&'static str, Box<dyn Model>)> {
+    let jit = |fuse: bool, threads: usize| -> Box<dyn Model> {
+        Box::new(compile_with(graph, JitOptions { fuse, threads, ..JitOptions::default() }).expect("compiles"))
+    };
+    vec![
+        ("interp", Box::new(convc::compiler::interpreter(graph, 0)) as Box<dyn Model>),
+        ("jit_1thread", jit(true, 1)),
+        ("jit_2threads", jit(true, 2)),
+    ]
+}
+
+pub fn input(model: &dyn Model, batch: usize) -> Vec<f32> {
+    (0..batch * model.input_shape().len()).map(|i| (i % 255) as f32 / 255.0).collect()
+}
+
+/// Forward, loss and backward (the optimizer step is the same for every backend).
+pub fn train_step(model: &mut dyn Model, x: &[f32], batch: usize, labels: &[u8]) {
+    let classes = model.classes();
+    let logits = model.forward(x, batch, Mode::Train { seed: 1 }).expect("forward");
+    let out = softmax_cross_entropy(logits, labels, classes);
+    model.backward(&out.grad).expect("backward");
+}
+
+pub fn infer(model: &mut dyn Model, x: &[f32], batch: usize) {
+    std::hint::black_box(model.forward(x, batch, Mode::Infer).expect("forward"));
+}
