@@ -10,6 +10,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod curve;
 pub mod data;
+pub mod elementwise;
 pub mod init;
 pub mod interp;
 pub mod layer;

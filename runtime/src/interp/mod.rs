@@ -8,10 +8,10 @@ mod pool;
 
 pub use dense::dot;
 
+use crate::elementwise;
 use crate::init;
 use crate::layer::{LayerDef, Op, Shape};
 use crate::model::{Mode, Model, ModelError, ParamMut, ParamRef, expect_len};
-use crate::rng::Rng;
 
 /// A parameter tensor and its gradient.
 #[derive(Debug, Clone)]
@@ -188,20 +188,11 @@ fn forward_layer(layer: &mut Layer, index: usize, batch: usize, mode: Mode, x: &
         Op::Dropout { rate } => match mode {
             Mode::Infer => y.copy_from_slice(x),
             Mode::Train { seed } => {
-                let mut rng = Rng::derive(seed, index as u64, 0);
-                let keep = 1.0 / (1.0 - rate);
-                layer.mask.clear();
-                layer.mask.extend((0..x.len()).map(|_| if rng.next_f32() < *rate { 0.0 } else { keep }));
-                for ((y, x), m) in y.iter_mut().zip(x).zip(&layer.mask) {
-                    *y = x * m;
-                }
+                elementwise::dropout_mask(seed, index, *rate, x.len(), &mut layer.mask);
+                elementwise::apply_mask(x, &layer.mask, y);
             }
         },
-        Op::Activation(a) => {
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = a.apply(*x);
-            }
-        }
+        Op::Activation(a) => elementwise::activation_forward(*a, x, y),
         Op::Flatten | Op::Softmax => y.copy_from_slice(x),
     }
 }
@@ -237,12 +228,8 @@ fn backward_layer(layer: &mut Layer, batch: usize, x: &[f32], y: &[f32], g: &[f3
             let gb = rest.first_mut().map(|b| b.grad.as_mut_slice());
             dense::backward(in_len, *units, &w.value, x, &dz, &mut w.grad, gb, &mut dx);
         }
-        Op::Dropout { .. } => {
-            for ((dx, g), m) in dx.iter_mut().zip(g).zip(&layer.mask) {
-                *dx = g * m;
-            }
-        }
-        Op::Activation(a) => dx = through_activation(*a),
+        Op::Dropout { .. } => elementwise::apply_mask(g, &layer.mask, &mut dx),
+        Op::Activation(a) => elementwise::activation_backward(*a, g, y, &mut dx),
         Op::Flatten | Op::Softmax => dx.copy_from_slice(g),
     }
     dx

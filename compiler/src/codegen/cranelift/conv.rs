@@ -239,9 +239,14 @@ pub fn emit_pool_plane(
     });
 }
 
-/// Backward of pooling one plane: accumulate into `dsrc` (offset `dsrc_off`,
-/// zeroed by the caller) from `dy`/`y` (offset `dy_off`). L2 needs the
-/// pooled plane's input `src` (offset `dsrc_off` too: same layout).
+/// The value of the pooled plane's input at a plane index (L2 pooling's
+/// backward needs it).
+pub type InputAt<'f> = dyn Fn(&mut Fx, Value) -> Value + 'f;
+
+/// Backward of pooling one plane: accumulate into `dsrc` (offset
+/// `dsrc_off`, zeroed by the caller, rows of `g.row_stride`) from `dy`/`y`
+/// (offset `dy_off`). Max pooling scatters through `argmax`; L2 pooling
+/// reads its input through `input_at` (plane index, before `dsrc_off`).
 #[allow(clippy::too_many_arguments)]
 pub fn emit_pool_plane_backward(
     fx: &mut Fx,
@@ -251,7 +256,7 @@ pub fn emit_pool_plane_backward(
     y: Value,
     argmax: Value,
     dy_off: Value,
-    src: Value,
+    input_at: &InputAt,
     dsrc: Value,
     dsrc_off: Value,
 ) {
@@ -283,17 +288,17 @@ pub fn emit_pool_plane_backward(
                 for ty in 0..g.kh {
                     for tx in 0..g.kw {
                         let (at, inside) = g.tap(fx, py, px, ty, tx);
-                        let at = fx.b.ins().iadd(at, dsrc_off);
                         let mut contribution = if kind == PoolKind::Avg {
                             scale
                         } else {
-                            let xv = fx.load(F32, src, at, 0);
+                            let xv = input_at(fx, at);
                             fx.b.ins().fmul(scale, xv)
                         };
                         if let Some(inside) = inside {
                             let zero = fx.f(0.0);
                             contribution = fx.b.ins().select(inside, contribution, zero);
                         }
+                        let at = fx.b.ins().iadd(at, dsrc_off);
                         fx.add_to(F32, dsrc, at, 0, contribution);
                     }
                 }
@@ -671,8 +676,16 @@ pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: boo
                 }
                 (Some(p), Some(pg)) => {
                     // Through the pool into dz (rows of ow4), then the activation.
-                    let keep4 = KeepView { keep, off: k_off, ow: g.ow, ow4: g.ow4 };
-                    emit_pool_backward_into_rows(fx, p.kind, pg, dy, y, o_off, keep4, dz, dz_off);
+                    // The pool's input is the kept activation plane (rows of ow).
+                    let input_at = |fx: &mut Fx, at4: Value| {
+                        let row = fx.b.ins().udiv_imm_u(at4, g.ow4 as i64);
+                        let col = fx.b.ins().urem_imm_u(at4, g.ow4 as i64);
+                        let k = fx.mul_add(row, g.ow as i64, 0);
+                        let k = fx.b.ins().iadd(k, col);
+                        let k = fx.b.ins().iadd(k, k_off);
+                        fx.load(F32, keep, k, 0)
+                    };
+                    emit_pool_plane_backward(fx, p.kind, pg, dy, y, argmax, o_off, &input_at, dz, dz_off);
                     fx.for_range(0, g.oh as i64, 1, |fx, oy| {
                         let r4 = fx.mul_add(oy, g.ow4 as i64, 0);
                         let r4 = fx.b.ins().iadd(r4, dz_off);
@@ -709,69 +722,6 @@ pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: boo
         });
         let xbase = fx.mul_add(n, g.padded_len() as i64, 0);
         emit_weight_and_input_grads(fx, g, xpad, xbase, w, dz, gw, dxpad, dzpad);
-    });
-}
-
-/// Where the activated conv output of one plane is kept (rows of `ow`).
-#[derive(Clone, Copy)]
-struct KeepView {
-    keep: Value,
-    off: Value,
-    ow: usize,
-    ow4: usize,
-}
-
-/// Average/L2 pool backward from pooled gradients into dz rows of ow4.
-#[allow(clippy::too_many_arguments)]
-fn emit_pool_backward_into_rows(
-    fx: &mut Fx,
-    kind: PoolKind,
-    pg: PoolGeom,
-    dy: Value,
-    y: Value,
-    o_off: Value,
-    keep: KeepView,
-    dz: Value,
-    dz_off: Value,
-) {
-    let window = (pg.kh * pg.kw) as f32;
-    fx.for_range(0, (pg.ph * pg.pw) as i64, 1, |fx, o| {
-        let oi = fx.b.ins().iadd(o, o_off);
-        let grad = fx.load(F32, dy, oi, 0);
-        let scale = if kind == PoolKind::Avg {
-            let k = fx.f(window);
-            fx.b.ins().fdiv(grad, k)
-        } else {
-            let yv = fx.load(F32, y, oi, 0);
-            let zero = fx.f(0.0);
-            let q = fx.b.ins().fdiv(grad, yv);
-            let pos = fx.b.ins().fcmp(FloatCC::GreaterThan, yv, zero);
-            fx.b.ins().select(pos, q, zero)
-        };
-        let py = fx.b.ins().udiv_imm_u(o, pg.pw as i64);
-        let px = fx.b.ins().urem_imm_u(o, pg.pw as i64);
-        for ty in 0..pg.kh {
-            for tx in 0..pg.kw {
-                // pg's row stride is ow4 (dz rows); the kept plane has rows of ow.
-                let (at4, inside) = pg.tap(fx, py, px, ty, tx);
-                let mut contribution = scale;
-                if kind == PoolKind::L2 {
-                    let row = fx.b.ins().udiv_imm_u(at4, keep.ow4 as i64);
-                    let col = fx.b.ins().urem_imm_u(at4, keep.ow4 as i64);
-                    let k = fx.mul_add(row, keep.ow as i64, 0);
-                    let k = fx.b.ins().iadd(k, col);
-                    let k = fx.b.ins().iadd(k, keep.off);
-                    let xv = fx.load(F32, keep.keep, k, 0);
-                    contribution = fx.b.ins().fmul(scale, xv);
-                }
-                if let Some(inside) = inside {
-                    let zero = fx.f(0.0);
-                    contribution = fx.b.ins().select(inside, contribution, zero);
-                }
-                let at = fx.b.ins().iadd(at4, dz_off);
-                fx.add_to(F32, dz, at, 0, contribution);
-            }
-        }
     });
 }
 

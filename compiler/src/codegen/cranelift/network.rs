@@ -12,16 +12,16 @@
 use std::time::Duration;
 
 use convc_runtime::PoolKind;
+use convc_runtime::elementwise;
 use convc_runtime::init;
 use convc_runtime::layer::Shape;
 use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef, expect_len};
-use convc_runtime::rng::Rng;
-use cranelift_codegen::ir::InstBuilder;
+use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_jit::JITModule;
 
 use super::conv::{self, ConvGeom, PoolGeom};
 use super::dense::{self, DenseGeom};
-use super::emit::Fx;
+use super::emit::{F32, Fx};
 use super::{KernelFn, chw};
 use crate::graph::Graph;
 use crate::plan::{Plan, Stage, StageKind};
@@ -87,7 +87,11 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
                 fx.for_to(0, planes, 1, |fx, plane| {
                     let src_off = fx.b.ins().imul_imm_s(plane, in_plane);
                     let dst_off = fx.b.ins().imul_imm_s(plane, out_plane);
-                    conv::emit_pool_plane_backward(fx, p.kind, *g, dy, y, argmax, dst_off, x, dx, src_off);
+                    let input_at = |fx: &mut Fx, at: Value| {
+                        let at = fx.b.ins().iadd(at, src_off);
+                        fx.load(F32, x, at, 0)
+                    };
+                    conv::emit_pool_plane_backward(fx, p.kind, *g, dy, y, argmax, dst_off, &input_at, dx, src_off);
                 });
             } else {
                 let record = pass == Pass::Train && p.kind == PoolKind::Max;
@@ -428,22 +432,12 @@ impl Model for JitNetwork {
                     // writes its chunk of y (images × units).
                     unsafe { run(kernel.expect("dense stages are compiled"), calls) };
                 }
-                (StageKind::Activation(a), _) => {
-                    for (y, x) in y.iter_mut().zip(x) {
-                        *y = a.apply(*x);
-                    }
-                }
+                (StageKind::Activation(a), _) => elementwise::activation_forward(*a, x, y),
                 (StageKind::Dropout { rate }, _) => match mode {
                     Mode::Infer => y.copy_from_slice(x),
                     Mode::Train { seed } => {
-                        // The interpreter's masks: same stream per layer index.
-                        let mut rng = Rng::derive(seed, s.stage.layers[0] as u64, 0);
-                        let keep = 1.0 / (1.0 - rate);
-                        s.mask.clear();
-                        s.mask.extend((0..x.len()).map(|_| if rng.next_f32() < *rate { 0.0 } else { keep }));
-                        for ((y, x), m) in y.iter_mut().zip(x).zip(&s.mask) {
-                            *y = x * m;
-                        }
+                        elementwise::dropout_mask(seed, s.stage.layers[0], *rate, x.len(), &mut s.mask);
+                        elementwise::apply_mask(x, &s.mask, y);
                     }
                 },
                 _ => y.copy_from_slice(x),
@@ -558,16 +552,8 @@ impl Model for JitNetwork {
                     // buffers (thread 0: the parameters'); the weight is read only.
                     unsafe { run(kernel.expect("dense stages are compiled"), calls) };
                 }
-                (StageKind::Activation(a), _) => {
-                    for ((dx, g), y) in dx.iter_mut().zip(&g).zip(y) {
-                        *dx = g * a.derivative_at_output(*y);
-                    }
-                }
-                (StageKind::Dropout { .. }, _) => {
-                    for ((dx, g), m) in dx.iter_mut().zip(&g).zip(&s.mask) {
-                        *dx = g * m;
-                    }
-                }
+                (StageKind::Activation(a), _) => elementwise::activation_backward(*a, &g, y, &mut dx),
+                (StageKind::Dropout { .. }, _) => elementwise::apply_mask(&g, &s.mask, &mut dx),
                 _ => dx.copy_from_slice(&g),
             }
             // Sum the other threads' parameter gradients, in thread order.
