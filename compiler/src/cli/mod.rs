@@ -6,6 +6,7 @@ pub mod train;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use convc_compiler::{Graph, SpecError};
@@ -48,10 +49,18 @@ pub fn all_cores() -> usize {
 
 /// `threads`: the JIT splits each batch over this many threads (the
 /// interpreter, the reference, stays single-threaded).
-pub fn build_model(graph: &Graph, backend: Backend, seed: u64, fuse: bool, threads: usize) -> Result<Box<dyn Model>, CliError> {
+/// Returns the model and, for the JIT, the time code generation and
+/// compilation took.
+pub fn build_model(
+    graph: &Graph,
+    backend: Backend,
+    seed: u64,
+    fuse: bool,
+    threads: usize,
+) -> Result<(Box<dyn Model>, Option<Duration>), CliError> {
     use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
     Ok(match backend {
-        Backend::Interp => Box::new(convc_compiler::interpreter(graph, seed)),
+        Backend::Interp => (Box::new(convc_compiler::interpreter(graph, seed)) as Box<dyn Model>, None),
         Backend::Jit => {
             let net = compile_with(graph, JitOptions { fuse, seed, threads, ..JitOptions::default() })
                 .map_err(|e| CliError::msg(e.to_string()))?;
@@ -61,7 +70,8 @@ pub fn build_model(graph: &Graph, backend: Backend, seed: u64, fuse: bool, threa
                 net.stage_names().join(", "),
                 net.compile_time().as_secs_f64() * 1e3
             );
-            Box::new(net)
+            let compile_time = net.compile_time();
+            (Box::new(net) as Box<dyn Model>, Some(compile_time))
         }
     })
 }

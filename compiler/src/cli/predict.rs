@@ -33,7 +33,7 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
-    let mut model = build_model(&graph, args.backend, 0, true, super::all_cores())?;
+    let (mut model, _) = build_model(&graph, args.backend, 0, true, super::all_cores())?;
     weights::load_model(model.as_mut(), &args.weights)?;
     let (pixels, n, height, width) = data::read_images(&args.images)?;
     let labels = match &args.labels {

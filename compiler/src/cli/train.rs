@@ -131,7 +131,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         return Err(CliError::msg("the training set is empty (check --limit)"));
     }
 
-    let mut model = build_model(&graph, args.backend, seed, !args.no_fusion, threads)?;
+    let (mut model, _) = build_model(&graph, args.backend, seed, !args.no_fusion, threads)?;
     let mut history = Vec::new();
     if let Some(path) = &args.init {
         weights::load_model(model.as_mut(), path)?;
