@@ -93,3 +93,12 @@ pub trait Model {
 pub fn expect_len(what: &'static str, got: usize, expected: usize) -> Result<(), ModelError> {
     if got == expected { Ok(()) } else { Err(ModelError::Length { what, expected, got }) }
 }
+
+/// Check the arguments of `Model::forward`: a non-empty batch of inputs of
+/// `shape`.
+pub fn check_input(input: &[f32], batch: usize, shape: Shape) -> Result<(), ModelError> {
+    if batch == 0 {
+        return Err(ModelError::BatchZero);
+    }
+    expect_len("input", input.len(), batch * shape.len())
+}

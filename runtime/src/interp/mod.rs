@@ -11,7 +11,7 @@ pub use dense::dot;
 use crate::elementwise;
 use crate::init;
 use crate::layer::{LayerDef, Op, Shape};
-use crate::model::{Mode, Model, ModelError, ParamMut, ParamRef, expect_len};
+use crate::model::{Mode, Model, ModelError, ParamMut, ParamRef, check_input, expect_len};
 
 /// A parameter tensor and its gradient.
 #[derive(Debug, Clone)]
@@ -99,10 +99,7 @@ impl Model for Interpreter {
     }
 
     fn forward(&mut self, input: &[f32], batch: usize, mode: Mode) -> Result<&[f32], ModelError> {
-        if batch == 0 {
-            return Err(ModelError::BatchZero);
-        }
-        expect_len("input", input.len(), batch * self.input.len())?;
+        check_input(input, batch, self.input)?;
         self.batch = batch;
         self.acts[0].clear();
         self.acts[0].extend_from_slice(input);

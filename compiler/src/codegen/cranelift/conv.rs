@@ -417,6 +417,12 @@ fn for_blocks(fx: &mut Fx, total: usize, block: usize, mut body: impl FnMut(&mut
     }
 }
 
+/// A fused pool's geometry over the conv output in the scratch plane (rows
+/// of ow4); `ph`, `pw` come from the plan's stage output.
+pub fn fused_pool_geom(g: &ConvGeom, pool: &Pool, ph: usize, pw: usize) -> PoolGeom {
+    PoolGeom::new(pool, g.oh, g.ow, g.ow4, ph, pw)
+}
+
 /// Argument slots of the forward kernel.
 pub mod fwd {
     pub const XPAD: usize = 0;
@@ -431,7 +437,10 @@ pub mod fwd {
 }
 
 /// Forward of a conv stage over the batch.
-pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<&Pool>, train: bool) {
+/// `pool`: the fused pool and its geometry over the scratch plane (from
+/// the plan's output shape; see [`fused_pool_geom`]).
+pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<(&Pool, PoolGeom)>, train: bool) {
+    let (pool, pool_geom) = (pool.map(|p| p.0), pool.map(|p| p.1));
     let xpad = fx.arg(fwd::XPAD);
     let w = fx.arg(fwd::WEIGHT);
     let b = fx.arg(fwd::BIAS);
@@ -440,16 +449,6 @@ pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool
     let argmax = fx.arg(fwd::ARGMAX);
     let scratch = fx.arg(fwd::SCRATCH);
     let batch = fx.batch;
-    let pool_geom = pool.map(|p| {
-        PoolGeom::new(
-            p,
-            g.oh,
-            g.ow,
-            g.ow4,
-            (g.oh + 2 * p.pad[0] - p.size[0]) / p.stride[0] + 1,
-            (g.ow + 2 * p.pad[1] - p.size[1]) / p.stride[1] + 1,
-        )
-    });
     let out_plane = pool_geom.map_or(g.oh * g.ow, |p| p.ph * p.pw);
     let block = forward_channel_block(&g);
     fx.for_to(0, batch, 1, |fx, n| {
@@ -617,7 +616,8 @@ pub mod bwd {
 
 /// Backward of a conv stage over the batch: accumulates the weight and bias
 /// gradients and the padded input gradient.
-pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<&Pool>) {
+pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<(&Pool, PoolGeom)>) {
+    let (pool, pool_geom) = (pool.map(|p| p.0), pool.map(|p| p.1));
     let xpad = fx.arg(bwd::XPAD);
     let w = fx.arg(bwd::WEIGHT);
     let dy = fx.arg(bwd::DY);
@@ -631,16 +631,6 @@ pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: boo
     let dzpad = fx.arg(bwd::DZPAD);
     let batch = fx.batch;
     let plane4 = g.plane4();
-    let pool_geom = pool.map(|p| {
-        PoolGeom::new(
-            p,
-            g.oh,
-            g.ow,
-            g.ow4,
-            (g.oh + 2 * p.pad[0] - p.size[0]) / p.stride[0] + 1,
-            (g.ow + 2 * p.pad[1] - p.size[1]) / p.stride[1] + 1,
-        )
-    });
     let out_plane = pool_geom.map_or(g.oh * g.ow, |p| p.ph * p.pw);
     fx.for_to(0, batch, 1, |fx, n| {
         // dz ← 0 (the padded tail columns stay 0, so vector loops may read them).

@@ -15,7 +15,7 @@ use convc_runtime::PoolKind;
 use convc_runtime::elementwise;
 use convc_runtime::init;
 use convc_runtime::layer::Shape;
-use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef, expect_len};
+use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef, check_input, expect_len};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_jit::JITModule;
 
@@ -36,8 +36,12 @@ pub(crate) enum Pass {
 /// The sizes a stage's kernels are specialised to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum StageGeom {
-    Conv(ConvGeom),
-    Pool { c: usize, geom: PoolGeom },
+    /// The conv and, when fused, its pool over the conv's output plane.
+    Conv(ConvGeom, Option<PoolGeom>),
+    Pool {
+        c: usize,
+        geom: PoolGeom,
+    },
     Dense(DenseGeom),
     None,
 }
@@ -46,9 +50,11 @@ impl StageGeom {
     pub(crate) fn of(stage: &Stage) -> Self {
         let (c, h, w) = chw(stage.input);
         match &stage.kind {
-            StageKind::Conv { conv, local, conv_out, .. } => {
+            StageKind::Conv { conv, local, conv_out, pool, .. } => {
                 let (_, oh, ow) = conv_out.chw();
-                Self::Conv(ConvGeom::new(conv, *local, c, h, w, oh, ow))
+                let g = ConvGeom::new(conv, *local, c, h, w, oh, ow);
+                let (_, ph, pw) = stage.output.chw();
+                Self::Conv(g, pool.as_ref().map(|p| conv::fused_pool_geom(&g, p, ph, pw)))
             }
             StageKind::Pool(p) => {
                 let (_, ph, pw) = stage.output.chw();
@@ -73,11 +79,14 @@ mod pool_args {
 
 pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pass) {
     match (&stage.kind, geom) {
-        (StageKind::Conv { activation, pool, conv, .. }, StageGeom::Conv(g)) => match pass {
-            Pass::Infer => conv::emit_forward(fx, *g, *activation, conv.bias, pool.as_ref(), false),
-            Pass::Train => conv::emit_forward(fx, *g, *activation, conv.bias, pool.as_ref(), true),
-            Pass::Backward => conv::emit_backward(fx, *g, *activation, conv.bias, pool.as_ref()),
-        },
+        (StageKind::Conv { activation, pool, conv, .. }, StageGeom::Conv(g, pg)) => {
+            let fused = pool.as_ref().zip(*pg);
+            match pass {
+                Pass::Infer => conv::emit_forward(fx, *g, *activation, conv.bias, fused, false),
+                Pass::Train => conv::emit_forward(fx, *g, *activation, conv.bias, fused, true),
+                Pass::Backward => conv::emit_backward(fx, *g, *activation, conv.bias, fused),
+            }
+        }
         (StageKind::Pool(p), StageGeom::Pool { c, geom: g }) => {
             let (x, y, argmax) = (fx.arg(pool_args::X), fx.arg(pool_args::Y), fx.arg(pool_args::ARGMAX));
             let (in_plane, out_plane) = ((g.h * g.w) as i64, (g.ph * g.pw) as i64);
@@ -348,10 +357,7 @@ impl Model for JitNetwork {
     }
 
     fn forward(&mut self, input: &[f32], batch: usize, mode: Mode) -> Result<&[f32], ModelError> {
-        if batch == 0 {
-            return Err(ModelError::BatchZero);
-        }
-        expect_len("input", input.len(), batch * self.input.len())?;
+        check_input(input, batch, self.input)?;
         self.batch = batch;
         self.acts[0].clear();
         self.acts[0].extend_from_slice(input);
@@ -369,7 +375,7 @@ impl Model for JitNetwork {
             let bias = s.bias.map_or_else(unused, |i| at(&self.params[i].value, 0));
             let kernel = s.kernels.map(|k| if train { k[1] } else { k[0] });
             match (&s.stage.kind, s.geom) {
-                (StageKind::Conv { conv, pool, .. }, StageGeom::Conv(g)) => {
+                (StageKind::Conv { conv, pool, .. }, StageGeom::Conv(g, _)) => {
                     let (_, h, w) = chw(s.stage.input);
                     pad_into(x, &g, h, w, conv.pad, batch, &mut s.xpad);
                     s.argmax.resize(batch * out_len, 0);
@@ -480,7 +486,7 @@ impl Model for JitNetwork {
                 (at(&worker.gw, 0), if bi.is_some() { at(&worker.gb, 0) } else { unused() })
             };
             match (&s.stage.kind, s.geom) {
-                (StageKind::Conv { conv, .. }, StageGeom::Conv(geom)) => {
+                (StageKind::Conv { conv, .. }, StageGeom::Conv(geom, _)) => {
                     let (_, h, w) = chw(s.stage.input);
                     zeroed(&mut s.dxpad, batch * geom.padded_len());
                     let (zh, zw) = conv::dzpad_dims(&geom);
