@@ -28,8 +28,7 @@ impl<T> At<T> {
     }
 }
 
-/// Per-axis (height, width) pair.
-pub type Pair = [usize; 2];
+pub use convc_runtime::layer::Pair;
 
 /// How a window layer treats an output size `(N − F + 2P)/S + 1` that is not
 /// a whole number.

@@ -94,17 +94,19 @@ impl ConvGeom {
         fx.b.ins().iadd(a, col)
     }
 
+    /// A local layer's filter bank (and bias) for filter `f` at output
+    /// (oy, ox): `(f·oh + oy)·ow + ox`.
+    fn local_bank(&self, fx: &mut Fx, f: Value, oy: Value, ox: Value) -> Value {
+        let a = fx.b.ins().imul_imm_s(f, self.oh as i64);
+        let a = fx.b.ins().iadd(a, oy);
+        let a = fx.b.ins().imul_imm_s(a, self.ow as i64);
+        fx.b.ins().iadd(a, ox)
+    }
+
     /// Index of weight tap (ci, ky, kx) of filter `f`, at output (oy, ox) for local layers.
     #[allow(clippy::too_many_arguments)]
     fn w_index(&self, fx: &mut Fx, f: Value, oy: Value, ox: Value, ci: Value, ky: usize, kx: usize) -> Value {
-        let bank = if self.local {
-            let a = fx.b.ins().imul_imm_s(f, self.oh as i64);
-            let a = fx.b.ins().iadd(a, oy);
-            let a = fx.b.ins().imul_imm_s(a, self.ow as i64);
-            fx.b.ins().iadd(a, ox)
-        } else {
-            f
-        };
+        let bank = if self.local { self.local_bank(fx, f, oy, ox) } else { f };
         let a = fx.b.ins().imul_imm_s(bank, self.c as i64);
         let a = fx.b.ins().iadd(a, ci);
         fx.mul_add(a, (self.kh * self.kw) as i64, (ky * self.kw + kx) as i64)
@@ -557,14 +559,7 @@ fn emit_planes(
     fx.for_range(0, g.oh as i64, 1, |fx, oy| {
         fx.for_range(0, g.ow as i64, 1, |fx, ox| {
             let init = if bias {
-                let bi = if g.local {
-                    let a = fx.b.ins().imul_imm_s(f, g.oh as i64);
-                    let a = fx.b.ins().iadd(a, oy);
-                    let a = fx.b.ins().imul_imm_s(a, g.ow as i64);
-                    fx.b.ins().iadd(a, ox)
-                } else {
-                    f
-                };
+                let bi = if g.local { g.local_bank(fx, f, oy, ox) } else { f };
                 fx.load(F32, b, bi, 0)
             } else {
                 fx.f(0.0)

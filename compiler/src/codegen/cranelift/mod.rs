@@ -17,7 +17,6 @@ pub use network::JitNetwork;
 use std::fmt;
 use std::time::Instant;
 
-use convc_runtime::layer::Shape;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -199,9 +198,4 @@ impl Jit {
         self.module.clear_context(&mut self.ctx);
         result
     }
-}
-
-/// `(c, h, w)` of an image shape.
-pub(crate) fn chw(shape: Shape) -> (usize, usize, usize) {
-    shape.chw()
 }

@@ -19,10 +19,10 @@ use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef, check_in
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_jit::JITModule;
 
+use super::KernelFn;
 use super::conv::{self, ConvGeom, PoolGeom};
 use super::dense::{self, DenseGeom};
 use super::emit::{F32, Fx};
-use super::{KernelFn, chw};
 use crate::graph::Graph;
 use crate::plan::{Plan, Stage, StageKind};
 
@@ -48,7 +48,7 @@ pub(crate) enum StageGeom {
 
 impl StageGeom {
     pub(crate) fn of(stage: &Stage) -> Self {
-        let (c, h, w) = chw(stage.input);
+        let (c, h, w) = stage.input.chw();
         match &stage.kind {
             StageKind::Conv { conv, local, conv_out, pool, .. } => {
                 let (_, oh, ow) = conv_out.chw();
@@ -376,7 +376,7 @@ impl Model for JitNetwork {
             let kernel = s.kernels.map(|k| if train { k[1] } else { k[0] });
             match (&s.stage.kind, s.geom) {
                 (StageKind::Conv { conv, pool, .. }, StageGeom::Conv(g, _)) => {
-                    let (_, h, w) = chw(s.stage.input);
+                    let (_, h, w) = s.stage.input.chw();
                     pad_into(x, &g, h, w, conv.pad, batch, &mut s.xpad);
                     s.argmax.resize(batch * out_len, 0);
                     let keeps = train && pool.as_ref().is_some_and(|p| p.kind != PoolKind::Max);
@@ -487,15 +487,16 @@ impl Model for JitNetwork {
             };
             match (&s.stage.kind, s.geom) {
                 (StageKind::Conv { conv, .. }, StageGeom::Conv(geom, _)) => {
-                    let (_, h, w) = chw(s.stage.input);
+                    let (_, h, w) = s.stage.input.chw();
                     zeroed(&mut s.dxpad, batch * geom.padded_len());
                     let (zh, zw) = conv::dzpad_dims(&geom);
                     let keep_len = geom.f * geom.oh * geom.ow;
                     let weight = at(&self.params[wi.expect("conv has a weight")].value, 0);
                     let mut calls = Vec::new();
                     for (thread, (&(first, images), worker)) in parts.iter().zip(&mut s.workers).enumerate() {
-                        zeroed(&mut worker.dz, geom.f * geom.plane4());
-                        zeroed(&mut worker.dzpad, geom.f * zh * zw);
+                        // The kernel zeroes both per image before use.
+                        worker.dz.resize(geom.f * geom.plane4(), 0.0);
+                        worker.dzpad.resize(geom.f * zh * zw, 0.0);
                         let (gw, gb) = grad_ptrs(&mut self.params, worker, thread);
                         let mut args = vec![unused(); 11];
                         args[conv::bwd::XPAD] = at(&s.xpad, first * geom.padded_len());
@@ -540,7 +541,8 @@ impl Model for JitNetwork {
                     let weight = at(&self.params[wi.expect("dense has a weight")].value, 0);
                     let mut calls = Vec::new();
                     for (thread, (&(first, images), worker)) in parts.iter().zip(&mut s.workers).enumerate() {
-                        zeroed(&mut worker.dz, images * units);
+                        // The kernel writes every value of dz.
+                        worker.dz.resize(images * units, 0.0);
                         let (gw, gb) = grad_ptrs(&mut self.params, worker, thread);
                         let mut args = vec![unused(); 8];
                         args[dense::bwd::X] = at(x, first * in_len);
