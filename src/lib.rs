@@ -2,7 +2,9 @@
 //!
 //! This crate is the one users depend on. It re-exports the pieces:
 //! [`runtime`] (buffers, reference layers, training), [`compiler`] (spec
-//! language, shape checking, planning, code generation).
+//! language, shape checking, planning, code generation), [`network!`]
+//! (a spec compiled into a Rust type with your crate) and, with the default
+//! `jit` feature, [`jit`] (a spec compiled to machine code at run time).
 
 pub use convc_compiler as compiler;
 pub use convc_runtime as runtime;
@@ -11,3 +13,29 @@ pub use convc_runtime as runtime;
 /// that implements `convc::runtime::Model`.
 #[cfg(feature = "jit")]
 pub use convc_compiler::codegen::cranelift as jit;
+
+#[doc(hidden)]
+pub use convc_macros as __macros;
+
+/// Declare a network type from a TOML spec, compiled with your crate.
+///
+/// ```ignore
+/// convc::network!(pub Lenet5 = "specs/lenet5.toml"); // relative to Cargo.toml
+///
+/// let mut net = Lenet5::new(42);
+/// let logits: [f32; Lenet5::CLASSES] = net.predict(&[0.0; Lenet5::INPUT_LEN]);
+/// ```
+///
+/// A string with a line break is the spec itself. A bad spec stops the
+/// build with the diagnostics `convc check` prints. The type has the
+/// shapes as constants (`C`, `H`, `W`, `INPUT_LEN`, `CLASSES`, `PARAMS`),
+/// `new(seed)`, `load`/`save` (safetensors, PyTorch layout), `predict`,
+/// `predict_batch`, `train_step`, and implements
+/// [`runtime::Model`](convc_runtime::Model), so the trainer and the
+/// evaluator run it. `convc emit-rust SPEC` prints the same code.
+#[macro_export]
+macro_rules! network {
+    ($($spec:tt)*) => {
+        $crate::__macros::network! { @runtime $crate::runtime; $($spec)* }
+    };
+}

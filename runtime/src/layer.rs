@@ -54,7 +54,7 @@ impl std::fmt::Display for Shape {
 }
 
 /// A convolution (shared weights) or local (unshared) layer, geometry resolved.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Conv {
     pub filters: usize,
     pub kernel: Pair,
@@ -65,7 +65,7 @@ pub struct Conv {
     pub bias: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pool {
     pub kind: PoolKind,
     pub size: Pair,

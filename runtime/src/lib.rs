@@ -4,13 +4,16 @@
 //! - [`model`]: the [`Model`] trait that every backend implements;
 //! - [`interp`]: the reference interpreter;
 //! - [`init`], [`loss`], [`optim`]: initialisation, softmax cross-entropy,
-//!   SGD and Adam.
+//!   SGD and Adam;
+//! - [`compiled`], [`gemm`]: what macro-generated networks run on.
 
 pub mod bench;
 pub mod checkpoint;
+pub mod compiled;
 pub mod curve;
 pub mod data;
 pub mod elementwise;
+pub mod gemm;
 pub mod init;
 pub mod interp;
 pub mod layer;

@@ -103,6 +103,30 @@ fn gather(data: &Dataset, indices: &[usize], out: &mut Vec<f32>) {
     }
 }
 
+/// What one training step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Mean softmax cross-entropy over the batch.
+    pub loss: f32,
+    /// Images whose largest logit was their label's.
+    pub correct: usize,
+}
+
+/// One training step: forward `input` (`labels.len()` images, dropout drawn
+/// from `seed`), softmax cross-entropy, backward and `optimizer`'s update.
+/// When the loss is not finite nothing is updated; the caller decides what
+/// that means (the trainer stops with [`TrainError::Diverged`]).
+pub fn step(model: &mut dyn Model, optimizer: &mut Optimizer, input: &[f32], labels: &[u8], seed: u64) -> Result<Step, ModelError> {
+    let classes = model.classes();
+    let logits = model.forward(input, labels.len(), Mode::Train { seed })?;
+    let out = softmax_cross_entropy(logits, labels, classes);
+    if out.loss.is_finite() {
+        model.backward(&out.grad)?;
+        optimizer.step(model.params_mut());
+    }
+    Ok(Step { loss: out.loss, correct: out.correct })
+}
+
 /// Train from `history.len()` epochs done up to `opts.epochs`. Calls
 /// `on_epoch` after each epoch (after the checkpoint is written) and returns
 /// the full history.
@@ -115,7 +139,6 @@ pub fn train(
     mut history: Vec<EpochStats>,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<Vec<EpochStats>, TrainError> {
-    let classes = model.classes();
     let steps = train_set.len().div_ceil(opts.batch);
     let mut order: Vec<usize> = (0..train_set.len()).collect();
     let mut input = Vec::new();
@@ -132,14 +155,11 @@ pub fn train(
             gather(train_set, indices, &mut input);
             let labels: Vec<u8> = indices.iter().map(|&i| train_set.labels[i]).collect();
             let seed = Rng::derive(opts.seed, epoch as u64, step as u64).next_u64();
-            let logits = model.forward(&input, indices.len(), Mode::Train { seed })?;
-            let out = softmax_cross_entropy(logits, &labels, classes);
+            let out = self::step(model, optimizer, &input, &labels, seed)?;
             if !out.loss.is_finite() {
                 bar.abandon();
                 return Err(TrainError::Diverged { epoch, step: step + 1, loss: out.loss, lr: optimizer.config.lr() });
             }
-            model.backward(&out.grad)?;
-            optimizer.step(model.params_mut());
             loss_sum += out.loss as f64 * indices.len() as f64;
             correct += out.correct;
             seen += indices.len();

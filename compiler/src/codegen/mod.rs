@@ -3,3 +3,5 @@
 
 #[cfg(feature = "jit")]
 pub mod cranelift;
+
+pub mod rust;

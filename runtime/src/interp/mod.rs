@@ -2,7 +2,7 @@
 //! the reference each compiled backend is tested against and the baseline
 //! each benchmark is measured against, so it favours being obviously right.
 
-mod conv;
+pub(crate) mod conv;
 mod dense;
 mod pool;
 

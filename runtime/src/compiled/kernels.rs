@@ -1,0 +1,514 @@
+//! The stage kernels of compiled networks, written once and specialised per
+//! stage: each is `#[inline(always)]` and takes its geometry by reference to
+//! a `const`, so when generated code calls it from a function compiled for
+//! AVX-512, AVX2+FMA or the baseline (see [`crate::multiversion`]), every
+//! size is a constant there: the kernel-window, channel and pooling loops
+//! have constant trip counts (LLVM unrolls and vectorises them) and the
+//! GEMM calls have constant shapes.
+//!
+//! A conv stage runs per image: im2col (skipped for 1×1 stride-1 convs),
+//! one GEMM `Z = W·cols` onto a bias-filled plane, then the epilogue —
+//! activation and pooling — while the plane is still in cache. With a pool,
+//! the pre-pool plane lives only in per-thread scratch. Training keeps:
+//! max pooling → the argmax of each output (the activation's derivative is
+//! read from the pooled output, every activation being monotone); average
+//! and L2 pooling → the activated plane; no pooling → nothing beyond the
+//! output. Local (unshared) layers use the interpreter's loops inside the
+//! same epilogue.
+
+use crate::gemm::{Layout, gemm};
+use crate::interp::conv as local;
+use crate::layer::{Conv, Pool};
+use crate::ops::{Activation, PoolKind};
+
+/// A conv or local layer with its stage's activation and optional pool.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConvGeom {
+    /// Filters, kernel, stride and padding (its `activation` is not used:
+    /// the stage's is `activation`).
+    pub conv: Conv,
+    pub local: bool,
+    pub activation: Activation,
+    /// Input channels and size.
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Conv output size, before pooling.
+    pub oh: usize,
+    pub ow: usize,
+    /// The fused pool over the conv's output planes.
+    pub pool: Option<PoolGeom>,
+}
+
+impl ConvGeom {
+    pub const fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Rows of the im2col matrix: input channels × kernel taps.
+    pub const fn taps(&self) -> usize {
+        self.c * self.conv.kernel[0] * self.conv.kernel[1]
+    }
+
+    pub const fn plane(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Conv output per image, before pooling.
+    pub const fn conv_len(&self) -> usize {
+        self.conv.filters * self.plane()
+    }
+
+    /// Stage output per image.
+    pub const fn out_len(&self) -> usize {
+        match &self.pool {
+            Some(p) => p.out_len(),
+            None => self.conv_len(),
+        }
+    }
+
+    /// Training state kept per image: the activated conv output for average
+    /// and L2 pooling, nothing otherwise.
+    pub const fn keep_len(&self) -> usize {
+        match &self.pool {
+            Some(p) if !matches!(p.pool.kind, PoolKind::Max) => self.conv_len(),
+            _ => 0,
+        }
+    }
+
+    /// A 1×1, stride-1, unpadded conv: the input already is its im2col matrix.
+    pub const fn pointwise(&self) -> bool {
+        let c = &self.conv;
+        !self.local && c.kernel[0] == 1 && c.kernel[1] == 1 && c.stride[0] == 1 && c.stride[1] == 1 && c.pad[0] == 0 && c.pad[1] == 0
+    }
+
+    fn dims(&self) -> local::Dims {
+        local::Dims { c: self.c, h: self.h, w: self.w, f: self.conv.filters, oh: self.oh, ow: self.ow }
+    }
+}
+
+/// A pooling layer over `c` planes of `h × w`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolGeom {
+    pub pool: Pool,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl PoolGeom {
+    pub const fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    pub const fn out_len(&self) -> usize {
+        self.c * self.oh * self.ow
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DenseGeom {
+    pub inputs: usize,
+    pub units: usize,
+    pub activation: Activation,
+    pub bias: bool,
+}
+
+/// What one thread owns while it runs a stage.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    cols: Vec<f32>,
+    plane: Vec<f32>,
+    dcols: Vec<f32>,
+}
+
+/// `buf` resized to `len` (contents unspecified).
+#[inline(always)]
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() != len {
+        buf.resize(len, 0.0);
+    }
+    buf
+}
+
+pub struct ConvForward<'a> {
+    /// A chunk of whole input images.
+    pub x: &'a [f32],
+    pub weight: &'a [f32],
+    /// Empty when the layer has no bias.
+    pub bias: &'a [f32],
+    pub y: &'a mut [f32],
+    /// `keep_len()` per image in training, else empty.
+    pub keep: &'a mut [f32],
+    /// One per output of a max-pooled stage in training, else empty.
+    pub argmax: &'a mut [u32],
+    pub scratch: &'a mut Scratch,
+}
+
+pub struct ConvBackward<'a> {
+    /// The training forward's input, output and kept state.
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub keep: &'a [f32],
+    pub argmax: &'a [u32],
+    pub weight: &'a [f32],
+    /// Gradient at the stage output.
+    pub dy: &'a [f32],
+    /// Gradient at the stage input (written).
+    pub dx: &'a mut [f32],
+    /// Parameter gradients (accumulated into).
+    pub gw: &'a mut [f32],
+    pub gb: &'a mut [f32],
+    pub scratch: &'a mut Scratch,
+}
+
+/// `cols[(ci·kh + ky)·kw + kx][oy·ow + ox] = x[ci][oy·sh + ky − ph][ox·sw + kx − pw]`,
+/// zero where that falls into the padding.
+#[inline(always)]
+fn im2col(g: &ConvGeom, x: &[f32], cols: &mut [f32]) {
+    let [kh, kw] = g.conv.kernel;
+    let [sh, sw] = g.conv.stride;
+    let [ph, pw] = g.conv.pad;
+    let (plane, ow) = (g.plane(), g.ow);
+    for ci in 0..g.c {
+        let xp = &x[ci * g.h * g.w..][..g.h * g.w];
+        for ky in 0..kh {
+            let rows = local::valid_outputs(g.oh, g.h, sh, ky, ph);
+            for kx in 0..kw {
+                let valid = local::valid_outputs(ow, g.w, sw, kx, pw);
+                let row = &mut cols[((ci * kh + ky) * kw + kx) * plane..][..plane];
+                for oy in 0..g.oh {
+                    let out = &mut row[oy * ow..][..ow];
+                    if !rows.contains(&oy) {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let xrow = &xp[(oy * sh + ky - ph) * g.w..][..g.w];
+                    out[..valid.start].fill(0.0);
+                    out[valid.end..].fill(0.0);
+                    if sw == 1 {
+                        let first = valid.start + kx - pw;
+                        out[valid.clone()].copy_from_slice(&xrow[first..first + valid.len()]);
+                    } else {
+                        for ox in valid.clone() {
+                            out[ox] = xrow[ox * sw + kx - pw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx += ` every column entry at its input position.
+#[inline(always)]
+fn col2im(g: &ConvGeom, dcols: &[f32], dx: &mut [f32]) {
+    let [kh, kw] = g.conv.kernel;
+    let [sh, sw] = g.conv.stride;
+    let [ph, pw] = g.conv.pad;
+    let (plane, ow) = (g.plane(), g.ow);
+    for ci in 0..g.c {
+        let dxp = &mut dx[ci * g.h * g.w..][..g.h * g.w];
+        for ky in 0..kh {
+            let rows = local::valid_outputs(g.oh, g.h, sh, ky, ph);
+            for kx in 0..kw {
+                let valid = local::valid_outputs(ow, g.w, sw, kx, pw);
+                let row = &dcols[((ci * kh + ky) * kw + kx) * plane..][..plane];
+                for oy in rows.clone() {
+                    let src = &row[oy * ow..][..ow];
+                    let dxrow = &mut dxp[(oy * sh + ky - ph) * g.w..][..g.w];
+                    for ox in valid.clone() {
+                        dxrow[ox * sw + kx - pw] += src[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn activate(a: Activation, v: &mut [f32]) {
+    for v in v {
+        *v = a.apply(*v);
+    }
+}
+
+/// The pre-activation conv output of one image into `z` (`conv_len()`).
+#[inline(always)]
+fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], bias: &[f32], z: &mut [f32], cols: &mut Vec<f32>) {
+    let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
+    if g.local {
+        let conv = Conv { activation: Activation::None, ..g.conv };
+        local::forward(&conv, g.dims(), true, weight, (!bias.is_empty()).then_some(bias), x, z);
+        return;
+    }
+    if bias.is_empty() {
+        z.fill(0.0);
+    } else {
+        for (row, b) in z.chunks_exact_mut(p).zip(bias) {
+            row.fill(*b);
+        }
+    }
+    let beta = if bias.is_empty() { 0.0 } else { 1.0 };
+    let cols: &[f32] = if g.pointwise() {
+        x
+    } else {
+        let cols = sized(cols, k * p);
+        im2col(g, x, cols);
+        cols
+    };
+    gemm(1.0, weight, Layout::rows(f, k), cols, Layout::rows(k, p), beta, z, Layout::rows(f, p));
+}
+
+/// Pool `c` planes of `x` into `y`; with `argmax` non-empty, record the
+/// offset (within `x`) of each output's maximum. Semantics are the
+/// interpreter's, ties and NaNs included.
+#[inline(always)]
+fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    let [kh, kw] = g.pool.size;
+    let [sh, sw] = g.pool.stride;
+    let [ph, pw] = g.pool.pad;
+    let window = (kh * kw) as f32;
+    let record = !argmax.is_empty();
+    for c in 0..g.c {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let (mut best, mut best_at, mut sum) = (f32::NEG_INFINITY, u32::MAX, 0.0f32);
+                for ky in 0..kh {
+                    let Some(iy) = (oy * sh + ky).checked_sub(ph).filter(|&iy| iy < g.h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = (ox * sw + kx).checked_sub(pw).filter(|&ix| ix < g.w) else { continue };
+                        let at = (c * g.h + iy) * g.w + ix;
+                        let v = x[at];
+                        match g.pool.kind {
+                            PoolKind::Max if v > best || v.is_nan() || best_at == u32::MAX => {
+                                best = v;
+                                best_at = at as u32;
+                            }
+                            PoolKind::Max => {}
+                            PoolKind::Avg => sum += v,
+                            PoolKind::L2 => sum += v * v,
+                        }
+                    }
+                }
+                let o = (c * g.oh + oy) * g.ow + ox;
+                y[o] = match g.pool.kind {
+                    PoolKind::Max => {
+                        if record {
+                            argmax[o] = best_at;
+                        }
+                        best
+                    }
+                    PoolKind::Avg => sum / window,
+                    PoolKind::L2 => sum.sqrt(),
+                };
+            }
+        }
+    }
+}
+
+/// Accumulate the gradient at the pool's input into `dx`. For max pooling
+/// each gradient is scaled by `a'` at the (pooled) output first — the fused
+/// activation; for the others the caller applies `a'` afterwards.
+#[inline(always)]
+fn pool_backward(g: &PoolGeom, a: Activation, x: &[f32], y: &[f32], argmax: &[u32], dy: &[f32], dx: &mut [f32]) {
+    if g.pool.kind == PoolKind::Max {
+        for ((&at, &d), &out) in argmax.iter().zip(dy).zip(y) {
+            dx[at as usize] += d * a.derivative_at_output(out);
+        }
+        return;
+    }
+    let [kh, kw] = g.pool.size;
+    let [sh, sw] = g.pool.stride;
+    let [ph, pw] = g.pool.pad;
+    let window = (kh * kw) as f32;
+    for c in 0..g.c {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let o = (c * g.oh + oy) * g.ow + ox;
+                let scale = match g.pool.kind {
+                    PoolKind::Avg => dy[o] / window,
+                    _ if y[o] > 0.0 => dy[o] / y[o],
+                    _ => 0.0,
+                };
+                for ky in 0..kh {
+                    let Some(iy) = (oy * sh + ky).checked_sub(ph).filter(|&iy| iy < g.h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = (ox * sw + kx).checked_sub(pw).filter(|&ix| ix < g.w) else { continue };
+                        let at = (c * g.h + iy) * g.w + ix;
+                        dx[at] += if g.pool.kind == PoolKind::Avg { scale } else { scale * x[at] };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward a chunk of images through a conv stage.
+#[inline(always)]
+pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
+    let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
+    let Scratch { cols, plane, .. } = io.scratch;
+    for (n, x) in io.x.chunks_exact(in_len).enumerate() {
+        let y = &mut io.y[n * out_len..][..out_len];
+        let Some(pg) = &g.pool else {
+            conv_plane(g, x, io.weight, io.bias, y, cols);
+            activate(g.activation, y);
+            continue;
+        };
+        let z = sized(plane, conv_len);
+        conv_plane(g, x, io.weight, io.bias, z, cols);
+        activate(g.activation, z);
+        let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };
+        pool_forward(pg, z, y, argmax);
+        if !io.keep.is_empty() {
+            io.keep[n * keep_len..][..keep_len].copy_from_slice(z);
+        }
+    }
+}
+
+/// Backward a chunk of images through a conv stage.
+#[inline(always)]
+pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
+    let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
+    let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
+    let Scratch { cols, plane, dcols } = io.scratch;
+    for (n, x) in io.x.chunks_exact(in_len).enumerate() {
+        let y = &io.y[n * out_len..][..out_len];
+        let dy = &io.dy[n * out_len..][..out_len];
+        let dx = &mut io.dx[n * in_len..][..in_len];
+        // dz: the gradient at the conv output before the activation.
+        let dz = sized(plane, conv_len);
+        match &g.pool {
+            None => {
+                for ((d, &g1), &out) in dz.iter_mut().zip(dy).zip(y) {
+                    *d = g1 * g.activation.derivative_at_output(out);
+                }
+            }
+            Some(pg) if pg.pool.kind == PoolKind::Max => {
+                dz.fill(0.0);
+                pool_backward(pg, g.activation, &[], y, &io.argmax[n * out_len..][..out_len], dy, dz);
+            }
+            Some(pg) => {
+                let z = &io.keep[n * keep_len..][..keep_len];
+                dz.fill(0.0);
+                pool_backward(pg, Activation::None, z, y, &[], dy, dz);
+                for (d, &out) in dz.iter_mut().zip(z) {
+                    *d *= g.activation.derivative_at_output(out);
+                }
+            }
+        }
+        if g.local {
+            dx.fill(0.0);
+            let gb = (!io.gb.is_empty()).then_some(&mut *io.gb);
+            local::backward(&g.conv, g.dims(), true, io.weight, x, dz, io.gw, gb, dx);
+            continue;
+        }
+        for (gb, row) in io.gb.iter_mut().zip(dz.chunks_exact(p)) {
+            *gb += row.iter().sum::<f32>();
+        }
+        if g.pointwise() {
+            gemm(1.0, dz, Layout::rows(f, p), x, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
+            gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dx, Layout::rows(k, p));
+            continue;
+        }
+        let cols = sized(cols, k * p);
+        im2col(g, x, cols);
+        gemm(1.0, dz, Layout::rows(f, p), cols, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
+        let dcols = sized(dcols, k * p);
+        gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dcols, Layout::rows(k, p));
+        dx.fill(0.0);
+        col2im(g, dcols, dx);
+    }
+}
+
+pub struct PoolForward<'a> {
+    pub x: &'a [f32],
+    pub y: &'a mut [f32],
+    /// One per output of a max pool in training, else empty.
+    pub argmax: &'a mut [u32],
+}
+
+pub struct PoolBackward<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub argmax: &'a [u32],
+    pub dy: &'a [f32],
+    pub dx: &'a mut [f32],
+}
+
+#[inline(always)]
+pub fn pool_stage_forward(g: &PoolGeom, io: PoolForward<'_>) {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    for (n, x) in io.x.chunks_exact(in_len).enumerate() {
+        let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };
+        pool_forward(g, x, &mut io.y[n * out_len..][..out_len], argmax);
+    }
+}
+
+#[inline(always)]
+pub fn pool_stage_backward(g: &PoolGeom, io: PoolBackward<'_>) {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    io.dx.fill(0.0);
+    for (n, x) in io.x.chunks_exact(in_len).enumerate() {
+        let argmax = if io.argmax.is_empty() { &[][..] } else { &io.argmax[n * out_len..][..out_len] };
+        let (y, dy) = (&io.y[n * out_len..][..out_len], &io.dy[n * out_len..][..out_len]);
+        pool_backward(g, Activation::None, x, y, argmax, dy, &mut io.dx[n * in_len..][..in_len]);
+    }
+}
+
+pub struct DenseForward<'a> {
+    pub x: &'a [f32],
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub y: &'a mut [f32],
+}
+
+pub struct DenseBackward<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub weight: &'a [f32],
+    pub dy: &'a [f32],
+    pub dx: &'a mut [f32],
+    pub gw: &'a mut [f32],
+    pub gb: &'a mut [f32],
+    pub scratch: &'a mut Scratch,
+}
+
+/// `y = a(x·Wᵀ + b)` for a chunk of images.
+#[inline(always)]
+pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
+    let (i, u) = (g.inputs, g.units);
+    let b = io.x.len() / i;
+    if io.bias.is_empty() {
+        io.y.fill(0.0);
+    } else {
+        for row in io.y.chunks_exact_mut(u) {
+            row.copy_from_slice(io.bias);
+        }
+    }
+    let beta = if io.bias.is_empty() { 0.0 } else { 1.0 };
+    gemm(1.0, io.x, Layout::rows(b, i), io.weight, Layout::transposed(i, u), beta, io.y, Layout::rows(b, u));
+    activate(g.activation, io.y);
+}
+
+#[inline(always)]
+pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
+    let (i, u) = (g.inputs, g.units);
+    let b = io.x.len() / i;
+    let dz = sized(&mut io.scratch.plane, b * u);
+    for ((d, &g1), &out) in dz.iter_mut().zip(io.dy).zip(io.y) {
+        *d = g1 * g.activation.derivative_at_output(out);
+    }
+    if !io.gb.is_empty() {
+        for row in dz.chunks_exact(u) {
+            for (gb, d) in io.gb.iter_mut().zip(row) {
+                *gb += d;
+            }
+        }
+    }
+    gemm(1.0, dz, Layout::transposed(u, b), io.x, Layout::rows(b, i), 1.0, io.gw, Layout::rows(u, i));
+    gemm(1.0, dz, Layout::rows(b, u), io.weight, Layout::rows(u, i), 0.0, io.dx, Layout::rows(b, i));
+}

@@ -1,0 +1,43 @@
+//! `network!` networks against the interpreter: logits (inference and
+//! training mode), input gradients and every parameter gradient, for every
+//! case of `common/macro_cases.rs`, on one thread and split over several,
+//! at batch sizes 1, 3 and 8. Tolerances are the harness's: 1e-4 (logits)
+//! and 1e-3 (gradients) relative to the largest reference magnitude.
+
+#[allow(dead_code)]
+#[path = "../compiler/tests/common/differential.rs"]
+mod differential;
+mod common {
+    pub mod macro_cases;
+}
+
+use common::macro_cases::{CASES, FashionTf, Lenet5};
+
+#[test]
+fn every_declared_network_matches_the_interpreter() {
+    let mut failures = Vec::new();
+    for &(name, spec, build) in CASES {
+        let graph = differential::graph(spec);
+        for (threads, batch) in [(1, 1), (1, 3), (2, 3), (3, 8)] {
+            let seed = 11 + batch as u64;
+            let make = move |_: &convc::compiler::Graph, seed: u64| build(seed, threads);
+            if let Err(e) = differential::check_against_interpreter(&graph, batch, seed, &make) {
+                failures.push(format!("{name} (threads {threads}, batch {batch}): {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn declared_types_have_the_spec_shapes() {
+    assert_eq!((Lenet5::C, Lenet5::H, Lenet5::W), (1, 28, 28));
+    assert_eq!(Lenet5::CLASSES, 10);
+    assert_eq!(FashionTf::PARAMS, 3_274_634);
+    for &(name, spec, build) in CASES {
+        let graph = differential::graph(spec);
+        let net = build(0, 1);
+        assert_eq!(net.param_count() as u64, graph.param_count(), "{name}");
+        assert_eq!(net.input_shape(), graph.input, "{name}");
+    }
+}
