@@ -44,6 +44,8 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Measure images/s, GFLOP/s and the fraction of this machine's peak.
     Bench(cli::bench::BenchArgs),
+    /// Print the Rust code `convc::network!` expands a spec to.
+    EmitRust(cli::emit::EmitArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cli::report(cli::train::run(args)),
         Command::Predict(args) => cli::report(cli::predict::run(args)),
         Command::Bench(args) => cli::report(cli::bench::run(args)),
+        Command::EmitRust(args) => cli::report(cli::emit::run(args)),
     }
 }
 

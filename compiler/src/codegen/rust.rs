@@ -1,14 +1,19 @@
 //! The Rust backend: a checked graph and its plan become the tokens of a
 //! network type — what `network!` expands to and `convc emit-rust` prints.
 //!
-//! Per stage it emits the geometry as a `const` and the stage's kernels as
-//! multiversioned functions specialised to that constant (the kernels are
-//! the runtime's `#[inline(always)]` ones, so each function is a kernel
-//! with every size folded in, compiled for AVX-512, AVX2+FMA and the
-//! baseline). Around them: a static stage table, the layer list (for
-//! initialisation and weight names), the shape constants, typed entry
-//! points and the `Model` impl, all delegating to the runtime's
-//! `compiled::Network`.
+//! Per stage it emits a type whose associated `const` is the stage's
+//! geometry; the stage table names the runtime's multiversioned kernels
+//! instantiated for that type (`conv_forward_for::<S0Conv1Pool1>`). The
+//! instances are monomorphised in the user's crate: each is the runtime's
+//! `#[inline(always)]` kernel with every size a constant — window, channel
+//! and pooling loops with constant trip counts, which LLVM unrolls and
+//! vectorises, and GEMMs of constant shape — compiled for AVX-512,
+//! AVX2+FMA and the baseline and picked at run time. The source stays
+//! small: constants and a table, no hand-unrolled bodies (unrolling whole
+//! layers compiles slowly and runs slower; see DESIGN notes in README).
+//! Around them: the layer list (for initialisation and weight names), the
+//! shape constants, typed entry points and the `Model` impl, all delegating
+//! to the runtime's `compiled::Network`.
 //!
 //! Everything but the type itself sits in `const _: () = { … };`, so two
 //! networks in one module never clash.
@@ -161,28 +166,28 @@ fn pool_geom(p: &Pool, (c, h, w): (usize, usize, usize), out: Shape) -> TokenStr
     quote!(PoolGeom { pool: #p, c: #c, h: #h, w: #w, oh: #oh, ow: #ow })
 }
 
-/// A stage's identifier stem: `s0_conv1_pool1`.
-fn stem(index: usize, stage: &Stage) -> String {
-    let name: String = stage.name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    format!("s{index}_{name}")
+/// A stage's type name: `S0Conv1Pool1`.
+fn stage_type(index: usize, stage: &Stage) -> Ident {
+    let name: String = stage.name.split(|c: char| !c.is_ascii_alphanumeric()).map(type_name_for).collect();
+    format_ident!("S{index}{name}")
 }
 
-/// The geometry constant, kernel functions and table entry of one stage.
-fn stage(index: usize, stage: &Stage, rt: &TokenStream) -> (TokenStream, TokenStream) {
-    let stem = stem(index, stage);
-    let geom = format_ident!("{}", stem.to_uppercase());
-    let (fwd, bwd) = (format_ident!("{stem}_forward"), format_ident!("{stem}_backward"));
-    let kernels = |geom_ty: TokenStream, value: TokenStream, fwd_io: &str, bwd_io: &str, fwd_k: &str, bwd_k: &str| {
-        let (fwd_io, bwd_io, fwd_k, bwd_k) =
-            (format_ident!("{fwd_io}"), format_ident!("{bwd_io}"), format_ident!("{fwd_k}"), format_ident!("{bwd_k}"));
-        let items = quote! {
-            const #geom: #geom_ty = #value;
-            #rt::multiversion! { fn #fwd(io: #fwd_io<'_>) { #fwd_k(&#geom, io) } }
-            #rt::multiversion! { fn #bwd(io: #bwd_io<'_>) { #bwd_k(&#geom, io) } }
-        };
-        (items, quote!({ geom: #geom, forward: #fwd, backward: #bwd }))
+/// The type carrying one stage's geometry (if it has kernels) and its
+/// entry in the stage table.
+fn stage(index: usize, stage: &Stage) -> (TokenStream, TokenStream) {
+    let ty = stage_type(index, stage);
+    let doc = format!(" `{}`: {} → {}", stage.name, stage.input, stage.output);
+    let declare = |trait_name: &str, geom_ty: &str, value: TokenStream| {
+        let (trait_name, geom_ty) = (format_ident!("{trait_name}"), format_ident!("{geom_ty}"));
+        quote! {
+            #[doc = #doc]
+            struct #ty;
+            impl #trait_name for #ty {
+                const GEOM: #geom_ty = #value;
+            }
+        }
     };
-    let (items, entry) = match &stage.kind {
+    let (item, kernels) = match &stage.kind {
         StageKind::Conv { conv: c, local, activation: a, pool: p, conv_out } => {
             let (ci, h, w) = stage.input.chw();
             let (f, oh, ow) = conv_out.chw();
@@ -195,20 +200,16 @@ fn stage(index: usize, stage: &Stage, rt: &TokenStream) -> (TokenStream, TokenSt
             };
             let (cv, a, ci, h, w, oh, ow) = (conv(c), activation(*a), lit(ci), lit(h), lit(w), lit(oh), lit(ow));
             let value = quote!(ConvGeom { conv: #cv, local: #local, activation: #a, c: #ci, h: #h, w: #w, oh: #oh, ow: #ow, pool: #pool });
-            let (items, fields) = kernels(quote!(ConvGeom), value, "ConvForward", "ConvBackward", "conv_forward", "conv_backward");
-            (items, quote!(StageKernels::Conv #fields))
+            (declare("ConvStage", "ConvGeom", value), quote!(StageKernels::conv::<#ty>()))
         }
         StageKind::Pool(p) => {
             let value = pool_geom(p, stage.input.chw(), stage.output);
-            let (items, fields) =
-                kernels(quote!(PoolGeom), value, "PoolForward", "PoolBackward", "pool_stage_forward", "pool_stage_backward");
-            (items, quote!(StageKernels::Pool #fields))
+            (declare("PoolStage", "PoolGeom", value), quote!(StageKernels::pool::<#ty>()))
         }
         StageKind::Dense { units, activation: a, bias } => {
             let (inputs, units, a) = (lit(stage.input.len()), lit(*units), activation(*a));
             let value = quote!(DenseGeom { inputs: #inputs, units: #units, activation: #a, bias: #bias });
-            let (items, fields) = kernels(quote!(DenseGeom), value, "DenseForward", "DenseBackward", "dense_forward", "dense_backward");
-            (items, quote!(StageKernels::Dense #fields))
+            (declare("DenseStage", "DenseGeom", value), quote!(StageKernels::dense::<#ty>()))
         }
         StageKind::Activation(a) => {
             let a = activation(*a);
@@ -231,15 +232,15 @@ fn stage(index: usize, stage: &Stage, rt: &TokenStream) -> (TokenStream, TokenSt
     };
     let (input_len, output_len) = (lit(stage.input.len()), lit(stage.output.len()));
     let entry = quote! {
-        StageDef { name: #name, first_layer: #first, param_layer: #param_layer, input_len: #input_len, output_len: #output_len, kernels: #entry }
+        StageDef { name: #name, first_layer: #first, param_layer: #param_layer, input_len: #input_len, output_len: #output_len, kernels: #kernels }
     };
-    (items, entry)
+    (item, entry)
 }
 
 /// The tokens of the network type for `graph`, fused as the plan says.
 pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
     let RustOptions { runtime: rt, type_name: ty, vis, source } = opts;
-    let (items, entries): (Vec<_>, Vec<_>) = plan.stages.iter().enumerate().map(|(i, s)| stage(i, s, rt)).unzip();
+    let (items, entries): (Vec<_>, Vec<_>) = plan.stages.iter().enumerate().map(|(i, s)| stage(i, s)).unzip();
     let stage_count = lit(plan.stages.len());
     let layers: Vec<TokenStream> = plan.layers.iter().map(layer).collect();
     let (c, h, w) = graph.input.chw();
@@ -247,14 +248,15 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
     let params = graph.param_count() as usize;
     let input_shape = shape(graph.input);
     let name = &graph.name;
-    let stage_lines: String = plan.stages.iter().map(|s| format!("\n- `{}`: {} → {}", s.name, s.input, s.output)).collect();
-    let doc = format!(
-        " The network `{name}` compiled by convc from `{source}`: input {}, {classes} classes, {params} parameters.\n\n Stages (conv + activation + pool fused):{stage_lines}",
-        graph.input
-    );
+    let mut doc = vec![
+        format!(" The network `{name}` compiled by convc from `{source}`: input {}, {classes} classes, {params} parameters.", graph.input),
+        String::new(),
+        " Stages (conv + activation + pool fused):".to_string(),
+    ];
+    doc.extend(plan.stages.iter().map(|s| format!(" - `{}`: {} → {}", s.name, s.input, s.output)));
     let (c, h, w, input_len, classes, params) = (lit(c), lit(h), lit(w), lit(input_len), lit(classes), lit(params));
     quote! {
-        #[doc = #doc]
+        #(#[doc = #doc])*
         #vis struct #ty {
             net: #rt::compiled::Network,
         }

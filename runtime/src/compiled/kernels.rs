@@ -1,7 +1,7 @@
 //! The stage kernels of compiled networks, written once and specialised per
 //! stage: each is `#[inline(always)]` and takes its geometry by reference to
 //! a `const`, so when generated code calls it from a function compiled for
-//! AVX-512, AVX2+FMA or the baseline (see [`crate::multiversion`]), every
+//! AVX-512, AVX2+FMA or the baseline (see `conv_forward_for` in the parent module), every
 //! size is a constant there: the kernel-window, channel and pooling loops
 //! have constant trip counts (LLVM unrolls and vectorises them) and the
 //! GEMM calls have constant shapes.
