@@ -1,0 +1,3 @@
+convc_macros::network!(pub Lenet = "specs/no_such_spec.toml");
+
+fn main() {}
