@@ -1,5 +1,6 @@
 //! Whole networks: forward at batch 1 and 64 and a training step at batch
-//! 64, on the interpreter and the JIT, side by side per group.
+//! 64, on the interpreter, the JIT and the `network!` macro, side by side
+//! per group.
 
 mod common;
 

@@ -16,7 +16,30 @@ pub fn spec_text(text: &str) -> Graph {
     check_source(&SourceFile::new("bench.toml", text)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The backends compared side by side: name and constructor.
+// The macro backend: the shipped specs compiled with this benchmark.
+convc::network!(pub Lenet5 = "specs/lenet5.toml");
+convc::network!(pub FashionTf = "specs/fashion_tf.toml");
+
+/// The `network!` type for a shipped spec, on `threads` threads.
+pub fn declared(name: &str, threads: usize) -> Option<Box<dyn Model>> {
+    let net: Box<dyn Model> = match name {
+        "lenet5" => {
+            let mut n = Lenet5::new(0);
+            n.set_threads(threads);
+            Box::new(n)
+        }
+        "fashion_tf" => {
+            let mut n = FashionTf::new(0);
+            n.set_threads(threads);
+            Box::new(n)
+        }
+        _ => return None,
+    };
+    Some(net)
+}
+
+/// The backends compared side by side: name and constructor. The macro
+/// backend is there for the shipped specs it was compiled with.
 pub fn backends(graph: &Graph) -> Vec<(&'static str, Box<dyn Model>)> {
     let jit = |fuse: bool, threads: usize| -> Box<dyn Model> {
         Box::new(compile_with(graph, JitOptions { fuse, threads, ..JitOptions::default() }).expect("compiles"))
@@ -26,6 +49,10 @@ pub fn backends(graph: &Graph) -> Vec<(&'static str, Box<dyn Model>)> {
         ("jit_1thread", jit(true, 1)),
         ("jit_2threads", jit(true, 2)),
     ]
+    .into_iter()
+    .chain(declared(&graph.name, 1).map(|m| ("macro_1thread", m)))
+    .chain(declared(&graph.name, 2).map(|m| ("macro_2threads", m)))
+    .collect()
 }
 
 pub fn input(model: &dyn Model, batch: usize) -> Vec<f32> {

@@ -489,9 +489,38 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
             row.copy_from_slice(io.bias);
         }
     }
-    let beta = if io.bias.is_empty() { 0.0 } else { 1.0 };
-    gemm(1.0, io.x, Layout::rows(b, i), io.weight, Layout::transposed(i, u), beta, io.y, Layout::rows(b, u));
+    if b <= GEMV_MAX_BATCH {
+        // A GEMM would pack all of W for a handful of rows: read each
+        // weight row once instead and dot it with every image.
+        for (unit, w) in io.weight.chunks_exact(i).enumerate() {
+            for (n, x) in io.x.chunks_exact(i).enumerate() {
+                io.y[n * u + unit] += dot(w, x);
+            }
+        }
+    } else {
+        let beta = if io.bias.is_empty() { 0.0 } else { 1.0 };
+        gemm(1.0, io.x, Layout::rows(b, i), io.weight, Layout::transposed(i, u), beta, io.y, Layout::rows(b, u));
+    }
     activate(g.activation, io.y);
+}
+
+/// Up to this many images a dense layer runs as dot products.
+const GEMV_MAX_BATCH: usize = 4;
+
+/// `Σ a·b` in 16 independent lanes (which the compiler keeps in vector
+/// registers: no reassociation needed), summed at the end.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[inline(always)]
