@@ -31,6 +31,8 @@ macro_rules! cases {
 cases! {
     file Lenet5 = "specs/lenet5.toml";
     file FashionTf = "specs/fashion_tf.toml";
+    file AlexNet = "specs/alexnet.toml";
+    file Vgg16 = "specs/vgg16.toml";
     inline SameOverlappingMax = r#"
         [network]
         input = [2, 9, 7]
