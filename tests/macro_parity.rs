@@ -15,6 +15,7 @@ mod common {
 }
 
 use common::macro_cases::{CASES, FashionTf, Lenet5};
+use convc::runtime::Model;
 
 #[test]
 fn every_declared_network_matches_the_interpreter() {
@@ -59,5 +60,25 @@ fn declared_types_have_the_spec_shapes() {
         let net = build(0, 1);
         assert_eq!(net.param_count() as u64, graph.param_count(), "{name}");
         assert_eq!(net.input_shape(), graph.input, "{name}");
+    }
+}
+
+#[test]
+fn skipping_the_input_gradient_changes_no_parameter_gradient() {
+    use convc::runtime::Mode;
+    for &(name, _, build) in CASES.iter().filter(|c| !BIG.contains(&c.0)) {
+        let (mut full, mut lean) = (build(5, 2), build(5, 2));
+        lean.want_input_grad(false);
+        let x: Vec<f32> = (0..6 * full.input_shape().len()).map(|i| (i % 13) as f32 / 13.0).collect();
+        for net in [&mut full, &mut lean] {
+            let logits = net.forward(&x, 6, Mode::Train { seed: 3 }).unwrap().to_vec();
+            let dy: Vec<f32> = logits.iter().map(|v| v.sin()).collect();
+            net.backward(&dy).unwrap();
+        }
+        assert_eq!(full.input_grad().len(), x.len(), "{name}");
+        assert!(lean.input_grad().is_empty(), "{name}");
+        for (a, b) in full.params_mut().into_iter().zip(lean.params_mut()) {
+            assert_eq!(a.grad, b.grad, "{name}: {}", a.name);
+        }
     }
 }

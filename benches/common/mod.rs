@@ -59,8 +59,10 @@ pub fn input(model: &dyn Model, batch: usize) -> Vec<f32> {
     (0..batch * model.input_shape().len()).map(|i| (i % 255) as f32 / 255.0).collect()
 }
 
-/// Forward, loss and backward (the optimizer step is the same for every backend).
+/// Forward, loss and backward (the optimizer step is the same for every
+/// backend); as in training, the input gradient is not wanted.
 pub fn train_step(model: &mut dyn Model, x: &[f32], batch: usize, labels: &[u8]) {
+    model.want_input_grad(false);
     let classes = model.classes();
     let logits = model.forward(x, batch, Mode::Train { seed: 1 }).expect("forward");
     let out = softmax_cross_entropy(logits, labels, classes);

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::loss::softmax_cross_entropy;
 use crate::model::{Mode, Model, ModelError};
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
@@ -37,14 +36,13 @@ pub fn time_model(model: &mut dyn Model, batch: usize, mode: BenchMode, min_time
                 std::hint::black_box(model.forward(&input, batch, Mode::Infer)?);
             }
             BenchMode::Train => {
-                let logits = model.forward(&input, batch, Mode::Train { seed: i as u64 })?;
-                let out = softmax_cross_entropy(logits, &labels, classes);
-                model.backward(&out.grad)?;
-                optimizer.step(model.params_mut());
+                crate::train::step(model, &mut optimizer, &input, &labels, i as u64)?;
             }
         }
         Ok(())
     };
+    // As in training: the input gradient is not wanted.
+    model.want_input_grad(mode == BenchMode::Infer);
     step(model, 0)?;
     let start = Instant::now();
     let mut batches = 0;
@@ -52,5 +50,7 @@ pub fn time_model(model: &mut dyn Model, batch: usize, mode: BenchMode, min_time
         step(model, batches + 1)?;
         batches += 1;
     }
-    Ok(Timing { batches, per_batch: start.elapsed() / batches as u32 })
+    let per_batch = start.elapsed() / batches as u32;
+    model.want_input_grad(true);
+    Ok(Timing { batches, per_batch })
 }

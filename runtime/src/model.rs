@@ -77,8 +77,15 @@ pub trait Model {
     /// over the batch, not accumulated across calls) and the input gradient.
     fn backward(&mut self, grad_logits: &[f32]) -> Result<(), ModelError>;
 
-    /// Gradient of the loss with respect to the input of the last backward.
+    /// Gradient of the loss with respect to the input of the last backward
+    /// (empty if [`Model::want_input_grad`] turned it off).
     fn input_grad(&self) -> &[f32];
+
+    /// Whether `backward` computes the input gradient (on by default).
+    /// Training does not need it — the images are not learned — and a
+    /// backend may then skip the first stage's input-gradient work.
+    /// Backends that always compute it ignore this.
+    fn want_input_grad(&mut self, _wanted: bool) {}
 
     fn params(&self) -> Vec<ParamRef<'_>>;
 

@@ -136,6 +136,22 @@ pub fn train(
     train_set: &Dataset,
     test_set: &Dataset,
     opts: &TrainOptions,
+    history: Vec<EpochStats>,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Vec<EpochStats>, TrainError> {
+    // The images are not learned: their gradient need not be computed.
+    model.want_input_grad(false);
+    let result = train_epochs(model, optimizer, train_set, test_set, opts, history, on_epoch);
+    model.want_input_grad(true);
+    result
+}
+
+fn train_epochs(
+    model: &mut dyn Model,
+    optimizer: &mut Optimizer,
+    train_set: &Dataset,
+    test_set: &Dataset,
+    opts: &TrainOptions,
     mut history: Vec<EpochStats>,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<Vec<EpochStats>, TrainError> {

@@ -359,6 +359,9 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
                 fn input_grad(&self) -> &[f32] {
                     self.net.input_grad()
                 }
+                fn want_input_grad(&mut self, wanted: bool) {
+                    self.net.want_input_grad(wanted)
+                }
                 fn params(&self) -> Vec<ParamRef<'_>> {
                     self.net.params()
                 }

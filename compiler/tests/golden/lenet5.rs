@@ -296,6 +296,9 @@ const _: () = {
         fn input_grad(&self) -> &[f32] {
             self.net.input_grad()
         }
+        fn want_input_grad(&mut self, wanted: bool) {
+            self.net.want_input_grad(wanted)
+        }
         fn params(&self) -> Vec<ParamRef<'_>> {
             self.net.params()
         }

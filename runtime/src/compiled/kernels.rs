@@ -156,7 +156,7 @@ pub struct ConvBackward<'a> {
     pub weight: &'a [f32],
     /// Gradient at the stage output.
     pub dy: &'a [f32],
-    /// Gradient at the stage input (written).
+    /// Gradient at the stage input (written); empty when not wanted.
     pub dx: &'a mut [f32],
     /// Parameter gradients (accumulated into).
     pub gw: &'a mut [f32],
@@ -378,7 +378,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let y = &io.y[n * out_len..][..out_len];
         let dy = &io.dy[n * out_len..][..out_len];
-        let dx = &mut io.dx[n * in_len..][..in_len];
+        let dx = if io.dx.is_empty() { &mut [][..] } else { &mut io.dx[n * in_len..][..in_len] };
         // dz: the gradient at the conv output before the activation.
         let dz = sized(plane, conv_len);
         match &g.pool {
@@ -401,6 +401,9 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             }
         }
         if g.local {
+            // The interpreter's loop computes dx alongside; a scratch
+            // stands in when it is not wanted.
+            let dx = if dx.is_empty() { sized(dcols, in_len) } else { dx };
             dx.fill(0.0);
             let gb = (!io.gb.is_empty()).then_some(&mut *io.gb);
             local::backward(&g.conv, g.dims(), true, io.weight, x, dz, io.gw, gb, dx);
@@ -411,12 +414,17 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
         }
         if g.pointwise() {
             gemm(1.0, dz, Layout::rows(f, p), x, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
-            gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dx, Layout::rows(k, p));
+            if !dx.is_empty() {
+                gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dx, Layout::rows(k, p));
+            }
             continue;
         }
         let cols = sized(cols, k * p);
         im2col(g, x, cols);
         gemm(1.0, dz, Layout::rows(f, p), cols, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
+        if dx.is_empty() {
+            continue;
+        }
         let dcols = sized(dcols, k * p);
         gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dcols, Layout::rows(k, p));
         dx.fill(0.0);
@@ -451,6 +459,9 @@ pub fn pool_stage_forward(g: &PoolGeom, io: PoolForward<'_>) {
 #[inline(always)]
 pub fn pool_stage_backward(g: &PoolGeom, io: PoolBackward<'_>) {
     let (in_len, out_len) = (g.in_len(), g.out_len());
+    if io.dx.is_empty() {
+        return;
+    }
     io.dx.fill(0.0);
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let argmax = if io.argmax.is_empty() { &[][..] } else { &io.argmax[n * out_len..][..out_len] };
@@ -539,5 +550,7 @@ pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
         }
     }
     gemm(1.0, dz, Layout::transposed(u, b), io.x, Layout::rows(b, i), 1.0, io.gw, Layout::rows(u, i));
-    gemm(1.0, dz, Layout::rows(b, u), io.weight, Layout::rows(u, i), 0.0, io.dx, Layout::rows(b, i));
+    if !io.dx.is_empty() {
+        gemm(1.0, dz, Layout::rows(b, u), io.weight, Layout::rows(u, i), 0.0, io.dx, Layout::rows(b, i));
+    }
 }

@@ -230,6 +230,7 @@ pub struct Network {
     /// `acts[0]` is the input, `acts[s + 1]` the output of stage `s`.
     acts: Vec<Vec<f32>>,
     input_grad: Vec<f32>,
+    want_input_grad: bool,
     trained: bool,
 }
 
@@ -305,6 +306,7 @@ impl Network {
             batch: 0,
             acts: vec![Vec::new(); stages.len() + 1],
             input_grad: Vec::new(),
+            want_input_grad: true,
             trained: false,
         };
         net.set_threads(threads);
@@ -416,7 +418,10 @@ impl Model for Network {
         let mut g = grad_logits.to_vec();
         for (index, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate().rev() {
             let (x, y) = (&self.acts[index], &self.acts[index + 1]);
-            let mut dx = vec![0.0; batch * def.input_len];
+            // The first stage's input gradient is the network's: skipped
+            // (empty, which the kernels take as "not wanted") when unwanted.
+            let skip_dx = index == 0 && !self.want_input_grad;
+            let mut dx = vec![0.0; if skip_dx { 0 } else { batch * def.input_len }];
             let (xs, ys, dys) = (split(x, &parts, def.input_len), split(y, &parts, def.output_len), split(&g, &parts, def.output_len));
             let dxs = split_mut(&mut dx, &parts, def.input_len);
             // Parameter gradients: thread 0 writes the network's own, the
@@ -472,6 +477,7 @@ impl Model for Network {
                         })
                         .collect());
                 }
+                _ if skip_dx => {}
                 StageKernels::Activation(a) => elementwise::activation_backward(a, &g, y, &mut dx),
                 StageKernels::Dropout { .. } => elementwise::apply_mask(&g, &s.mask, &mut dx),
                 StageKernels::Reshape => dx.copy_from_slice(&g),
@@ -492,6 +498,10 @@ impl Model for Network {
 
     fn input_grad(&self) -> &[f32] {
         &self.input_grad
+    }
+
+    fn want_input_grad(&mut self, wanted: bool) {
+        self.want_input_grad = wanted;
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
