@@ -229,6 +229,8 @@ pub struct Network {
     batch: usize,
     /// `acts[0]` is the input, `acts[s + 1]` the output of stage `s`.
     acts: Vec<Vec<f32>>,
+    /// Backward: `dacts[s]` is the gradient at the input of stage `s`.
+    dacts: Vec<Vec<f32>>,
     input_grad: Vec<f32>,
     want_input_grad: bool,
     trained: bool,
@@ -268,6 +270,18 @@ fn split_mut<'a, T>(v: &'a mut [T], parts: &[usize], per: usize) -> Vec<&'a mut 
         .collect()
 }
 
+/// `v[buffer][part]` → `v[part][buffer]`.
+fn transpose<T>(v: Vec<Vec<T>>) -> Vec<Vec<T>> {
+    let parts = v.first().map_or(0, Vec::len);
+    let mut out: Vec<Vec<T>> = (0..parts).map(|_| Vec::with_capacity(v.len())).collect();
+    for row in v {
+        for (part, item) in out.iter_mut().zip(row) {
+            part.push(item);
+        }
+    }
+    out
+}
+
 /// Run the jobs, the first on this thread and the others on scoped threads.
 fn run<J: FnOnce() + Send>(jobs: Vec<J>) {
     let mut jobs = jobs.into_iter();
@@ -305,6 +319,7 @@ impl Network {
             threads: 1,
             batch: 0,
             acts: vec![Vec::new(); stages.len() + 1],
+            dacts: Vec::new(),
             input_grad: Vec::new(),
             want_input_grad: true,
             trained: false,
@@ -356,51 +371,74 @@ impl Model for Network {
         self.acts[0].extend_from_slice(input);
         let train = matches!(mode, Mode::Train { .. });
         let parts = chunks(batch, self.threads);
-        for (index, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate() {
-            let (before, after) = self.acts.split_at_mut(index + 1);
-            let x = &before[index];
-            let y = &mut after[0];
-            y.clear();
+        // Size every buffer for the batch (each is written in full below)
+        // and draw the dropout masks for the whole batch, as every backend does.
+        let mut keep_lens = Vec::new();
+        let mut argmax_lens = Vec::new();
+        for ((def, s), y) in self.stages.iter().zip(&mut self.state).zip(&mut self.acts[1..]) {
             y.resize(batch * def.output_len, 0.0);
-            let weight = s.weight.map_or(&[][..], |i| &self.values[i]);
-            let bias = s.bias.map_or(&[][..], |i| &self.values[i]);
-            let (xs, ys) = (split(x, &parts, def.input_len), split_mut(y, &parts, def.output_len));
-            match def.kernels {
-                StageKernels::Conv { geom, forward, .. } => {
-                    let keep_len = if train { geom.keep_len() } else { 0 };
+            let (keep_len, argmax_len) = match def.kernels {
+                StageKernels::Conv { geom, .. } if train => {
                     let max_pooled = geom.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
-                    let argmax_len = if train && max_pooled { def.output_len } else { 0 };
-                    s.keep.resize(batch * keep_len, 0.0);
-                    s.argmax.resize(batch * argmax_len, 0);
-                    let keeps = split_mut(&mut s.keep, &parts, keep_len);
-                    let argmaxes = split_mut(&mut s.argmax, &parts, argmax_len);
-                    let jobs = xs.into_iter().zip(ys).zip(keeps.into_iter().zip(argmaxes)).zip(&mut s.workers);
-                    run(jobs
-                        .map(|(((x, y), (keep, argmax)), w)| {
-                            move || forward(ConvForward { x, weight, bias, y, keep, argmax, scratch: &mut w.scratch })
-                        })
-                        .collect());
+                    (geom.keep_len(), if max_pooled { def.output_len } else { 0 })
                 }
-                StageKernels::Pool { geom, forward, .. } => {
-                    let argmax_len = if train && geom.pool.kind == PoolKind::Max { def.output_len } else { 0 };
-                    s.argmax.resize(batch * argmax_len, 0);
-                    let argmaxes = split_mut(&mut s.argmax, &parts, argmax_len);
-                    run(xs.into_iter().zip(ys).zip(argmaxes).map(|((x, y), argmax)| move || forward(PoolForward { x, y, argmax })).collect());
+                StageKernels::Pool { geom, .. } if train && geom.pool.kind == PoolKind::Max => (0, def.output_len),
+                _ => (0, 0),
+            };
+            s.keep.resize(batch * keep_len, 0.0);
+            s.argmax.resize(batch * argmax_len, 0);
+            keep_lens.push(keep_len);
+            argmax_lens.push(argmax_len);
+            match (def.kernels, mode) {
+                (StageKernels::Dropout { rate }, Mode::Train { seed }) => {
+                    elementwise::dropout_mask(seed, def.first_layer, rate, batch * def.input_len, &mut s.mask)
                 }
-                StageKernels::Dense { forward, .. } => {
-                    run(xs.into_iter().zip(ys).map(|(x, y)| move || forward(DenseForward { x, weight, bias, y })).collect());
-                }
-                StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
-                StageKernels::Dropout { rate } => match mode {
-                    Mode::Infer => y.copy_from_slice(x),
-                    Mode::Train { seed } => {
-                        elementwise::dropout_mask(seed, def.first_layer, rate, x.len(), &mut s.mask);
-                        elementwise::apply_mask(x, &s.mask, y);
-                    }
-                },
-                StageKernels::Reshape => y.copy_from_slice(x),
+                _ => s.mask.clear(),
             }
         }
+        // Each thread runs every stage on its chunk of the batch: one split,
+        // no synchronisation between stages.
+        let mut lens: Vec<usize> = vec![self.input.len()];
+        lens.extend(self.stages.iter().map(|d| d.output_len));
+        let acts = transpose(self.acts.iter_mut().zip(&lens).map(|(a, &n)| split_mut(a, &parts, n)).collect());
+        let values = &self.values;
+        let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
+        let biases: Vec<&[f32]> = self.state.iter().map(|s| s.bias.map_or(&[][..], |i| values[i].as_slice())).collect();
+        let mut keeps = Vec::new();
+        let mut argmaxes = Vec::new();
+        let mut masks = Vec::new();
+        let mut workers = Vec::new();
+        for (i, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate() {
+            keeps.push(split_mut(&mut s.keep, &parts, keep_lens[i]));
+            argmaxes.push(split_mut(&mut s.argmax, &parts, argmax_lens[i]));
+            masks.push(split(&s.mask, &parts, def.input_len));
+            workers.push(s.workers.iter_mut().take(parts.len()).collect());
+        }
+        let stages = self.stages;
+        let jobs = acts.into_iter().zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
+        run(jobs
+            .map(|((((mut acts, mut keeps), mut argmaxes), masks), mut workers)| {
+                let (weights, biases) = (&weights, &biases);
+                move || {
+                    for (i, def) in stages.iter().enumerate() {
+                        let (before, after) = acts.split_at_mut(i + 1);
+                        let (x, y) = (&*before[i], &mut *after[0]);
+                        let (weight, bias) = (weights[i], biases[i]);
+                        match def.kernels {
+                            StageKernels::Conv { forward, .. } => {
+                                let (keep, argmax) = (std::mem::take(&mut keeps[i]), std::mem::take(&mut argmaxes[i]));
+                                forward(ConvForward { x, weight, bias, y, keep, argmax, scratch: &mut workers[i].scratch })
+                            }
+                            StageKernels::Pool { forward, .. } => forward(PoolForward { x, y, argmax: std::mem::take(&mut argmaxes[i]) }),
+                            StageKernels::Dense { forward, .. } => forward(DenseForward { x, weight, bias, y }),
+                            StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
+                            StageKernels::Dropout { .. } if !masks[i].is_empty() => elementwise::apply_mask(x, masks[i], y),
+                            StageKernels::Dropout { .. } | StageKernels::Reshape => y.copy_from_slice(x),
+                        }
+                    }
+                }
+            })
+            .collect());
         self.trained = train;
         Ok(self.acts.last().expect("acts has the input at least"))
     }
@@ -411,88 +449,109 @@ impl Model for Network {
         }
         let batch = self.batch;
         expect_len("grad_logits", grad_logits.len(), batch * self.classes())?;
-        for g in &mut self.grads {
-            g.fill(0.0);
-        }
         let parts = chunks(batch, self.threads);
-        let mut g = grad_logits.to_vec();
-        for (index, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate().rev() {
-            let (x, y) = (&self.acts[index], &self.acts[index + 1]);
-            // The first stage's input gradient is the network's: skipped
-            // (empty, which the kernels take as "not wanted") when unwanted.
-            let skip_dx = index == 0 && !self.want_input_grad;
-            let mut dx = vec![0.0; if skip_dx { 0 } else { batch * def.input_len }];
-            let (xs, ys, dys) = (split(x, &parts, def.input_len), split(y, &parts, def.output_len), split(&g, &parts, def.output_len));
-            let dxs = split_mut(&mut dx, &parts, def.input_len);
-            // Parameter gradients: thread 0 writes the network's own, the
-            // others their worker's, summed below in thread order.
-            let weight = s.weight.map_or(&[][..], |i| &self.values[i]);
-            let (own_gw, own_gb): (&mut [f32], &mut [f32]) = match (s.weight, s.bias) {
-                (Some(w), Some(b)) => {
-                    let [gw, gb] = self.grads.get_disjoint_mut([w, b]).expect("weight and bias are distinct parameters");
-                    (gw, gb)
-                }
-                (Some(w), None) => (&mut self.grads[w], &mut []),
-                _ => (&mut [], &mut []),
+        // `dacts[s]`: the gradient at stage s's input; the last, at the logits.
+        let n = self.stages.len();
+        self.dacts.resize_with(n + 1, Vec::new);
+        self.dacts[n].clear();
+        self.dacts[n].extend_from_slice(grad_logits);
+        for (i, def) in self.stages.iter().enumerate() {
+            // The network's input gradient is skipped (left empty, which the
+            // kernels take as "not wanted") when unwanted.
+            let len = if i == 0 && !self.want_input_grad { 0 } else { batch * def.input_len };
+            self.dacts[i].resize(len, 0.0);
+        }
+        let mut lens: Vec<usize> = self.stages.iter().map(|d| d.input_len).collect();
+        lens.push(self.classes());
+        let dacts = transpose(self.dacts.iter_mut().zip(&lens).map(|(a, &len)| split_mut(a, &parts, len)).collect());
+        let mut outs: Vec<usize> = vec![self.input.len()];
+        outs.extend(self.stages.iter().map(|d| d.output_len));
+        let acts = transpose(self.acts.iter().zip(&outs).map(|(a, &len)| split(a, &parts, len)).collect());
+        // Parameter gradients: thread 0 writes the network's own (zeroed
+        // here), the others their worker's, summed below in thread order.
+        let mut own: Vec<Option<&mut Vec<f32>>> = self.grads.iter_mut().map(|g| {
+            g.fill(0.0);
+            Some(g)
+        }).collect();
+        let values = &self.values;
+        let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
+        let mut keeps = Vec::new();
+        let mut argmaxes = Vec::new();
+        let mut masks = Vec::new();
+        let mut grads = Vec::new();
+        for (def, s) in self.stages.iter().zip(&mut self.state) {
+            let max_pooled = match def.kernels {
+                StageKernels::Conv { geom, .. } => geom.pool.is_some_and(|p| p.pool.kind == PoolKind::Max),
+                StageKernels::Pool { geom, .. } => geom.pool.kind == PoolKind::Max,
+                _ => false,
             };
-            let (gw_len, gb_len) = (own_gw.len(), own_gb.len());
-            let mut gws = vec![own_gw];
-            let mut gbs = vec![own_gb];
-            let mut scratches = Vec::new();
+            let keep_len = match def.kernels {
+                StageKernels::Conv { geom, .. } => geom.keep_len(),
+                _ => 0,
+            };
+            keeps.push(split(&s.keep, &parts, keep_len));
+            argmaxes.push(split(&s.argmax, &parts, if max_pooled { def.output_len } else { 0 }));
+            masks.push(split(&s.mask, &parts, def.input_len));
+            let own_w: &mut [f32] = s.weight.and_then(|w| own[w].take()).map_or(&mut [], |g| g.as_mut_slice());
+            let own_b: &mut [f32] = s.bias.and_then(|b| own[b].take()).map_or(&mut [], |g| g.as_mut_slice());
+            let (gw_len, gb_len) = (own_w.len(), own_b.len());
+            let mut per_thread = vec![(own_w, own_b, None)];
             for (t, w) in s.workers.iter_mut().take(parts.len()).enumerate() {
-                if t > 0 {
-                    w.gw.clear();
-                    w.gw.resize(gw_len, 0.0);
-                    w.gb.clear();
-                    w.gb.resize(gb_len, 0.0);
-                    gws.push(&mut w.gw);
-                    gbs.push(&mut w.gb);
+                if t == 0 {
+                    per_thread[0].2 = Some(&mut w.scratch);
+                    continue;
                 }
-                scratches.push(&mut w.scratch);
+                let Worker { scratch, gw, gb } = w;
+                gw.clear();
+                gw.resize(gw_len, 0.0);
+                gb.clear();
+                gb.resize(gb_len, 0.0);
+                per_thread.push((gw.as_mut_slice(), gb.as_mut_slice(), Some(scratch)));
             }
-            let grads = gws.into_iter().zip(gbs).zip(scratches);
-            let io = xs.into_iter().zip(ys).zip(dys).zip(dxs);
-            match def.kernels {
-                StageKernels::Conv { geom, backward, .. } => {
-                    let max_pooled = geom.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
-                    let keeps = split(&s.keep, &parts, geom.keep_len());
-                    let argmaxes = split(&s.argmax, &parts, if max_pooled { def.output_len } else { 0 });
-                    run(io
-                        .zip(keeps.into_iter().zip(argmaxes))
-                        .zip(grads)
-                        .map(|(((((x, y), dy), dx), (keep, argmax)), ((gw, gb), scratch))| {
-                            move || backward(ConvBackward { x, y, keep, argmax, weight, dy, dx, gw, gb, scratch })
-                        })
-                        .collect());
-                }
-                StageKernels::Pool { backward, .. } => {
-                    let argmaxes = split(&s.argmax, &parts, def.output_len);
-                    run(io.zip(argmaxes).map(|((((x, y), dy), dx), argmax)| move || backward(PoolBackward { x, y, argmax, dy, dx })).collect());
-                }
-                StageKernels::Dense { backward, .. } => {
-                    run(io
-                        .zip(grads)
-                        .map(|((((x, y), dy), dx), ((gw, gb), scratch))| {
-                            move || backward(DenseBackward { x, y, weight, dy, dx, gw, gb, scratch })
-                        })
-                        .collect());
-                }
-                _ if skip_dx => {}
-                StageKernels::Activation(a) => elementwise::activation_backward(a, &g, y, &mut dx),
-                StageKernels::Dropout { .. } => elementwise::apply_mask(&g, &s.mask, &mut dx),
-                StageKernels::Reshape => dx.copy_from_slice(&g),
-            }
-            if let Some(w) = s.weight {
-                for worker in s.workers.iter().take(parts.len()).skip(1) {
-                    add(&mut self.grads[w], &worker.gw);
-                    if let Some(b) = s.bias {
-                        add(&mut self.grads[b], &worker.gb);
+            grads.push(per_thread);
+        }
+        let stages = self.stages;
+        let jobs = dacts.into_iter().zip(acts).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(grads));
+        run(jobs
+            .map(|(((((mut dacts, acts), keeps), argmaxes), masks), mut grads)| {
+                let weights = &weights;
+                move || {
+                    for (i, def) in stages.iter().enumerate().rev() {
+                        let (before, after) = dacts.split_at_mut(i + 1);
+                        let (dx, dy) = (&mut *before[i], &*after[0]);
+                        let (x, y, weight) = (acts[i], acts[i + 1], weights[i]);
+                        let (gw, gb, scratch) = &mut grads[i];
+                        match def.kernels {
+                            StageKernels::Conv { backward, .. } => {
+                                let scratch = scratch.as_deref_mut().expect("a worker per thread");
+                                backward(ConvBackward { x, y, keep: keeps[i], argmax: argmaxes[i], weight, dy, dx, gw, gb, scratch })
+                            }
+                            StageKernels::Pool { backward, .. } => backward(PoolBackward { x, y, argmax: argmaxes[i], dy, dx }),
+                            StageKernels::Dense { backward, .. } => {
+                                let scratch = scratch.as_deref_mut().expect("a worker per thread");
+                                backward(DenseBackward { x, y, weight, dy, dx, gw, gb, scratch })
+                            }
+                            _ if dx.is_empty() => {}
+                            StageKernels::Activation(a) => elementwise::activation_backward(a, dy, y, dx),
+                            StageKernels::Dropout { .. } => elementwise::apply_mask(dy, masks[i], dx),
+                            StageKernels::Reshape => dx.copy_from_slice(dy),
+                        }
                     }
                 }
+            })
+            .collect());
+        for s in &self.state {
+            for worker in s.workers.iter().take(parts.len()).skip(1) {
+                if let Some(w) = s.weight {
+                    add(&mut self.grads[w], &worker.gw);
+                }
+                if let Some(b) = s.bias {
+                    add(&mut self.grads[b], &worker.gb);
+                }
             }
-            g = dx;
         }
-        self.input_grad = g;
+        self.input_grad.clear();
+        self.input_grad.extend_from_slice(&self.dacts[0]);
         Ok(())
     }
 
