@@ -19,11 +19,12 @@ pub use convc_macros as __macros;
 
 /// Declare a network type from a TOML spec, compiled with your crate.
 ///
-/// ```ignore
+/// ```
 /// convc::network!(pub Lenet5 = "specs/lenet5.toml"); // relative to Cargo.toml
 ///
 /// let mut net = Lenet5::new(42);
 /// let logits: [f32; Lenet5::CLASSES] = net.predict(&[0.0; Lenet5::INPUT_LEN]);
+/// assert!(logits.iter().all(|v| v.is_finite()));
 /// ```
 ///
 /// A string with a line break is the spec itself. A bad spec stops the

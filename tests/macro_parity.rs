@@ -15,7 +15,6 @@ mod common {
 }
 
 use common::macro_cases::{CASES, FashionTf, Lenet5};
-use convc::runtime::Model;
 
 #[test]
 fn every_declared_network_matches_the_interpreter() {

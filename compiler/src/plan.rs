@@ -95,12 +95,12 @@ impl Plan {
                     }
                     let mut pool = None;
                     if fuse && let Some(Op::Pool(p)) = layers.get(taken.len() + i).map(|l| &l.op) {
-                        pool = Some(p.clone());
+                        pool = Some(*p);
                         taken.push(i + taken.len());
                     }
-                    StageKind::Conv { conv: conv.clone(), local: matches!(def.op, Op::Local2d(_)), activation, pool, conv_out: def.output }
+                    StageKind::Conv { conv: *conv, local: matches!(def.op, Op::Local2d(_)), activation, pool, conv_out: def.output }
                 }
-                Op::Pool(p) => StageKind::Pool(p.clone()),
+                Op::Pool(p) => StageKind::Pool(*p),
                 Op::Dense { units, activation, bias } => StageKind::Dense { units: *units, activation: *activation, bias: *bias },
                 Op::Activation(a) => StageKind::Activation(*a),
                 Op::Dropout { rate } => StageKind::Dropout { rate: *rate },

@@ -1,7 +1,7 @@
 //! `network!`: a TOML spec becomes a specialised Rust network type at
 //! compile time.
 //!
-//! ```ignore
+//! ```text
 //! convc::network!(pub Lenet5 = "specs/lenet5.toml");   // relative to the crate's Cargo.toml
 //! convc::network!(Tiny = r#"
 //!     [network]

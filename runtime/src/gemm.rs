@@ -43,6 +43,7 @@ impl Layout {
 /// Compiled stages compute these from constants, so a panic here is a bug
 /// in code generation, not a user error.
 #[inline]
+#[allow(clippy::too_many_arguments)] // BLAS's shape: α, A, B, β, C with their layouts
 pub fn gemm(alpha: f32, a: &[f32], la: Layout, b: &[f32], lb: Layout, beta: f32, c: &mut [f32], lc: Layout) {
     assert!(la.cols == lb.rows && lc.rows == la.rows && lc.cols == lb.cols, "gemm shapes: {la:?} · {lb:?} → {lc:?}");
     assert!(la.span() <= a.len() && lb.span() <= b.len() && lc.span() <= c.len(), "gemm view out of bounds");

@@ -270,6 +270,8 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
 
             static STAGES: [StageDef; #stage_count] = [#(#entries),*];
 
+            // A crate uses what it needs of these; the rest is not a warning.
+            #[allow(dead_code)]
             impl #ty {
                 pub const NAME: &'static str = #name;
                 /// Input channels, height and width.

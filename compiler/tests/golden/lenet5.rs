@@ -167,6 +167,7 @@ const _: () = {
             kernels: StageKernels::dense::<S5Dense3>(),
         },
     ];
+    #[allow(dead_code)]
     impl Lenet5 {
         pub const NAME: &'static str = "lenet5";
         /// Input channels, height and width.

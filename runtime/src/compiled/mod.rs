@@ -198,6 +198,22 @@ pub struct StageDef {
     pub kernels: StageKernels,
 }
 
+impl StageDef {
+    /// What a training forward keeps per image for backward: activated
+    /// conv values (average/L2-pooled conv stages) and argmax positions
+    /// (max-pooled stages).
+    fn kept_per_image(&self) -> (usize, usize) {
+        match self.kernels {
+            StageKernels::Conv { geom, .. } => {
+                let max_pooled = geom.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
+                (geom.keep_len(), if max_pooled { self.output_len } else { 0 })
+            }
+            StageKernels::Pool { geom, .. } if geom.pool.kind == PoolKind::Max => (0, self.output_len),
+            _ => (0, 0),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Worker {
     scratch: Scratch,
@@ -377,14 +393,7 @@ impl Model for Network {
         let mut argmax_lens = Vec::new();
         for ((def, s), y) in self.stages.iter().zip(&mut self.state).zip(&mut self.acts[1..]) {
             y.resize(batch * def.output_len, 0.0);
-            let (keep_len, argmax_len) = match def.kernels {
-                StageKernels::Conv { geom, .. } if train => {
-                    let max_pooled = geom.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
-                    (geom.keep_len(), if max_pooled { def.output_len } else { 0 })
-                }
-                StageKernels::Pool { geom, .. } if train && geom.pool.kind == PoolKind::Max => (0, def.output_len),
-                _ => (0, 0),
-            };
+            let (keep_len, argmax_len) = if train { def.kept_per_image() } else { (0, 0) };
             s.keep.resize(batch * keep_len, 0.0);
             s.argmax.resize(batch * argmax_len, 0);
             keep_lens.push(keep_len);
@@ -480,17 +489,9 @@ impl Model for Network {
         let mut masks = Vec::new();
         let mut grads = Vec::new();
         for (def, s) in self.stages.iter().zip(&mut self.state) {
-            let max_pooled = match def.kernels {
-                StageKernels::Conv { geom, .. } => geom.pool.is_some_and(|p| p.pool.kind == PoolKind::Max),
-                StageKernels::Pool { geom, .. } => geom.pool.kind == PoolKind::Max,
-                _ => false,
-            };
-            let keep_len = match def.kernels {
-                StageKernels::Conv { geom, .. } => geom.keep_len(),
-                _ => 0,
-            };
+            let (keep_len, argmax_len) = def.kept_per_image();
             keeps.push(split(&s.keep, &parts, keep_len));
-            argmaxes.push(split(&s.argmax, &parts, if max_pooled { def.output_len } else { 0 }));
+            argmaxes.push(split(&s.argmax, &parts, argmax_len));
             masks.push(split(&s.mask, &parts, def.input_len));
             let own_w: &mut [f32] = s.weight.and_then(|w| own[w].take()).map_or(&mut [], |g| g.as_mut_slice());
             let own_b: &mut [f32] = s.bias.and_then(|b| own[b].take()).map_or(&mut [], |g| g.as_mut_slice());
