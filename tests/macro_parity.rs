@@ -18,6 +18,10 @@ use common::macro_cases::{CASES, FashionTf, Lenet5};
 
 #[test]
 fn every_declared_network_matches_the_interpreter() {
+    // Run again below with CONVC_CPU forcing each lower instruction set.
+    if let Ok(asked) = std::env::var("CONVC_CPU") {
+        assert_eq!(convc::runtime::compiled::cpu_level().name(), asked, "CONVC_CPU={asked} was not honoured");
+    }
     let mut failures = Vec::new();
     for &(name, spec, build) in CASES.iter().filter(|c| !BIG.contains(&c.0)) {
         let graph = differential::graph(spec);
@@ -79,5 +83,24 @@ fn skipping_the_input_gradient_changes_no_parameter_gradient() {
         for (a, b) in full.params_mut().into_iter().zip(lean.params_mut()) {
             assert_eq!(a.grad, b.grad, "{name}: {}", a.name);
         }
+    }
+}
+
+/// The AVX2 and baseline versions of every kernel (the CPU's best runs in
+/// the test above): this test binary again, with `CONVC_CPU` set.
+#[test]
+fn lower_instruction_set_versions_match_too() {
+    use convc::runtime::compiled::{CpuLevel, cpu_level};
+    if std::env::var_os("CONVC_CPU").is_some() {
+        return;
+    }
+    for level in [CpuLevel::Baseline, CpuLevel::Avx2].into_iter().filter(|&l| l < cpu_level()) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "every_declared_network_matches_the_interpreter"])
+            .env("CONVC_CPU", level.name())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}:\n{}{}", level.name(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "{}", String::from_utf8_lossy(&out.stdout));
     }
 }

@@ -77,6 +77,244 @@ pub fn gemm(alpha: f32, a: &[f32], la: Layout, b: &[f32], lb: Layout, beta: f32,
     }
 }
 
+/// Rows of a packed panel: the microkernels compute `MR` rows of the
+/// output at a time.
+pub const MR: usize = 8;
+
+/// A weight matrix (`rows × depth`, row-major) packed once into panels of
+/// [`MR`] rows, each stored depth-major (`panel[k][r]`), zero-padded to a
+/// whole panel: the layout the microkernels read with one broadcast per
+/// row and step. Conv stages pack their weights when they change (at load,
+/// after an optimizer step), not per image.
+#[derive(Debug, Clone, Default)]
+pub struct PackedA {
+    data: Vec<f32>,
+    rows: usize,
+    depth: usize,
+}
+
+impl PackedA {
+    /// Pack `a` (`rows × depth`, row-major), reusing this allocation.
+    pub fn pack(&mut self, a: &[f32], rows: usize, depth: usize) {
+        assert_eq!(a.len(), rows * depth, "PackedA::pack: {rows}×{depth} matrix expected");
+        let panels = rows.div_ceil(MR);
+        self.data.clear();
+        self.data.resize(panels * depth * MR, 0.0);
+        for (i, row) in a.chunks_exact(depth.max(1)).enumerate().take(rows) {
+            let (p, r) = (i / MR, i % MR);
+            for (k, &v) in row.iter().enumerate() {
+                self.data[(p * depth + k) * MR + r] = v;
+            }
+        }
+        self.rows = rows;
+        self.depth = depth;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.data[p * self.depth * MR..][..self.depth * MR]
+    }
+}
+
+/// `c[i][j] = act(bias[i] + Σₖ a[i][k]·b[k][j])` for `i < a.rows()`,
+/// `j < n`: `b` is `a.depth() × n` with row stride `ldb`, `c` has row
+/// stride `ldc`; `bias` is empty or one per row; `relu` applies max(0, ·)
+/// in registers before the store (other activations are the caller's).
+/// `c` is only written. Runs the AVX-512 or AVX2+FMA microkernel when
+/// [`cpu_level`](crate::compiled::cpu_level) allows.
+///
+/// # Panics
+/// When a view runs past its slice or `bias` has the wrong length.
+pub fn gemm_packed(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+    gemm_packed_at(crate::compiled::cpu_level(), a, b, ldb, n, bias, relu, c, ldc);
+}
+
+/// [`gemm_packed`] at a given level (tests run every level the CPU has).
+#[allow(clippy::too_many_arguments)] // gemm_packed's, plus the level
+pub fn gemm_packed_at(
+    level: crate::compiled::CpuLevel,
+    a: &PackedA,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    bias: &[f32],
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (rows, depth) = (a.rows, a.depth);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(bias.is_empty() || bias.len() == rows, "gemm_packed: {} biases for {rows} rows", bias.len());
+    assert!(depth == 0 || (ldb >= n && b.len() >= (depth - 1) * ldb + n), "gemm_packed: b view out of bounds");
+    assert!(ldc >= n && c.len() >= (rows - 1) * ldc + n, "gemm_packed: c view out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::compiled::CpuLevel;
+        match level {
+            // SAFETY: `cpu_level` (or the test, from it) found AVX-512F on
+            // this CPU; the asserts above bound every access the kernel makes.
+            CpuLevel::Avx512 => return unsafe { x86::gemm_avx512(a, b, ldb, n, bias, relu, c, ldc) },
+            // SAFETY: as above, for AVX2 and FMA.
+            CpuLevel::Avx2 => return unsafe { x86::gemm_avx2(a, b, ldb, n, bias, relu, c, ldc) },
+            CpuLevel::Baseline => {}
+        }
+    }
+    let _ = level;
+    gemm_portable(a, b, ldb, 0, n, bias, relu, c, ldc);
+}
+
+/// Columns `j0..n` of [`gemm_packed`] in plain Rust (the baseline, and the
+/// AVX2 kernel's ragged right edge).
+#[allow(clippy::too_many_arguments)]
+fn gemm_portable(a: &PackedA, b: &[f32], ldb: usize, j0: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+    for i in 0..a.rows {
+        let panel = a.panel(i / MR);
+        let out = &mut c[i * ldc + j0..i * ldc + n];
+        out.fill(bias.get(i).copied().unwrap_or(0.0));
+        for k in 0..a.depth {
+            let av = panel[k * MR + i % MR];
+            for (o, bv) in out.iter_mut().zip(&b[k * ldb + j0..k * ldb + n]) {
+                *o += av * bv;
+            }
+        }
+        if relu {
+            out.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{MR, PackedA, gemm_portable};
+
+    /// 8 rows × 32 columns per tile (16 zmm accumulators), ragged edges by
+    /// masked loads and stores.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the views are in bounds (checked by the caller).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx512(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+        let (bp, cp) = (b.as_ptr(), c.as_mut_ptr());
+        for p in 0..a.rows.div_ceil(MR) {
+            let panel = a.panel(p).as_ptr();
+            let rows = MR.min(a.rows - p * MR);
+            for j in (0..n).step_by(32) {
+                let w = (n - j).min(32);
+                let m0: __mmask16 = if w >= 16 { 0xffff } else { ((1u32 << w) - 1) as u16 };
+                let m1: __mmask16 = if w >= 32 { 0xffff } else if w > 16 { ((1u32 << (w - 16)) - 1) as u16 } else { 0 };
+                let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+                for (r, pair) in acc.iter_mut().enumerate().take(rows) {
+                    if let Some(&v) = bias.get(p * MR + r) {
+                        *pair = [_mm512_set1_ps(v); 2];
+                    }
+                }
+                for k in 0..a.depth {
+                    // SAFETY: row k, columns j..j+w of b are in bounds (the
+                    // caller's assert); masked-off lanes are not accessed.
+                    let (b0, b1) = unsafe {
+                        let row = bp.add(k * ldb + j);
+                        let b1 = if m1 == 0 { _mm512_setzero_ps() } else { _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)) };
+                        (_mm512_maskz_loadu_ps(m0, row), b1)
+                    };
+                    for (r, pair) in acc.iter_mut().enumerate() {
+                        // SAFETY: the panel holds depth × MR values.
+                        let av = _mm512_set1_ps(unsafe { *panel.add(k * MR + r) });
+                        pair[0] = _mm512_fmadd_ps(av, b0, pair[0]);
+                        pair[1] = _mm512_fmadd_ps(av, b1, pair[1]);
+                    }
+                }
+                for (r, pair) in acc.iter().enumerate().take(rows) {
+                    let (mut v0, mut v1) = (pair[0], pair[1]);
+                    if relu {
+                        v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+                        v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+                    }
+                    // SAFETY: row p·MR + r, columns j..j+w of c are in bounds.
+                    unsafe {
+                        let row = cp.add((p * MR + r) * ldc + j);
+                        _mm512_mask_storeu_ps(row, m0, v0);
+                        if m1 != 0 {
+                            _mm512_mask_storeu_ps(row.wrapping_add(16), m1, v1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// 4 rows × 16 columns per step (8 ymm accumulators: AVX2 has 16
+    /// registers), two steps per panel; the ragged right edge in plain Rust.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the views are in bounds (checked by the caller).
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx2(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+        const R: usize = 4;
+        let (bp, cp) = (b.as_ptr(), c.as_mut_ptr());
+        let full = n / 16 * 16;
+        for p in 0..a.rows.div_ceil(MR) {
+            let panel = a.panel(p).as_ptr();
+            for half in 0..MR / R {
+                let first = p * MR + half * R;
+                if first >= a.rows {
+                    break;
+                }
+                let rows = R.min(a.rows - first);
+                for j in (0..full).step_by(16) {
+                    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                    for (r, pair) in acc.iter_mut().enumerate().take(rows) {
+                        if let Some(&v) = bias.get(first + r) {
+                            *pair = [_mm256_set1_ps(v); 2];
+                        }
+                    }
+                    for k in 0..a.depth {
+                        // SAFETY: columns j..j+16 ≤ n of row k are in bounds.
+                        let (b0, b1) = unsafe {
+                            let row = bp.add(k * ldb + j);
+                            (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
+                        };
+                        for (r, pair) in acc.iter_mut().enumerate() {
+                            // SAFETY: the panel holds depth × MR values.
+                            let av = _mm256_set1_ps(unsafe { *panel.add(k * MR + half * R + r) });
+                            pair[0] = _mm256_fmadd_ps(av, b0, pair[0]);
+                            pair[1] = _mm256_fmadd_ps(av, b1, pair[1]);
+                        }
+                    }
+                    for (r, pair) in acc.iter().enumerate().take(rows) {
+                        let (mut v0, mut v1) = (pair[0], pair[1]);
+                        if relu {
+                            v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+                            v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+                        }
+                        // SAFETY: row first + r, columns j..j+16 ≤ n of c are in bounds.
+                        unsafe {
+                            let row = cp.add((first + r) * ldc + j);
+                            _mm256_storeu_ps(row, v0);
+                            _mm256_storeu_ps(row.add(8), v1);
+                        }
+                    }
+                }
+            }
+        }
+        if full < n {
+            gemm_portable(a, b, ldb, full, n, bias, relu, c, ldc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +351,43 @@ mod tests {
             gemm(1.0, &a, la, &b, lb, 1.0, &mut c, Layout::rows(m, n));
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn packed_kernels_match_the_definition_at_every_level() {
+        use crate::compiled::{CpuLevel, cpu_level};
+        let levels: Vec<CpuLevel> = [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= cpu_level()).collect();
+        for (rows, depth, n, pad) in [(1, 1, 1, 0), (6, 25, 784, 0), (8, 3, 33, 5), (16, 150, 100, 0), (13, 7, 47, 3), (64, 40, 196, 1), (9, 0, 5, 0)] {
+            let (ldb, ldc) = (n + pad, n + 2 * pad);
+            let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..depth * ldb).map(|i| (i as f32 * 0.11).cos()).collect();
+            let bias: Vec<f32> = (0..rows).map(|i| i as f32 * 0.1 - 0.3).collect();
+            let mut packed = PackedA::default();
+            packed.pack(&a, rows, depth);
+            for &level in &levels {
+                for (bias, relu) in [(&bias[..], false), (&[][..], true), (&bias[..], true)] {
+                    let mut c = vec![f32::NAN; rows * ldc];
+                    gemm_packed_at(level, &packed, &b, ldb, n, bias, relu, &mut c, ldc);
+                    for i in 0..rows {
+                        for j in 0..ldc {
+                            let got = c[i * ldc + j];
+                            if j >= n {
+                                assert!(got.is_nan(), "{level:?}: wrote past column {n}");
+                                continue;
+                            }
+                            let mut want = bias.get(i).copied().unwrap_or(0.0);
+                            for k in 0..depth {
+                                want += a[i * depth + k] * b[k * ldb + j];
+                            }
+                            if relu {
+                                want = want.max(0.0);
+                            }
+                            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{level:?} {rows}×{depth}×{n} [{i}][{j}]: {got} vs {want}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -7,8 +7,10 @@
 //! GEMM calls have constant shapes.
 //!
 //! A conv stage runs per image: im2col (skipped for 1×1 stride-1 convs),
-//! one GEMM `Z = W·cols` onto a bias-filled plane, then the epilogue —
-//! activation and pooling — while the plane is still in cache. With a pool,
+//! one GEMM `Z = W·cols` over weights packed once per change of the weights
+//! (bias and ReLU applied in registers before the store), then the rest of
+//! the epilogue — other activations and pooling — while the plane is still
+//! in cache. With a pool,
 //! the pre-pool plane lives only in per-thread scratch. Training keeps:
 //! max pooling → the argmax of each output (the activation's derivative is
 //! read from the pooled output, every activation being monotone); average
@@ -16,7 +18,7 @@
 //! output. Local (unshared) layers use the interpreter's loops inside the
 //! same epilogue.
 
-use crate::gemm::{Layout, gemm};
+use crate::gemm::{Layout, PackedA, gemm, gemm_packed};
 use crate::interp::conv as local;
 use crate::layer::{Conv, Pool};
 use crate::ops::{Activation, PoolKind};
@@ -137,6 +139,9 @@ pub struct ConvForward<'a> {
     /// A chunk of whole input images.
     pub x: &'a [f32],
     pub weight: &'a [f32],
+    /// The weight packed for the forward GEMM (`filters × taps`); unused by
+    /// local layers.
+    pub packed: &'a PackedA,
     /// Empty when the layer has no bias.
     pub bias: &'a [f32],
     pub y: &'a mut [f32],
@@ -235,23 +240,16 @@ fn activate(a: Activation, v: &mut [f32]) {
     }
 }
 
-/// The pre-activation conv output of one image into `z` (`conv_len()`).
+/// The conv output of one image into `z` (`conv_len()`), activated.
 #[inline(always)]
-fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], bias: &[f32], z: &mut [f32], cols: &mut Vec<f32>) {
-    let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
+fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], packed: &PackedA, bias: &[f32], z: &mut [f32], cols: &mut Vec<f32>) {
+    let (k, p) = (g.taps(), g.plane());
     if g.local {
         let conv = Conv { activation: Activation::None, ..g.conv };
         local::forward(&conv, g.dims(), true, weight, (!bias.is_empty()).then_some(bias), x, z);
+        activate(g.activation, z);
         return;
     }
-    if bias.is_empty() {
-        z.fill(0.0);
-    } else {
-        for (row, b) in z.chunks_exact_mut(p).zip(bias) {
-            row.fill(*b);
-        }
-    }
-    let beta = if bias.is_empty() { 0.0 } else { 1.0 };
     let cols: &[f32] = if g.pointwise() {
         x
     } else {
@@ -259,7 +257,12 @@ fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], bias: &[f32], z: &mut [f3
         im2col(g, x, cols);
         cols
     };
-    gemm(1.0, weight, Layout::rows(f, k), cols, Layout::rows(k, p), beta, z, Layout::rows(f, p));
+    // Bias and ReLU are applied in registers before the store.
+    let relu = g.activation == Activation::Relu;
+    gemm_packed(packed, cols, p, p, bias, relu, z, p);
+    if !relu {
+        activate(g.activation, z);
+    }
 }
 
 /// Pool `c` planes of `x` into `y`; with `argmax` non-empty, record the
@@ -354,13 +357,11 @@ pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let y = &mut io.y[n * out_len..][..out_len];
         let Some(pg) = &g.pool else {
-            conv_plane(g, x, io.weight, io.bias, y, cols);
-            activate(g.activation, y);
+            conv_plane(g, x, io.weight, io.packed, io.bias, y, cols);
             continue;
         };
         let z = sized(plane, conv_len);
-        conv_plane(g, x, io.weight, io.bias, z, cols);
-        activate(g.activation, z);
+        conv_plane(g, x, io.weight, io.packed, io.bias, z, cols);
         let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };
         pool_forward(pg, z, y, argmax);
         if !io.keep.is_empty() {

@@ -224,6 +224,8 @@ struct Worker {
 #[derive(Debug, Default)]
 struct StageState {
     weight: Option<usize>,
+    /// Conv stages: the weight packed for the forward GEMM.
+    packed: crate::gemm::PackedA,
     bias: Option<usize>,
     keep: Vec<f32>,
     argmax: Vec<u32>,
@@ -249,6 +251,8 @@ pub struct Network {
     dacts: Vec<Vec<f32>>,
     input_grad: Vec<f32>,
     want_input_grad: bool,
+    /// The weights changed since they were last packed.
+    packed_stale: bool,
     trained: bool,
 }
 
@@ -338,6 +342,7 @@ impl Network {
             dacts: Vec::new(),
             input_grad: Vec::new(),
             want_input_grad: true,
+            packed_stale: true,
             trained: false,
         };
         net.set_threads(threads);
@@ -387,6 +392,16 @@ impl Model for Network {
         self.acts[0].extend_from_slice(input);
         let train = matches!(mode, Mode::Train { .. });
         let parts = chunks(batch, self.threads);
+        if self.packed_stale {
+            for (def, s) in self.stages.iter().zip(&mut self.state) {
+                if let (StageKernels::Conv { geom, .. }, Some(w)) = (def.kernels, s.weight)
+                    && !geom.local
+                {
+                    s.packed.pack(&self.values[w], geom.conv.filters, geom.taps());
+                }
+            }
+            self.packed_stale = false;
+        }
         // Size every buffer for the batch (each is written in full below)
         // and draw the dropout masks for the whole batch, as every backend does.
         let mut keep_lens = Vec::new();
@@ -417,7 +432,9 @@ impl Model for Network {
         let mut argmaxes = Vec::new();
         let mut masks = Vec::new();
         let mut workers = Vec::new();
+        let mut packs = Vec::new();
         for (i, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate() {
+            packs.push(&s.packed);
             keeps.push(split_mut(&mut s.keep, &parts, keep_lens[i]));
             argmaxes.push(split_mut(&mut s.argmax, &parts, argmax_lens[i]));
             masks.push(split(&s.mask, &parts, def.input_len));
@@ -427,7 +444,7 @@ impl Model for Network {
         let jobs = acts.into_iter().zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
         run(jobs
             .map(|((((mut acts, mut keeps), mut argmaxes), masks), mut workers)| {
-                let (weights, biases) = (&weights, &biases);
+                let (weights, biases, packs) = (&weights, &biases, &packs);
                 move || {
                     for (i, def) in stages.iter().enumerate() {
                         let (before, after) = acts.split_at_mut(i + 1);
@@ -436,7 +453,8 @@ impl Model for Network {
                         match def.kernels {
                             StageKernels::Conv { forward, .. } => {
                                 let (keep, argmax) = (std::mem::take(&mut keeps[i]), std::mem::take(&mut argmaxes[i]));
-                                forward(ConvForward { x, weight, bias, y, keep, argmax, scratch: &mut workers[i].scratch })
+                                let packed = packs[i];
+                                forward(ConvForward { x, weight, packed, bias, y, keep, argmax, scratch: &mut workers[i].scratch })
                             }
                             StageKernels::Pool { forward, .. } => forward(PoolForward { x, y, argmax: std::mem::take(&mut argmaxes[i]) }),
                             StageKernels::Dense { forward, .. } => forward(DenseForward { x, weight, bias, y }),
@@ -569,6 +587,8 @@ impl Model for Network {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        // The caller may change any weight: pack again before the next forward.
+        self.packed_stale = true;
         let (names, shapes, grads) = (&self.names, &self.shapes, &self.grads);
         self.values
             .iter_mut()
