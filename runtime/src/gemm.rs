@@ -132,6 +132,7 @@ impl PackedA {
 ///
 /// # Panics
 /// When a view runs past its slice or `bias` has the wrong length.
+#[allow(clippy::too_many_arguments)] // BLAS's shape, plus bias and ReLU
 pub fn gemm_packed(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
     gemm_packed_at(crate::compiled::cpu_level(), a, b, ldb, n, bias, relu, c, ldc);
 }
