@@ -474,8 +474,11 @@ pub fn pool_stage_backward(g: &PoolGeom, io: PoolBackward<'_>) {
 pub struct DenseForward<'a> {
     pub x: &'a [f32],
     pub weight: &'a [f32],
+    /// The weight packed for the GEMM (`units × inputs`).
+    pub packed: &'a PackedA,
     pub bias: &'a [f32],
     pub y: &'a mut [f32],
+    pub scratch: &'a mut Scratch,
 }
 
 pub struct DenseBackward<'a> {
@@ -494,6 +497,28 @@ pub struct DenseBackward<'a> {
 pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
     let (i, u) = (g.inputs, g.units);
     let b = io.x.len() / i;
+    if b > GEMV_MAX_BATCH {
+        // yᵀ = act(W·xᵀ + b) over the packed weights, bias and ReLU in
+        // registers: transpose the chunk's inputs in, the outputs back.
+        let Scratch { cols: xt, plane: yt, .. } = io.scratch;
+        let (xt, yt) = (sized(xt, i * b), sized(yt, u * b));
+        for (n, x) in io.x.chunks_exact(i).enumerate() {
+            for (k, v) in x.iter().enumerate() {
+                xt[k * b + n] = *v;
+            }
+        }
+        let relu = g.activation == Activation::Relu;
+        gemm_packed(io.packed, xt, b, b, io.bias, relu, yt, b);
+        for (n, y) in io.y.chunks_exact_mut(u).enumerate() {
+            for (unit, v) in y.iter_mut().enumerate() {
+                *v = yt[unit * b + n];
+            }
+        }
+        if !relu {
+            activate(g.activation, io.y);
+        }
+        return;
+    }
     if io.bias.is_empty() {
         io.y.fill(0.0);
     } else {
@@ -501,22 +526,17 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
             row.copy_from_slice(io.bias);
         }
     }
-    if b <= GEMV_MAX_BATCH {
-        // A GEMM would pack all of W for a handful of rows: read each
-        // weight row once instead and dot it with every image.
-        for (unit, w) in io.weight.chunks_exact(i).enumerate() {
-            for (n, x) in io.x.chunks_exact(i).enumerate() {
-                io.y[n * u + unit] += dot(w, x);
-            }
+    // A few images: read each weight row once and dot it with every image.
+    for (unit, w) in io.weight.chunks_exact(i).enumerate() {
+        for (n, x) in io.x.chunks_exact(i).enumerate() {
+            io.y[n * u + unit] += dot(w, x);
         }
-    } else {
-        let beta = if io.bias.is_empty() { 0.0 } else { 1.0 };
-        gemm(1.0, io.x, Layout::rows(b, i), io.weight, Layout::transposed(i, u), beta, io.y, Layout::rows(b, u));
     }
     activate(g.activation, io.y);
 }
 
-/// Up to this many images a dense layer runs as dot products.
+/// Up to this many images a dense layer runs as dot products (memory-bound
+/// on the weights either way).
 const GEMV_MAX_BATCH: usize = 4;
 
 /// `Σ a·b` in 16 independent lanes (which the compiler keeps in vector

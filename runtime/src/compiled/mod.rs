@@ -224,7 +224,7 @@ struct Worker {
 #[derive(Debug, Default)]
 struct StageState {
     weight: Option<usize>,
-    /// Conv stages: the weight packed for the forward GEMM.
+    /// Conv and dense stages: the weight packed for the forward GEMM.
     packed: crate::gemm::PackedA,
     bias: Option<usize>,
     keep: Vec<f32>,
@@ -394,10 +394,10 @@ impl Model for Network {
         let parts = chunks(batch, self.threads);
         if self.packed_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
-                if let (StageKernels::Conv { geom, .. }, Some(w)) = (def.kernels, s.weight)
-                    && !geom.local
-                {
-                    s.packed.pack(&self.values[w], geom.conv.filters, geom.taps());
+                match (def.kernels, s.weight) {
+                    (StageKernels::Conv { geom, .. }, Some(w)) if !geom.local => s.packed.pack(&self.values[w], geom.conv.filters, geom.taps()),
+                    (StageKernels::Dense { geom, .. }, Some(w)) => s.packed.pack(&self.values[w], geom.units, geom.inputs),
+                    _ => {}
                 }
             }
             self.packed_stale = false;
@@ -457,7 +457,10 @@ impl Model for Network {
                                 forward(ConvForward { x, weight, packed, bias, y, keep, argmax, scratch: &mut workers[i].scratch })
                             }
                             StageKernels::Pool { forward, .. } => forward(PoolForward { x, y, argmax: std::mem::take(&mut argmaxes[i]) }),
-                            StageKernels::Dense { forward, .. } => forward(DenseForward { x, weight, bias, y }),
+                            StageKernels::Dense { forward, .. } => {
+                                let (packed, scratch) = (packs[i], &mut workers[i].scratch);
+                                forward(DenseForward { x, weight, packed, bias, y, scratch })
+                            }
                             StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
                             StageKernels::Dropout { .. } if !masks[i].is_empty() => elementwise::apply_mask(x, masks[i], y),
                             StageKernels::Dropout { .. } | StageKernels::Reshape => y.copy_from_slice(x),
