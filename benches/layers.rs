@@ -1,6 +1,9 @@
 //! Single layers (each as a one-layer network), forward at batch 64:
 //! conv, the fused conv+ReLU+pool stage against the same three layers
-//! unfused, dense, and each pooling type.
+//! unfused, dense, and each pooling type — interpreter and JIT (every core),
+//! and the `network!` code on one thread for conv, the fused stage and dense
+//! (fashion_tf's conv2 stage is 1.28 GFLOP per batch of 64: divide by the
+//! time for GFLOP/s, and by `convc bench`'s peak for the fraction).
 
 mod common;
 
@@ -12,6 +15,62 @@ use convc::runtime::Model;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: usize = 64;
+
+// The same layers declared with the macro (specs must be literals here).
+convc::network!(MacroConv = r#"
+    [network]
+    input = [32, 14, 14]
+    [[layer]]
+    type = "conv2d"
+    filters = 64
+    kernel = 5
+    padding = "same"
+"#);
+convc::network!(MacroConvReluMaxpool = r#"
+    [network]
+    input = [32, 14, 14]
+    [[layer]]
+    type = "conv2d"
+    filters = 64
+    kernel = 5
+    padding = "same"
+    activation = "relu"
+    [[layer]]
+    type = "max_pool"
+    size = 2
+"#);
+convc::network!(MacroDense = r#"
+    [network]
+    input = [64, 7, 7]
+    [[layer]]
+    type = "flatten"
+    [[layer]]
+    type = "dense"
+    units = 1024
+"#);
+
+/// The macro-declared version of a case, on one thread.
+fn declared(name: &str) -> Option<Box<dyn Model>> {
+    let net: Box<dyn Model> = match name {
+        "conv5x5_32to64" => {
+            let mut n = MacroConv::new(0);
+            n.set_threads(1);
+            Box::new(n)
+        }
+        "conv_relu_maxpool" => {
+            let mut n = MacroConvReluMaxpool::new(0);
+            n.set_threads(1);
+            Box::new(n)
+        }
+        "dense_3136to1024" => {
+            let mut n = MacroDense::new(0);
+            n.set_threads(1);
+            Box::new(n)
+        }
+        _ => return None,
+    };
+    Some(net)
+}
 
 /// fashion_tf's second conv: 32×14×14 → 64×14×14, 5×5, same padding.
 const CONV: &str = "[network]\ninput = [32, 14, 14]\n[[layer]]\ntype = \"conv2d\"\nfilters = 64\nkernel = 5\npadding = \"same\"\n";
@@ -45,6 +104,7 @@ fn layers(c: &mut Criterion) {
                 Box::new(compile_with(&graph, JitOptions { fuse: false, ..JitOptions::default() }).expect("compiles")),
             ));
         }
+        models.extend(declared(name).map(|m| ("macro_1thread", m)));
         for (backend, mut model) in models {
             let x = input(model.as_ref(), BATCH);
             group.bench_function(BenchmarkId::from_parameter(backend), |b| b.iter(|| infer(model.as_mut(), &x, BATCH)));

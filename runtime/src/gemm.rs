@@ -199,58 +199,92 @@ mod x86 {
 
     use super::{MR, PackedA, gemm_portable};
 
-    /// 8 rows × 32 columns per tile (16 zmm accumulators), ragged edges by
-    /// masked loads and stores.
+    /// 8 rows × 32 columns per tile (16 zmm accumulators); a ragged right
+    /// edge of up to 16 columns takes a one-vector tile, and masked loads
+    /// and stores cover the last partial vector.
     ///
     /// # Safety
     /// The CPU has AVX-512F; the views are in bounds (checked by the caller).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gemm_avx512(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
-        let (bp, cp) = (b.as_ptr(), c.as_mut_ptr());
         for p in 0..a.rows.div_ceil(MR) {
-            let panel = a.panel(p).as_ptr();
-            let rows = MR.min(a.rows - p * MR);
-            for j in (0..n).step_by(32) {
+            let mut j = 0;
+            while j < n {
                 let w = (n - j).min(32);
-                let m0: __mmask16 = if w >= 16 { 0xffff } else { ((1u32 << w) - 1) as u16 };
-                let m1: __mmask16 = if w >= 32 { 0xffff } else if w > 16 { ((1u32 << (w - 16)) - 1) as u16 } else { 0 };
-                let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-                for (r, pair) in acc.iter_mut().enumerate().take(rows) {
-                    if let Some(&v) = bias.get(p * MR + r) {
-                        *pair = [_mm512_set1_ps(v); 2];
+                // SAFETY: forwarded from this function's contract.
+                unsafe {
+                    if w > 16 {
+                        tile_avx512::<2>(a, p, b, ldb, j, w, bias, relu, c, ldc);
+                    } else {
+                        tile_avx512::<1>(a, p, b, ldb, j, w, bias, relu, c, ldc);
                     }
                 }
-                for k in 0..a.depth {
-                    // SAFETY: row k, columns j..j+w of b are in bounds (the
-                    // caller's assert); masked-off lanes are not accessed.
-                    let (b0, b1) = unsafe {
-                        let row = bp.add(k * ldb + j);
-                        let b1 = if m1 == 0 { _mm512_setzero_ps() } else { _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)) };
-                        (_mm512_maskz_loadu_ps(m0, row), b1)
-                    };
-                    for (r, pair) in acc.iter_mut().enumerate() {
-                        // SAFETY: the panel holds depth × MR values.
-                        let av = _mm512_set1_ps(unsafe { *panel.add(k * MR + r) });
-                        pair[0] = _mm512_fmadd_ps(av, b0, pair[0]);
-                        pair[1] = _mm512_fmadd_ps(av, b1, pair[1]);
-                    }
+                j += w;
+            }
+        }
+    }
+
+    /// Rows `p·MR..` (one panel) × columns `j..j + w` (`w ≤ 16·V`) with `V`
+    /// zmm vectors per row.
+    ///
+    /// # Safety
+    /// As for [`gemm_avx512`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_avx512<const V: usize>(
+        a: &PackedA,
+        p: usize,
+        b: &[f32],
+        ldb: usize,
+        j: usize,
+        w: usize,
+        bias: &[f32],
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), a.panel(p).as_ptr());
+        let rows = MR.min(a.rows - p * MR);
+        let mut masks = [0u16; V];
+        for (v, m) in masks.iter_mut().enumerate() {
+            let lanes = w.saturating_sub(16 * v).min(16);
+            *m = if lanes == 16 { 0xffff } else { ((1u32 << lanes) - 1) as u16 };
+        }
+        let mut acc = [[_mm512_setzero_ps(); V]; MR];
+        for (r, vs) in acc.iter_mut().enumerate().take(rows) {
+            if let Some(&v) = bias.get(p * MR + r) {
+                *vs = [_mm512_set1_ps(v); V];
+            }
+        }
+        for k in 0..a.depth {
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                if masks[v] != 0 {
+                    // SAFETY: the unmasked lanes, row k, columns j..j+w of
+                    // b, are in bounds (the caller's assert); masked-off
+                    // lanes are not accessed.
+                    *x = unsafe { _mm512_maskz_loadu_ps(masks[v], bp.wrapping_add(k * ldb + j + 16 * v)) };
                 }
-                for (r, pair) in acc.iter().enumerate().take(rows) {
-                    let (mut v0, mut v1) = (pair[0], pair[1]);
-                    if relu {
-                        v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
-                        v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
-                    }
-                    // SAFETY: row p·MR + r, columns j..j+w of c are in bounds.
-                    unsafe {
-                        let row = cp.add((p * MR + r) * ldc + j);
-                        _mm512_mask_storeu_ps(row, m0, v0);
-                        if m1 != 0 {
-                            _mm512_mask_storeu_ps(row.wrapping_add(16), m1, v1);
-                        }
-                    }
+            }
+            for (r, vs) in acc.iter_mut().enumerate() {
+                // SAFETY: the panel holds depth × MR values.
+                let av = _mm512_set1_ps(unsafe { *panel.add(k * MR + r) });
+                for (acc, x) in vs.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(av, *x, *acc);
                 }
+            }
+        }
+        for (r, vs) in acc.iter().enumerate().take(rows) {
+            for (v, &x) in vs.iter().enumerate() {
+                if masks[v] == 0 {
+                    continue;
+                }
+                let x = if relu { _mm512_max_ps(x, _mm512_setzero_ps()) } else { x };
+                // SAFETY: row p·MR + r, columns j..j+w of c are in bounds;
+                // masked-off lanes are not written.
+                unsafe { _mm512_mask_storeu_ps(cp.wrapping_add((p * MR + r) * ldc + j + 16 * v), masks[v], x) };
             }
         }
     }

@@ -121,6 +121,8 @@ pub struct DenseGeom {
 /// What one thread owns while it runs a stage.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    /// The zero-bordered copy of an image im2col reads.
+    xpad: Vec<f32>,
     cols: Vec<f32>,
     plane: Vec<f32>,
     dcols: Vec<f32>,
@@ -170,35 +172,42 @@ pub struct ConvBackward<'a> {
 }
 
 /// `cols[(ci·kh + ky)·kw + kx][oy·ow + ox] = x[ci][oy·sh + ky − ph][ox·sw + kx − pw]`,
-/// zero where that falls into the padding.
+/// zero where that falls into the padding. The image is first copied into
+/// a zero-bordered plane (`xpad`, whose borders stay zero: only its interior
+/// is ever written), so that every row of `cols` is one copy of `ow`
+/// values — a constant, in a specialised kernel.
 #[inline(always)]
-fn im2col(g: &ConvGeom, x: &[f32], cols: &mut [f32]) {
+fn im2col(g: &ConvGeom, x: &[f32], xpad: &mut Vec<f32>, cols: &mut [f32]) {
     let [kh, kw] = g.conv.kernel;
     let [sh, sw] = g.conv.stride;
     let [ph, pw] = g.conv.pad;
+    let (hp, wp) = (g.h + 2 * ph, g.w + 2 * pw);
     let (plane, ow) = (g.plane(), g.ow);
+    let padded: &[f32] = if ph == 0 && pw == 0 {
+        x
+    } else {
+        if xpad.len() != g.c * hp * wp {
+            xpad.clear();
+            xpad.resize(g.c * hp * wp, 0.0);
+        }
+        for (ci, xp) in x.chunks_exact(g.h * g.w).enumerate() {
+            for (iy, row) in xp.chunks_exact(g.w).enumerate() {
+                xpad[(ci * hp + iy + ph) * wp + pw..][..g.w].copy_from_slice(row);
+            }
+        }
+        xpad
+    };
     for ci in 0..g.c {
-        let xp = &x[ci * g.h * g.w..][..g.h * g.w];
         for ky in 0..kh {
-            let rows = local::valid_outputs(g.oh, g.h, sh, ky, ph);
             for kx in 0..kw {
-                let valid = local::valid_outputs(ow, g.w, sw, kx, pw);
                 let row = &mut cols[((ci * kh + ky) * kw + kx) * plane..][..plane];
-                for oy in 0..g.oh {
-                    let out = &mut row[oy * ow..][..ow];
-                    if !rows.contains(&oy) {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let xrow = &xp[(oy * sh + ky - ph) * g.w..][..g.w];
-                    out[..valid.start].fill(0.0);
-                    out[valid.end..].fill(0.0);
+                for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+                    let src = &padded[(ci * hp + oy * sh + ky) * wp + kx..];
                     if sw == 1 {
-                        let first = valid.start + kx - pw;
-                        out[valid.clone()].copy_from_slice(&xrow[first..first + valid.len()]);
+                        out.copy_from_slice(&src[..ow]);
                     } else {
-                        for ox in valid.clone() {
-                            out[ox] = xrow[ox * sw + kx - pw];
+                        for (ox, o) in out.iter_mut().enumerate() {
+                            *o = src[ox * sw];
                         }
                     }
                 }
@@ -242,7 +251,8 @@ fn activate(a: Activation, v: &mut [f32]) {
 
 /// The conv output of one image into `z` (`conv_len()`), activated.
 #[inline(always)]
-fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], packed: &PackedA, bias: &[f32], z: &mut [f32], cols: &mut Vec<f32>) {
+#[allow(clippy::too_many_arguments)] // a kernel's operands and its two scratch buffers
+fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], packed: &PackedA, bias: &[f32], z: &mut [f32], xpad: &mut Vec<f32>, cols: &mut Vec<f32>) {
     let (k, p) = (g.taps(), g.plane());
     if g.local {
         let conv = Conv { activation: Activation::None, ..g.conv };
@@ -254,7 +264,7 @@ fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], packed: &PackedA, bias: &
         x
     } else {
         let cols = sized(cols, k * p);
-        im2col(g, x, cols);
+        im2col(g, x, xpad, cols);
         cols
     };
     // Bias and ReLU are applied in registers before the store.
@@ -353,15 +363,15 @@ fn pool_backward(g: &PoolGeom, a: Activation, x: &[f32], y: &[f32], argmax: &[u3
 #[inline(always)]
 pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
     let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
-    let Scratch { cols, plane, .. } = io.scratch;
+    let Scratch { xpad, cols, plane, .. } = io.scratch;
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let y = &mut io.y[n * out_len..][..out_len];
         let Some(pg) = &g.pool else {
-            conv_plane(g, x, io.weight, io.packed, io.bias, y, cols);
+            conv_plane(g, x, io.weight, io.packed, io.bias, y, xpad, cols);
             continue;
         };
         let z = sized(plane, conv_len);
-        conv_plane(g, x, io.weight, io.packed, io.bias, z, cols);
+        conv_plane(g, x, io.weight, io.packed, io.bias, z, xpad, cols);
         let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };
         pool_forward(pg, z, y, argmax);
         if !io.keep.is_empty() {
@@ -375,7 +385,7 @@ pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
 pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
     let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
     let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
-    let Scratch { cols, plane, dcols } = io.scratch;
+    let Scratch { xpad, cols, plane, dcols } = io.scratch;
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let y = &io.y[n * out_len..][..out_len];
         let dy = &io.dy[n * out_len..][..out_len];
@@ -421,7 +431,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             continue;
         }
         let cols = sized(cols, k * p);
-        im2col(g, x, cols);
+        im2col(g, x, xpad, cols);
         gemm(1.0, dz, Layout::rows(f, p), cols, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
         if dx.is_empty() {
             continue;

@@ -388,9 +388,13 @@ impl Model for Network {
     fn forward(&mut self, input: &[f32], batch: usize, mode: Mode) -> Result<&[f32], ModelError> {
         check_input(input, batch, self.input)?;
         self.batch = batch;
-        self.acts[0].clear();
-        self.acts[0].extend_from_slice(input);
         let train = matches!(mode, Mode::Train { .. });
+        // Backward reads the input: only training keeps a copy (and a
+        // network without stages, whose output it is).
+        self.acts[0].clear();
+        if train || self.stages.is_empty() {
+            self.acts[0].extend_from_slice(input);
+        }
         let parts = chunks(batch, self.threads);
         if self.packed_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
@@ -422,9 +426,8 @@ impl Model for Network {
         }
         // Each thread runs every stage on its chunk of the batch: one split,
         // no synchronisation between stages.
-        let mut lens: Vec<usize> = vec![self.input.len()];
-        lens.extend(self.stages.iter().map(|d| d.output_len));
-        let acts = transpose(self.acts.iter_mut().zip(&lens).map(|(a, &n)| split_mut(a, &parts, n)).collect());
+        let inputs = split(input, &parts, self.input.len());
+        let outs = transpose(self.acts[1..].iter_mut().zip(self.stages).map(|(a, d)| split_mut(a, &parts, d.output_len)).collect());
         let values = &self.values;
         let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
         let biases: Vec<&[f32]> = self.state.iter().map(|s| s.bias.map_or(&[][..], |i| values[i].as_slice())).collect();
@@ -441,14 +444,14 @@ impl Model for Network {
             workers.push(s.workers.iter_mut().take(parts.len()).collect());
         }
         let stages = self.stages;
-        let jobs = acts.into_iter().zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
+        let jobs = inputs.into_iter().zip(outs).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
         run(jobs
-            .map(|((((mut acts, mut keeps), mut argmaxes), masks), mut workers)| {
+            .map(|(((((input, mut outs), mut keeps), mut argmaxes), masks), mut workers)| {
                 let (weights, biases, packs) = (&weights, &biases, &packs);
                 move || {
                     for (i, def) in stages.iter().enumerate() {
-                        let (before, after) = acts.split_at_mut(i + 1);
-                        let (x, y) = (&*before[i], &mut *after[0]);
+                        let (before, after) = outs.split_at_mut(i);
+                        let (x, y) = (before.last().map_or(input, |x| &**x), &mut *after[0]);
                         let (weight, bias) = (weights[i], biases[i]);
                         match def.kernels {
                             StageKernels::Conv { forward, .. } => {
