@@ -1,11 +1,14 @@
-//! Matrix multiplication for compiled stages: `C = α·A·B + β·C` on slices,
-//! bounds checked once per call, computed by `matrixmultiply` (packed
-//! panels, register-blocked microkernels for AVX-512, AVX2+FMA or SSE,
-//! chosen at run time, so a user's default build flags get the wide ones).
+//! Matrix multiplication for compiled stages.
 //!
-//! Conv stages lower to it per image (im2col): forward `Z = W·cols`,
-//! weight gradient `dW += dZ·colsᵀ`, input gradient `dcols = Wᵀ·dZ`; dense
-//! stages per batch chunk. Transposes are strides, never copies.
+//! - [`gemm_packed`]: `C = act(bias + A·B)` with `A` a weight matrix packed
+//!   once ([`PackedA`]) — our own microkernels (AVX-512 8 × 32, AVX2+FMA
+//!   4 × 16, portable Rust), chosen at run time, bias and ReLU applied in
+//!   registers before the store. Conv and dense forwards.
+//! - [`gemm`]: `C = α·A·B + β·C` on any strided views, by `matrixmultiply`
+//!   (it packs both operands per call, with AVX-512/AVX2+FMA microkernels
+//!   chosen at run time). Backward, where every operand changes per call:
+//!   weight gradient `dW += dZ·colsᵀ`, input gradient `dcols = Wᵀ·dZ`.
+//!   Transposes are strides, never copies.
 
 /// Where a `rows × cols` matrix lives in a slice: element `(i, j)` at
 /// `i·row_stride + j·col_stride`.
