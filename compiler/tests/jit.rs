@@ -6,7 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::differential::{check_against_interpreter, check_forward_against_interpreter, graph, random_spec};
+use common::differential::{check_against_interpreter, check_forward_against_interpreter, graph};
+use common::random_spec::random_spec;
 use convc_compiler::Graph;
 use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
 use convc_runtime::Model;

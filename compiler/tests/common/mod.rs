@@ -1,1 +1,2 @@
 pub mod differential;
+pub mod random_spec;
