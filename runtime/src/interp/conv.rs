@@ -20,7 +20,7 @@ pub struct Dims {
 }
 
 /// The outputs `o` whose tap `k` lands inside the input: `0 ≤ o·s + k − p < n`.
-#[inline(always)]
+#[inline]
 pub fn valid_outputs(out: usize, n: usize, stride: usize, k: usize, pad: usize) -> Range<usize> {
     let lo = pad.saturating_sub(k).div_ceil(stride);
     let hi = if n + pad > k { ((n + pad - k - 1) / stride + 1).min(out) } else { 0 };
