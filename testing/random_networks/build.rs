@@ -20,8 +20,10 @@ fn main() {
         writeln!(out, "convc::network!(pub Random{seed} = {text:?});").unwrap();
         writeln!(table, "    ({seed}, {text:?}, {batch}, |seed, threads| {{ let mut n = Random{seed}::new(seed); n.set_threads(threads); Box::new(n) }}),").unwrap();
     }
-    writeln!(out, "\n/// `(seed, spec, batch, constructor(seed, threads))` of every declared network.").unwrap();
-    writeln!(out, "pub const NETWORKS: &[(u64, &str, usize, fn(u64, usize) -> Box<dyn convc::runtime::Model>)] = &[\n{table}];").unwrap();
+    writeln!(out, "\n/// A constructor `(seed, threads)`.").unwrap();
+    writeln!(out, "pub type Build = fn(u64, usize) -> Box<dyn convc::runtime::Model>;").unwrap();
+    writeln!(out, "\n/// `(seed, spec, batch, constructor)` of every declared network.").unwrap();
+    writeln!(out, "pub const NETWORKS: &[(u64, &str, usize, Build)] = &[\n{table}];").unwrap();
     let path = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("random_networks.rs");
     std::fs::write(path, out).expect("write the generated networks");
 }
