@@ -113,6 +113,22 @@ impl PackedA {
         self.depth = depth;
     }
 
+    /// Pack the transpose of `a` (`a_rows × a_cols`, row-major): the packed
+    /// matrix is `a_cols × a_rows`.
+    pub fn pack_transposed(&mut self, a: &[f32], a_rows: usize, a_cols: usize) {
+        assert_eq!(a.len(), a_rows * a_cols, "PackedA::pack_transposed: {a_rows}×{a_cols} matrix expected");
+        let (rows, depth) = (a_cols, a_rows);
+        self.data.clear();
+        self.data.resize(rows.div_ceil(MR) * depth * MR, 0.0);
+        for (k, row) in a.chunks_exact(a_cols.max(1)).enumerate().take(a_rows) {
+            for (i, &v) in row.iter().enumerate() {
+                self.data[((i / MR) * depth + k) * MR + i % MR] = v;
+            }
+        }
+        self.rows = rows;
+        self.depth = depth;
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -404,6 +420,11 @@ mod tests {
             let bias: Vec<f32> = (0..rows).map(|i| i as f32 * 0.1 - 0.3).collect();
             let mut packed = PackedA::default();
             packed.pack(&a, rows, depth);
+            // Packing the transpose of aᵀ gives the same panels.
+            let at: Vec<f32> = (0..depth * rows).map(|t| a[(t % rows) * depth + t / rows]).collect();
+            let mut from_t = PackedA::default();
+            from_t.pack_transposed(&at, depth, rows);
+            assert_eq!((from_t.data.as_slice(), from_t.rows, from_t.depth), (packed.data.as_slice(), rows, depth));
             for &level in &levels {
                 for (bias, relu) in [(&bias[..], false), (&[][..], true), (&bias[..], true)] {
                     let mut c = vec![f32::NAN; rows * ldc];

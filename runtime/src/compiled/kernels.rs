@@ -161,6 +161,9 @@ pub struct ConvBackward<'a> {
     pub keep: &'a [f32],
     pub argmax: &'a [u32],
     pub weight: &'a [f32],
+    /// The weight's transpose packed for the input-gradient GEMM
+    /// (`taps × filters`); unused by local layers.
+    pub packed_t: &'a PackedA,
     /// Gradient at the stage output.
     pub dy: &'a [f32],
     /// Gradient at the stage input (written); empty when not wanted.
@@ -426,7 +429,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
         if g.pointwise() {
             gemm(1.0, dz, Layout::rows(f, p), x, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
             if !dx.is_empty() {
-                gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dx, Layout::rows(k, p));
+                gemm_packed(io.packed_t, dz, p, p, &[], false, dx, p);
             }
             continue;
         }
@@ -437,7 +440,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             continue;
         }
         let dcols = sized(dcols, k * p);
-        gemm(1.0, io.weight, Layout::transposed(k, f), dz, Layout::rows(f, p), 0.0, dcols, Layout::rows(k, p));
+        gemm_packed(io.packed_t, dz, p, p, &[], false, dcols, p);
         dx.fill(0.0);
         col2im(g, dcols, dx);
     }
@@ -495,6 +498,8 @@ pub struct DenseBackward<'a> {
     pub x: &'a [f32],
     pub y: &'a [f32],
     pub weight: &'a [f32],
+    /// The weight's transpose packed (`inputs × units`).
+    pub packed_t: &'a PackedA,
     pub dy: &'a [f32],
     pub dx: &'a mut [f32],
     pub gw: &'a mut [f32],
@@ -581,7 +586,22 @@ pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
         }
     }
     gemm(1.0, dz, Layout::transposed(u, b), io.x, Layout::rows(b, i), 1.0, io.gw, Layout::rows(u, i));
-    if !io.dx.is_empty() {
-        gemm(1.0, dz, Layout::rows(b, u), io.weight, Layout::rows(u, i), 0.0, io.dx, Layout::rows(b, i));
+    if io.dx.is_empty() {
+        return;
+    }
+    // dxᵀ = Wᵀ·dzᵀ over the packed transpose (a GEMM here would pack all
+    // of W on every call): transpose dz in, dx back out.
+    let Scratch { cols: dzt, dcols: dxt, .. } = io.scratch;
+    let (dzt, dxt) = (sized(dzt, u * b), sized(dxt, i * b));
+    for (n, row) in dz.chunks_exact(u).enumerate() {
+        for (unit, v) in row.iter().enumerate() {
+            dzt[unit * b + n] = *v;
+        }
+    }
+    gemm_packed(io.packed_t, dzt, b, b, &[], false, dxt, b);
+    for (n, dx) in io.dx.chunks_exact_mut(i).enumerate() {
+        for (k, v) in dx.iter_mut().enumerate() {
+            *v = dxt[k * b + n];
+        }
     }
 }

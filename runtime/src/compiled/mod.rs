@@ -224,8 +224,10 @@ struct Worker {
 #[derive(Debug, Default)]
 struct StageState {
     weight: Option<usize>,
-    /// Conv and dense stages: the weight packed for the forward GEMM.
+    /// Conv and dense stages: the weight packed for the forward GEMM, and
+    /// its transpose for the input-gradient GEMM.
     packed: crate::gemm::PackedA,
+    packed_t: crate::gemm::PackedA,
     bias: Option<usize>,
     keep: Vec<f32>,
     argmax: Vec<u32>,
@@ -251,8 +253,10 @@ pub struct Network {
     dacts: Vec<Vec<f32>>,
     input_grad: Vec<f32>,
     want_input_grad: bool,
-    /// The weights changed since they were last packed.
+    /// The weights changed since they were last packed (for forward, for
+    /// backward).
     packed_stale: bool,
+    packed_t_stale: bool,
     trained: bool,
 }
 
@@ -343,6 +347,7 @@ impl Network {
             input_grad: Vec::new(),
             want_input_grad: true,
             packed_stale: true,
+            packed_t_stale: true,
             trained: false,
         };
         net.set_threads(threads);
@@ -483,6 +488,18 @@ impl Model for Network {
         let batch = self.batch;
         expect_len("grad_logits", grad_logits.len(), batch * self.classes())?;
         let parts = chunks(batch, self.threads);
+        if self.packed_t_stale {
+            for (def, s) in self.stages.iter().zip(&mut self.state) {
+                match (def.kernels, s.weight) {
+                    (StageKernels::Conv { geom, .. }, Some(w)) if !geom.local => {
+                        s.packed_t.pack_transposed(&self.values[w], geom.conv.filters, geom.taps())
+                    }
+                    (StageKernels::Dense { geom, .. }, Some(w)) => s.packed_t.pack_transposed(&self.values[w], geom.units, geom.inputs),
+                    _ => {}
+                }
+            }
+            self.packed_t_stale = false;
+        }
         // `dacts[s]`: the gradient at stage s's input; the last, at the logits.
         let n = self.stages.len();
         self.dacts.resize_with(n + 1, Vec::new);
@@ -512,7 +529,9 @@ impl Model for Network {
         let mut argmaxes = Vec::new();
         let mut masks = Vec::new();
         let mut grads = Vec::new();
+        let mut packs = Vec::new();
         for (def, s) in self.stages.iter().zip(&mut self.state) {
+            packs.push(&s.packed_t);
             let (keep_len, argmax_len) = def.kept_per_image();
             keeps.push(split(&s.keep, &parts, keep_len));
             argmaxes.push(split(&s.argmax, &parts, argmax_len));
@@ -539,7 +558,7 @@ impl Model for Network {
         let jobs = dacts.into_iter().zip(acts).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(grads));
         run(jobs
             .map(|(((((mut dacts, acts), keeps), argmaxes), masks), mut grads)| {
-                let weights = &weights;
+                let (weights, packs) = (&weights, &packs);
                 move || {
                     for (i, def) in stages.iter().enumerate().rev() {
                         let (before, after) = dacts.split_at_mut(i + 1);
@@ -549,12 +568,13 @@ impl Model for Network {
                         match def.kernels {
                             StageKernels::Conv { backward, .. } => {
                                 let scratch = scratch.as_deref_mut().expect("a worker per thread");
-                                backward(ConvBackward { x, y, keep: keeps[i], argmax: argmaxes[i], weight, dy, dx, gw, gb, scratch })
+                                let packed_t = packs[i];
+                                backward(ConvBackward { x, y, keep: keeps[i], argmax: argmaxes[i], weight, packed_t, dy, dx, gw, gb, scratch })
                             }
                             StageKernels::Pool { backward, .. } => backward(PoolBackward { x, y, argmax: argmaxes[i], dy, dx }),
                             StageKernels::Dense { backward, .. } => {
                                 let scratch = scratch.as_deref_mut().expect("a worker per thread");
-                                backward(DenseBackward { x, y, weight, dy, dx, gw, gb, scratch })
+                                backward(DenseBackward { x, y, weight, packed_t: packs[i], dy, dx, gw, gb, scratch })
                             }
                             _ if dx.is_empty() => {}
                             StageKernels::Activation(a) => elementwise::activation_backward(a, dy, y, dx),
@@ -593,8 +613,9 @@ impl Model for Network {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        // The caller may change any weight: pack again before the next forward.
+        // The caller may change any weight: pack again before the next pass.
         self.packed_stale = true;
+        self.packed_t_stale = true;
         let (names, shapes, grads) = (&self.names, &self.shapes, &self.grads);
         self.values
             .iter_mut()
