@@ -3,12 +3,12 @@
 //! - [`gemm_packed`]: `C = act(bias + A·B)` with `A` a weight matrix packed
 //!   once ([`PackedA`]) — our own microkernels (AVX-512 8 × 32, AVX2+FMA
 //!   4 × 16, portable Rust), chosen at run time, bias and ReLU applied in
-//!   registers before the store. Conv and dense forwards.
+//!   registers before the store. Conv and dense forwards, and the input
+//!   gradients `dcols = Wᵀ·dZ` over the packed transpose.
 //! - [`gemm`]: `C = α·A·B + β·C` on any strided views, by `matrixmultiply`
 //!   (it packs both operands per call, with AVX-512/AVX2+FMA microkernels
-//!   chosen at run time). Backward, where every operand changes per call:
-//!   weight gradient `dW += dZ·colsᵀ`, input gradient `dcols = Wᵀ·dZ`.
-//!   Transposes are strides, never copies.
+//!   chosen at run time). The weight gradients `dW += dZ·colsᵀ`, where both
+//!   operands change with every image. Transposes are strides, not copies.
 
 /// Where a `rows × cols` matrix lives in a slice: element `(i, j)` at
 /// `i·row_stride + j·col_stride`.
