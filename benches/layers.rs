@@ -18,7 +18,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 const BATCH: usize = 64;
 
 // The same layers declared with the macro (specs must be literals here).
-convc::network!(MacroConv = r#"
+convc::network!(
+    MacroConv = r#"
     [network]
     input = [32, 14, 14]
     [[layer]]
@@ -26,8 +27,10 @@ convc::network!(MacroConv = r#"
     filters = 64
     kernel = 5
     padding = "same"
-"#);
-convc::network!(MacroConvReluMaxpool = r#"
+"#
+);
+convc::network!(
+    MacroConvReluMaxpool = r#"
     [network]
     input = [32, 14, 14]
     [[layer]]
@@ -39,8 +42,10 @@ convc::network!(MacroConvReluMaxpool = r#"
     [[layer]]
     type = "max_pool"
     size = 2
-"#);
-convc::network!(MacroConv1ReluMaxpool = r#"
+"#
+);
+convc::network!(
+    MacroConv1ReluMaxpool = r#"
     [network]
     input = [1, 28, 28]
     [[layer]]
@@ -52,8 +57,10 @@ convc::network!(MacroConv1ReluMaxpool = r#"
     [[layer]]
     type = "max_pool"
     size = 2
-"#);
-convc::network!(MacroDense = r#"
+"#
+);
+convc::network!(
+    MacroDense = r#"
     [network]
     input = [64, 7, 7]
     [[layer]]
@@ -61,34 +68,18 @@ convc::network!(MacroDense = r#"
     [[layer]]
     type = "dense"
     units = 1024
-"#);
+"#
+);
 
 /// The macro-declared version of a case, on one thread.
 fn declared(name: &str) -> Option<Box<dyn Model>> {
-    let net: Box<dyn Model> = match name {
-        "conv5x5_32to64" => {
-            let mut n = MacroConv::new(0);
-            n.set_threads(1);
-            Box::new(n)
-        }
-        "conv_relu_maxpool" => {
-            let mut n = MacroConvReluMaxpool::new(0);
-            n.set_threads(1);
-            Box::new(n)
-        }
-        "conv1_relu_maxpool" => {
-            let mut n = MacroConv1ReluMaxpool::new(0);
-            n.set_threads(1);
-            Box::new(n)
-        }
-        "dense_3136to1024" => {
-            let mut n = MacroDense::new(0);
-            n.set_threads(1);
-            Box::new(n)
-        }
-        _ => return None,
-    };
-    Some(net)
+    match name {
+        "conv5x5_32to64" => Some(common::declared_on!(MacroConv, 1)),
+        "conv_relu_maxpool" => Some(common::declared_on!(MacroConvReluMaxpool, 1)),
+        "conv1_relu_maxpool" => Some(common::declared_on!(MacroConv1ReluMaxpool, 1)),
+        "dense_3136to1024" => Some(common::declared_on!(MacroDense, 1)),
+        _ => None,
+    }
 }
 
 /// fashion_tf's second conv: 32×14×14 → 64×14×14, 5×5, same padding.

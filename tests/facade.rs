@@ -20,7 +20,8 @@ fn readme_jit_example_runs() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 convc::network!(pub Lenet5 = "specs/lenet5.toml");
-convc::network!(Tiny = r#"
+convc::network!(
+    Tiny = r#"
     [network]
     input = [1, 8, 8]
     [[layer]]
@@ -28,7 +29,8 @@ convc::network!(Tiny = r#"
     [[layer]]
     type = "dense"
     units = 3
-"#);
+"#
+);
 
 #[test]
 fn readme_macro_example_runs() -> Result<(), Box<dyn std::error::Error>> {

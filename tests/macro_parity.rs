@@ -100,7 +100,13 @@ fn lower_instruction_set_versions_match_too() {
             .env("CONVC_CPU", level.name())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}:\n{}{}", level.name(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}:\n{}{}",
+            level.name(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "{}", String::from_utf8_lossy(&out.stdout));
     }
 }

@@ -20,22 +20,25 @@ pub fn spec_text(text: &str) -> Graph {
 convc::network!(pub Lenet5 = "specs/lenet5.toml");
 convc::network!(pub FashionTf = "specs/fashion_tf.toml");
 
+/// A `network!` type's network (weights from seed 0, as the other
+/// backends draw them) on `threads` threads, as a `Model`.
+macro_rules! declared_on {
+    ($ty:ty, $threads:expr) => {{
+        let mut net = <$ty>::new(0);
+        net.set_threads($threads);
+        Box::new(net) as Box<dyn convc::runtime::Model>
+    }};
+}
+#[allow(unused_imports)] // used by layers.rs, not by networks.rs
+pub(crate) use declared_on;
+
 /// The `network!` type for a shipped spec, on `threads` threads.
 pub fn declared(name: &str, threads: usize) -> Option<Box<dyn Model>> {
-    let net: Box<dyn Model> = match name {
-        "lenet5" => {
-            let mut n = Lenet5::new(0);
-            n.set_threads(threads);
-            Box::new(n)
-        }
-        "fashion_tf" => {
-            let mut n = FashionTf::new(0);
-            n.set_threads(threads);
-            Box::new(n)
-        }
-        _ => return None,
-    };
-    Some(net)
+    match name {
+        "lenet5" => Some(declared_on!(Lenet5, threads)),
+        "fashion_tf" => Some(declared_on!(FashionTf, threads)),
+        _ => None,
+    }
 }
 
 /// The backends compared side by side: name and constructor. The macro

@@ -28,7 +28,8 @@ fn lenet5_code_matches_the_golden_file() {
     }
     let want = std::fs::read_to_string(&golden).expect("golden file; bless it with CONVC_BLESS=1");
     if emitted != want {
-        let first = emitted.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(emitted.lines().count().min(want.lines().count()));
+        let first =
+            emitted.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(emitted.lines().count().min(want.lines().count()));
         panic!(
             "emitted code differs from {} from line {}:\n  emitted: {:?}\n  golden:  {:?}\n(bless with CONVC_BLESS=1 if intended)",
             golden.display(),
@@ -44,7 +45,8 @@ fn output_file_name_and_runtime_path_are_honoured() {
     let dir = std::env::temp_dir().join(format!("convc-emit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("net.rs");
-    let o = convc(&["emit-rust", "specs/fashion_tf.toml", "-o", out.to_str().unwrap(), "--name", "Fashion", "--runtime", "::convc_runtime"]);
+    let o =
+        convc(&["emit-rust", "specs/fashion_tf.toml", "-o", out.to_str().unwrap(), "--name", "Fashion", "--runtime", "::convc_runtime"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let code = std::fs::read_to_string(&out).unwrap();
     assert!(code.contains("pub struct Fashion {"), "{code}");

@@ -57,13 +57,13 @@ impl Parse for Input {
             runtime = path;
         }
         let vis: Visibility = input.parse()?;
-        let name: Ident = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "expected the network type's name: `network!(pub Lenet5 = \"specs/lenet5.toml\")`")
-        })?;
+        let name: Ident = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected the network type's name: `network!(pub Lenet5 = \"specs/lenet5.toml\")`"))?;
         input.parse::<Token![=]>().map_err(|e| syn::Error::new(e.span(), "expected `=` and the spec: `Name = \"path/to/spec.toml\"`"))?;
-        let spec: LitStr = input.parse().map_err(|e| {
-            syn::Error::new(e.span(), "expected the spec as a string: a path relative to Cargo.toml, or the TOML itself")
-        })?;
+        let spec: LitStr = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected the spec as a string: a path relative to Cargo.toml, or the TOML itself"))?;
         let _ = input.parse::<Option<Token![;]>>()?;
         Ok(Self { runtime, vis, name, spec })
     }
@@ -97,7 +97,9 @@ fn expand(input: Input) -> syn::Result<TokenStream> {
     if let Some(path) = tracked {
         let path = path.display().to_string();
         // Cargo rebuilds the crate when a file named by `include_bytes!` changes.
-        tokens.extend(quote!(const _: &[u8] = include_bytes!(#path);));
+        tokens.extend(quote!(
+            const _: &[u8] = include_bytes!(#path);
+        ));
     }
     Ok(tokens)
 }

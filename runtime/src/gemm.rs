@@ -412,8 +412,11 @@ mod tests {
     #[test]
     fn packed_kernels_match_the_definition_at_every_level() {
         use crate::compiled::{CpuLevel, cpu_level};
-        let levels: Vec<CpuLevel> = [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= cpu_level()).collect();
-        for (rows, depth, n, pad) in [(1, 1, 1, 0), (6, 25, 784, 0), (8, 3, 33, 5), (16, 150, 100, 0), (13, 7, 47, 3), (64, 40, 196, 1), (9, 0, 5, 0)] {
+        let levels: Vec<CpuLevel> =
+            [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= cpu_level()).collect();
+        for (rows, depth, n, pad) in
+            [(1, 1, 1, 0), (6, 25, 784, 0), (8, 3, 33, 5), (16, 150, 100, 0), (13, 7, 47, 3), (64, 40, 196, 1), (9, 0, 5, 0)]
+        {
             let (ldb, ldc) = (n + pad, n + 2 * pad);
             let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..depth * ldb).map(|i| (i as f32 * 0.11).cos()).collect();
@@ -443,7 +446,10 @@ mod tests {
                             if relu {
                                 want = want.max(0.0);
                             }
-                            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{level:?} {rows}×{depth}×{n} [{i}][{j}]: {got} vs {want}");
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{level:?} {rows}×{depth}×{n} [{i}][{j}]: {got} vs {want}"
+                            );
                         }
                     }
                 }

@@ -255,7 +255,16 @@ fn activate(a: Activation, v: &mut [f32]) {
 /// The conv output of one image into `z` (`conv_len()`), activated.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // a kernel's operands and its two scratch buffers
-fn conv_plane(g: &ConvGeom, x: &[f32], weight: &[f32], packed: &PackedA, bias: &[f32], z: &mut [f32], xpad: &mut Vec<f32>, cols: &mut Vec<f32>) {
+fn conv_plane(
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    packed: &PackedA,
+    bias: &[f32],
+    z: &mut [f32],
+    xpad: &mut Vec<f32>,
+    cols: &mut Vec<f32>,
+) {
     let (k, p) = (g.taps(), g.plane());
     if g.local {
         let conv = Conv { activation: Activation::None, ..g.conv };

@@ -158,11 +158,25 @@ multiversioned!(
 /// A stage's kernels, each specialised to the stage by generated code.
 #[derive(Clone, Copy)]
 pub enum StageKernels {
-    Conv { geom: ConvGeom, forward: fn(ConvForward<'_>), backward: fn(ConvBackward<'_>) },
-    Pool { geom: PoolGeom, forward: fn(PoolForward<'_>), backward: fn(PoolBackward<'_>) },
-    Dense { geom: DenseGeom, forward: fn(DenseForward<'_>), backward: fn(DenseBackward<'_>) },
+    Conv {
+        geom: ConvGeom,
+        forward: fn(ConvForward<'_>),
+        backward: fn(ConvBackward<'_>),
+    },
+    Pool {
+        geom: PoolGeom,
+        forward: fn(PoolForward<'_>),
+        backward: fn(PoolBackward<'_>),
+    },
+    Dense {
+        geom: DenseGeom,
+        forward: fn(DenseForward<'_>),
+        backward: fn(DenseBackward<'_>),
+    },
     Activation(Activation),
-    Dropout { rate: f32 },
+    Dropout {
+        rate: f32,
+    },
     /// Flatten and softmax: the values pass unchanged.
     Reshape,
 }
@@ -210,6 +224,17 @@ impl StageDef {
             }
             StageKernels::Pool { geom, .. } if geom.pool.kind == PoolKind::Max => (0, self.output_len),
             _ => (0, 0),
+        }
+    }
+
+    /// `(rows, depth)` of the weight matrix a stage's GEMMs read — conv
+    /// `filters × taps`, dense `units × inputs` — for stages whose weights
+    /// are packed (local layers use the interpreter's loops instead).
+    fn weight_matrix(&self) -> Option<(usize, usize)> {
+        match self.kernels {
+            StageKernels::Conv { geom, .. } if !geom.local => Some((geom.conv.filters, geom.taps())),
+            StageKernels::Dense { geom, .. } => Some((geom.units, geom.inputs)),
+            _ => None,
         }
     }
 }
@@ -261,8 +286,8 @@ pub struct Network {
 }
 
 /// The contiguous chunks of a batch, one per thread (fewer if the batch is
-/// smaller): `images` per chunk.
-fn chunks(batch: usize, threads: usize) -> Vec<usize> {
+/// smaller): `images` per chunk. Every compiling backend splits this way.
+pub fn chunks(batch: usize, threads: usize) -> Vec<usize> {
     let t = threads.min(batch).max(1);
     (0..t).map(|i| batch * (i + 1) / t - batch * i / t).collect()
 }
@@ -403,53 +428,49 @@ impl Model for Network {
         let parts = chunks(batch, self.threads);
         if self.packed_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
-                match (def.kernels, s.weight) {
-                    (StageKernels::Conv { geom, .. }, Some(w)) if !geom.local => s.packed.pack(&self.values[w], geom.conv.filters, geom.taps()),
-                    (StageKernels::Dense { geom, .. }, Some(w)) => s.packed.pack(&self.values[w], geom.units, geom.inputs),
-                    _ => {}
+                if let (Some((rows, depth)), Some(w)) = (def.weight_matrix(), s.weight) {
+                    s.packed.pack(&self.values[w], rows, depth);
                 }
             }
             self.packed_stale = false;
         }
-        // Size every buffer for the batch (each is written in full below)
-        // and draw the dropout masks for the whole batch, as every backend does.
-        let mut keep_lens = Vec::new();
-        let mut argmax_lens = Vec::new();
+        let values = &self.values;
+        let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
+        let biases: Vec<&[f32]> = self.state.iter().map(|s| s.bias.map_or(&[][..], |i| values[i].as_slice())).collect();
+        // Size every buffer for the batch (each is written in full below),
+        // draw the dropout masks for the whole batch, as every backend does,
+        // and cut each buffer into the threads' chunks.
+        let mut outs = Vec::new();
+        let mut keeps = Vec::new();
+        let mut argmaxes = Vec::new();
+        let mut masks = Vec::new();
+        let mut workers = Vec::new();
+        let mut packs = Vec::new();
         for ((def, s), y) in self.stages.iter().zip(&mut self.state).zip(&mut self.acts[1..]) {
             y.resize(batch * def.output_len, 0.0);
             let (keep_len, argmax_len) = if train { def.kept_per_image() } else { (0, 0) };
             s.keep.resize(batch * keep_len, 0.0);
             s.argmax.resize(batch * argmax_len, 0);
-            keep_lens.push(keep_len);
-            argmax_lens.push(argmax_len);
             match (def.kernels, mode) {
                 (StageKernels::Dropout { rate }, Mode::Train { seed }) => {
                     elementwise::dropout_mask(seed, def.first_layer, rate, batch * def.input_len, &mut s.mask)
                 }
                 _ => s.mask.clear(),
             }
+            outs.push(split_mut(y, &parts, def.output_len));
+            keeps.push(split_mut(&mut s.keep, &parts, keep_len));
+            argmaxes.push(split_mut(&mut s.argmax, &parts, argmax_len));
+            masks.push(split(&s.mask, &parts, def.input_len));
+            workers.push(s.workers.iter_mut().take(parts.len()).collect());
+            packs.push(&s.packed);
         }
         // Each thread runs every stage on its chunk of the batch: one split,
         // no synchronisation between stages.
         let inputs = split(input, &parts, self.input.len());
-        let outs = transpose(self.acts[1..].iter_mut().zip(self.stages).map(|(a, d)| split_mut(a, &parts, d.output_len)).collect());
-        let values = &self.values;
-        let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
-        let biases: Vec<&[f32]> = self.state.iter().map(|s| s.bias.map_or(&[][..], |i| values[i].as_slice())).collect();
-        let mut keeps = Vec::new();
-        let mut argmaxes = Vec::new();
-        let mut masks = Vec::new();
-        let mut workers = Vec::new();
-        let mut packs = Vec::new();
-        for (i, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate() {
-            packs.push(&s.packed);
-            keeps.push(split_mut(&mut s.keep, &parts, keep_lens[i]));
-            argmaxes.push(split_mut(&mut s.argmax, &parts, argmax_lens[i]));
-            masks.push(split(&s.mask, &parts, def.input_len));
-            workers.push(s.workers.iter_mut().take(parts.len()).collect());
-        }
+        let outs = transpose(outs);
         let stages = self.stages;
-        let jobs = inputs.into_iter().zip(outs).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
+        let jobs =
+            inputs.into_iter().zip(outs).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
         run(jobs
             .map(|(((((input, mut outs), mut keeps), mut argmaxes), masks), mut workers)| {
                 let (weights, biases, packs) = (&weights, &biases, &packs);
@@ -490,12 +511,8 @@ impl Model for Network {
         let parts = chunks(batch, self.threads);
         if self.packed_t_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
-                match (def.kernels, s.weight) {
-                    (StageKernels::Conv { geom, .. }, Some(w)) if !geom.local => {
-                        s.packed_t.pack_transposed(&self.values[w], geom.conv.filters, geom.taps())
-                    }
-                    (StageKernels::Dense { geom, .. }, Some(w)) => s.packed_t.pack_transposed(&self.values[w], geom.units, geom.inputs),
-                    _ => {}
+                if let (Some((rows, depth)), Some(w)) = (def.weight_matrix(), s.weight) {
+                    s.packed_t.pack_transposed(&self.values[w], rows, depth);
                 }
             }
             self.packed_t_stale = false;
@@ -519,10 +536,14 @@ impl Model for Network {
         let acts = transpose(self.acts.iter().zip(&outs).map(|(a, &len)| split(a, &parts, len)).collect());
         // Parameter gradients: thread 0 writes the network's own (zeroed
         // here), the others their worker's, summed below in thread order.
-        let mut own: Vec<Option<&mut Vec<f32>>> = self.grads.iter_mut().map(|g| {
-            g.fill(0.0);
-            Some(g)
-        }).collect();
+        let mut own: Vec<Option<&mut Vec<f32>>> = self
+            .grads
+            .iter_mut()
+            .map(|g| {
+                g.fill(0.0);
+                Some(g)
+            })
+            .collect();
         let values = &self.values;
         let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
         let mut keeps = Vec::new();
@@ -569,7 +590,19 @@ impl Model for Network {
                             StageKernels::Conv { backward, .. } => {
                                 let scratch = scratch.as_deref_mut().expect("a worker per thread");
                                 let packed_t = packs[i];
-                                backward(ConvBackward { x, y, keep: keeps[i], argmax: argmaxes[i], weight, packed_t, dy, dx, gw, gb, scratch })
+                                backward(ConvBackward {
+                                    x,
+                                    y,
+                                    keep: keeps[i],
+                                    argmax: argmaxes[i],
+                                    weight,
+                                    packed_t,
+                                    dy,
+                                    dx,
+                                    gw,
+                                    gb,
+                                    scratch,
+                                })
                             }
                             StageKernels::Pool { backward, .. } => backward(PoolBackward { x, y, argmax: argmaxes[i], dy, dx }),
                             StageKernels::Dense { backward, .. } => {

@@ -258,8 +258,14 @@ fn at<T>(v: &[T], offset: usize) -> *mut u8 {
 /// The contiguous chunks of a batch, one per thread (fewer if the batch is
 /// smaller than the thread count): `(first image, images)`.
 fn chunks(batch: usize, threads: usize) -> Vec<(usize, usize)> {
-    let t = threads.min(batch).max(1);
-    (0..t).map(|i| (batch * i / t, batch * (i + 1) / t - batch * i / t)).collect()
+    let mut first = 0;
+    convc_runtime::compiled::chunks(batch, threads)
+        .into_iter()
+        .map(|images| {
+            first += images;
+            (first - images, images)
+        })
+        .collect()
 }
 
 /// One kernel call: the argument table for a chunk of the batch.
