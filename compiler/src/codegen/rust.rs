@@ -232,7 +232,7 @@ fn stage(index: usize, stage: &Stage) -> (TokenStream, TokenStream) {
     };
     let (input_len, output_len) = (lit(stage.input.len()), lit(stage.output.len()));
     let entry = quote! {
-        StageDef { name: #name, first_layer: #first, param_layer: #param_layer, input_len: #input_len, output_len: #output_len, kernels: #kernels }
+        StageDef { name: #name.to_string(), first_layer: #first, param_layer: #param_layer, input_len: #input_len, output_len: #output_len, kernels: #kernels }
     };
     (item, entry)
 }
@@ -241,7 +241,6 @@ fn stage(index: usize, stage: &Stage) -> (TokenStream, TokenStream) {
 pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
     let RustOptions { runtime: rt, type_name: ty, vis, source } = opts;
     let (items, entries): (Vec<_>, Vec<_>) = plan.stages.iter().enumerate().map(|(i, s)| stage(i, s)).unzip();
-    let stage_count = lit(plan.stages.len());
     let layers: Vec<TokenStream> = plan.layers.iter().map(layer).collect();
     let (c, h, w) = graph.input.chw();
     let (input_len, classes) = (graph.input.len(), graph.classes());
@@ -268,7 +267,10 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
 
             #(#items)*
 
-            static STAGES: [StageDef; #stage_count] = [#(#entries),*];
+            /// The plan's stages, each with its specialised kernels.
+            fn stages() -> Vec<StageDef> {
+                Vec::from([#(#entries),*])
+            }
 
             // A crate uses what it needs of these; the rest is not a warning.
             #[allow(dead_code)]
@@ -293,7 +295,7 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
                 /// A network initialised from `seed` (the same weights every
                 /// convc backend draws), running on every core.
                 pub fn new(seed: u64) -> Self {
-                    Self { net: Network::new(Self::NAME, #input_shape, &Self::layers(), &STAGES, seed, available_threads()) }
+                    Self { net: Network::new(Self::NAME, #input_shape, &Self::layers(), stages(), seed, available_threads()) }
                 }
 
                 /// A network with the weights of a safetensors file (PyTorch layout).
@@ -337,7 +339,7 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
                 }
 
                 /// The fused stages, e.g. `conv1+act1+pool1`.
-                pub fn stages(&self) -> Vec<&'static str> {
+                pub fn stages(&self) -> Vec<&str> {
                     self.net.stage_names()
                 }
             }

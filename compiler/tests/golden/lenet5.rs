@@ -117,56 +117,59 @@ const _: () = {
             bias: true,
         };
     }
-    static STAGES: [StageDef; 6] = [
-        StageDef {
-            name: "conv1+pool1",
-            first_layer: 0,
-            param_layer: Some(0),
-            input_len: 784,
-            output_len: 1176,
-            kernels: StageKernels::conv::<S0Conv1Pool1>(),
-        },
-        StageDef {
-            name: "conv2+pool2",
-            first_layer: 2,
-            param_layer: Some(2),
-            input_len: 1176,
-            output_len: 400,
-            kernels: StageKernels::conv::<S1Conv2Pool2>(),
-        },
-        StageDef {
-            name: "flatten1",
-            first_layer: 4,
-            param_layer: None,
-            input_len: 400,
-            output_len: 400,
-            kernels: StageKernels::Reshape,
-        },
-        StageDef {
-            name: "dense1",
-            first_layer: 5,
-            param_layer: Some(5),
-            input_len: 400,
-            output_len: 120,
-            kernels: StageKernels::dense::<S3Dense1>(),
-        },
-        StageDef {
-            name: "dense2",
-            first_layer: 6,
-            param_layer: Some(6),
-            input_len: 120,
-            output_len: 84,
-            kernels: StageKernels::dense::<S4Dense2>(),
-        },
-        StageDef {
-            name: "dense3",
-            first_layer: 7,
-            param_layer: Some(7),
-            input_len: 84,
-            output_len: 10,
-            kernels: StageKernels::dense::<S5Dense3>(),
-        },
-    ];
+    /// The plan's stages, each with its specialised kernels.
+    fn stages() -> Vec<StageDef> {
+        Vec::from([
+            StageDef {
+                name: "conv1+pool1".to_string(),
+                first_layer: 0,
+                param_layer: Some(0),
+                input_len: 784,
+                output_len: 1176,
+                kernels: StageKernels::conv::<S0Conv1Pool1>(),
+            },
+            StageDef {
+                name: "conv2+pool2".to_string(),
+                first_layer: 2,
+                param_layer: Some(2),
+                input_len: 1176,
+                output_len: 400,
+                kernels: StageKernels::conv::<S1Conv2Pool2>(),
+            },
+            StageDef {
+                name: "flatten1".to_string(),
+                first_layer: 4,
+                param_layer: None,
+                input_len: 400,
+                output_len: 400,
+                kernels: StageKernels::Reshape,
+            },
+            StageDef {
+                name: "dense1".to_string(),
+                first_layer: 5,
+                param_layer: Some(5),
+                input_len: 400,
+                output_len: 120,
+                kernels: StageKernels::dense::<S3Dense1>(),
+            },
+            StageDef {
+                name: "dense2".to_string(),
+                first_layer: 6,
+                param_layer: Some(6),
+                input_len: 120,
+                output_len: 84,
+                kernels: StageKernels::dense::<S4Dense2>(),
+            },
+            StageDef {
+                name: "dense3".to_string(),
+                first_layer: 7,
+                param_layer: Some(7),
+                input_len: 84,
+                output_len: 10,
+                kernels: StageKernels::dense::<S5Dense3>(),
+            },
+        ])
+    }
     #[allow(dead_code)]
     impl Lenet5 {
         pub const NAME: &'static str = "lenet5";
@@ -217,7 +220,7 @@ const _: () = {
                     Self::NAME,
                     Shape::Image { c: 1, h: 28, w: 28 },
                     &Self::layers(),
-                    &STAGES,
+                    stages(),
                     seed,
                     available_threads(),
                 ),
@@ -269,7 +272,7 @@ const _: () = {
             self.net.set_threads(threads);
         }
         /// The fused stages, e.g. `conv1+act1+pool1`.
-        pub fn stages(&self) -> Vec<&'static str> {
+        pub fn stages(&self) -> Vec<&str> {
             self.net.stage_names()
         }
     }

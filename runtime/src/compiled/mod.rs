@@ -18,7 +18,7 @@
 
 pub mod kernels;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub use kernels::*;
 
@@ -155,23 +155,24 @@ multiversioned!(
     dense_backward_for: DenseStage, DenseBackward => dense_backward
 );
 
-/// A stage's kernels, each specialised to the stage by generated code.
-#[derive(Clone, Copy)]
+/// A stage's kernels, each specialised to the stage: functions generated
+/// code monomorphised for it, or closures over the JIT's machine code.
+#[derive(Clone)]
 pub enum StageKernels {
     Conv {
         geom: ConvGeom,
-        forward: fn(ConvForward<'_>),
-        backward: fn(ConvBackward<'_>),
+        forward: Arc<dyn Fn(ConvForward<'_>) + Send + Sync>,
+        backward: Arc<dyn Fn(ConvBackward<'_>) + Send + Sync>,
     },
     Pool {
         geom: PoolGeom,
-        forward: fn(PoolForward<'_>),
-        backward: fn(PoolBackward<'_>),
+        forward: Arc<dyn Fn(PoolForward<'_>) + Send + Sync>,
+        backward: Arc<dyn Fn(PoolBackward<'_>) + Send + Sync>,
     },
     Dense {
         geom: DenseGeom,
-        forward: fn(DenseForward<'_>),
-        backward: fn(DenseBackward<'_>),
+        forward: Arc<dyn Fn(DenseForward<'_>) + Send + Sync>,
+        backward: Arc<dyn Fn(DenseBackward<'_>) + Send + Sync>,
     },
     Activation(Activation),
     Dropout {
@@ -183,26 +184,26 @@ pub enum StageKernels {
 
 impl StageKernels {
     /// The kernels of conv stage `S`.
-    pub const fn conv<S: ConvStage>() -> Self {
-        Self::Conv { geom: S::GEOM, forward: conv_forward_for::<S>, backward: conv_backward_for::<S> }
+    pub fn conv<S: ConvStage + 'static>() -> Self {
+        Self::Conv { geom: S::GEOM, forward: Arc::new(conv_forward_for::<S>), backward: Arc::new(conv_backward_for::<S>) }
     }
 
     /// The kernels of pool stage `S`.
-    pub const fn pool<S: PoolStage>() -> Self {
-        Self::Pool { geom: S::GEOM, forward: pool_forward_for::<S>, backward: pool_backward_for::<S> }
+    pub fn pool<S: PoolStage + 'static>() -> Self {
+        Self::Pool { geom: S::GEOM, forward: Arc::new(pool_forward_for::<S>), backward: Arc::new(pool_backward_for::<S>) }
     }
 
     /// The kernels of dense stage `S`.
-    pub const fn dense<S: DenseStage>() -> Self {
-        Self::Dense { geom: S::GEOM, forward: dense_forward_for::<S>, backward: dense_backward_for::<S> }
+    pub fn dense<S: DenseStage + 'static>() -> Self {
+        Self::Dense { geom: S::GEOM, forward: Arc::new(dense_forward_for::<S>), backward: Arc::new(dense_backward_for::<S>) }
     }
 }
 
 /// One stage of the plan (see the compiler's `plan` module).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct StageDef {
     /// The layers it runs, e.g. `conv1+act1+pool1`.
-    pub name: &'static str,
+    pub name: String,
     /// Index of its first layer (dropout masks are drawn per layer index).
     pub first_layer: usize,
     /// The layer whose parameters it uses.
@@ -264,7 +265,7 @@ struct StageState {
 pub struct Network {
     name: String,
     input: Shape,
-    stages: &'static [StageDef],
+    stages: Vec<StageDef>,
     state: Vec<StageState>,
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
@@ -347,12 +348,12 @@ impl Network {
     /// A network of `layers` run by `stages`, parameters initialised from
     /// `seed` exactly as every other backend does, split over `threads`
     /// (at least 1).
-    pub fn new(name: &str, input: Shape, layers: &[LayerDef], stages: &'static [StageDef], seed: u64, threads: usize) -> Self {
+    pub fn new(name: &str, input: Shape, layers: &[LayerDef], stages: Vec<StageDef>, seed: u64, threads: usize) -> Self {
         let params = init::initial_params(layers, seed);
         let find = |layer: Option<usize>, suffix: &str| {
             layer.and_then(|l| params.iter().position(|p| p.name == format!("{}.{suffix}", layers[l].name)))
         };
-        let state = stages
+        let state: Vec<StageState> = stages
             .iter()
             .map(|s| StageState { weight: find(s.param_layer, "weight"), bias: find(s.param_layer, "bias"), ..StageState::default() })
             .collect();
@@ -360,20 +361,20 @@ impl Network {
             name: name.to_string(),
             input,
             stages,
-            state,
             names: params.iter().map(|p| p.name.clone()).collect(),
             shapes: params.iter().map(|p| p.shape.clone()).collect(),
             grads: params.iter().map(|p| vec![0.0; p.value.len()]).collect(),
             values: params.into_iter().map(|p| p.value).collect(),
             threads: 1,
             batch: 0,
-            acts: vec![Vec::new(); stages.len() + 1],
+            acts: vec![Vec::new(); state.len() + 1],
             dacts: Vec::new(),
             input_grad: Vec::new(),
             want_input_grad: true,
             packed_stale: true,
             packed_t_stale: true,
             trained: false,
+            state,
         };
         net.set_threads(threads);
         net
@@ -392,8 +393,8 @@ impl Network {
     }
 
     /// The stages, e.g. `conv1+pool1`, in order.
-    pub fn stage_names(&self) -> Vec<&'static str> {
-        self.stages.iter().map(|s| s.name).collect()
+    pub fn stage_names(&self) -> Vec<&str> {
+        self.stages.iter().map(|s| s.name.as_str()).collect()
     }
 }
 
@@ -451,8 +452,8 @@ impl Model for Network {
             let (keep_len, argmax_len) = if train { def.kept_per_image() } else { (0, 0) };
             s.keep.resize(batch * keep_len, 0.0);
             s.argmax.resize(batch * argmax_len, 0);
-            match (def.kernels, mode) {
-                (StageKernels::Dropout { rate }, Mode::Train { seed }) => {
+            match (&def.kernels, mode) {
+                (&StageKernels::Dropout { rate }, Mode::Train { seed }) => {
                     elementwise::dropout_mask(seed, def.first_layer, rate, batch * def.input_len, &mut s.mask)
                 }
                 _ => s.mask.clear(),
@@ -468,7 +469,7 @@ impl Model for Network {
         // no synchronisation between stages.
         let inputs = split(input, &parts, self.input.len());
         let outs = transpose(outs);
-        let stages = self.stages;
+        let stages = &self.stages;
         let jobs =
             inputs.into_iter().zip(outs).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
         run(jobs
@@ -479,7 +480,7 @@ impl Model for Network {
                         let (before, after) = outs.split_at_mut(i);
                         let (x, y) = (before.last().map_or(input, |x| &**x), &mut *after[0]);
                         let (weight, bias) = (weights[i], biases[i]);
-                        match def.kernels {
+                        match &def.kernels {
                             StageKernels::Conv { forward, .. } => {
                                 let (keep, argmax) = (std::mem::take(&mut keeps[i]), std::mem::take(&mut argmaxes[i]));
                                 let packed = packs[i];
@@ -490,7 +491,7 @@ impl Model for Network {
                                 let (packed, scratch) = (packs[i], &mut workers[i].scratch);
                                 forward(DenseForward { x, weight, packed, bias, y, scratch })
                             }
-                            StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
+                            &StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
                             StageKernels::Dropout { .. } if !masks[i].is_empty() => elementwise::apply_mask(x, masks[i], y),
                             StageKernels::Dropout { .. } | StageKernels::Reshape => y.copy_from_slice(x),
                         }
@@ -575,7 +576,7 @@ impl Model for Network {
             }
             grads.push(per_thread);
         }
-        let stages = self.stages;
+        let stages = &self.stages;
         let jobs = dacts.into_iter().zip(acts).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(grads));
         run(jobs
             .map(|(((((mut dacts, acts), keeps), argmaxes), masks), mut grads)| {
@@ -586,7 +587,7 @@ impl Model for Network {
                         let (dx, dy) = (&mut *before[i], &*after[0]);
                         let (x, y, weight) = (acts[i], acts[i + 1], weights[i]);
                         let (gw, gb, scratch) = &mut grads[i];
-                        match def.kernels {
+                        match &def.kernels {
                             StageKernels::Conv { backward, .. } => {
                                 let scratch = scratch.as_deref_mut().expect("a worker per thread");
                                 let packed_t = packs[i];
@@ -610,7 +611,7 @@ impl Model for Network {
                                 backward(DenseBackward { x, y, weight, packed_t: packs[i], dy, dx, gw, gb, scratch })
                             }
                             _ if dx.is_empty() => {}
-                            StageKernels::Activation(a) => elementwise::activation_backward(a, dy, y, dx),
+                            &StageKernels::Activation(a) => elementwise::activation_backward(a, dy, y, dx),
                             StageKernels::Dropout { .. } => elementwise::apply_mask(dy, masks[i], dx),
                             StageKernels::Reshape => dx.copy_from_slice(dy),
                         }
