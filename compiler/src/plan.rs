@@ -18,6 +18,7 @@
 //! data (the models return the logits before softmax).
 
 use convc_runtime::Activation;
+use convc_runtime::compiled::{ConvGeom, DenseGeom, PoolGeom};
 use convc_runtime::layer::{Conv, LayerDef, Op, Pool, Shape};
 
 use crate::graph::Graph;
@@ -65,6 +66,41 @@ impl Stage {
     pub fn is_fused(&self) -> bool {
         self.layers.len() > 1
     }
+
+    /// The sizes this stage's kernels are specialised to, in the runtime's
+    /// terms (generated Rust spells them out as constants; the JIT compiles
+    /// them into its code).
+    pub fn geometry(&self) -> Geometry {
+        match &self.kind {
+            StageKind::Conv { conv, local, activation, pool, conv_out } => {
+                let (c, h, w) = self.input.chw();
+                let (f, oh, ow) = conv_out.chw();
+                let pool = pool.map(|p| pool_geom(p, (f, oh, ow), self.output));
+                Geometry::Conv(ConvGeom { conv: *conv, local: *local, activation: *activation, c, h, w, oh, ow, pool })
+            }
+            StageKind::Pool(p) => Geometry::Pool(pool_geom(*p, self.input.chw(), self.output)),
+            StageKind::Dense { units, activation, bias } => {
+                Geometry::Dense(DenseGeom { inputs: self.input.len(), units: *units, activation: *activation, bias: *bias })
+            }
+            StageKind::Activation(_) | StageKind::Dropout { .. } | StageKind::Reshape => Geometry::None,
+        }
+    }
+}
+
+/// A stage's geometry (see [`Stage::geometry`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Geometry {
+    Conv(ConvGeom),
+    Pool(PoolGeom),
+    Dense(DenseGeom),
+    /// Element-wise stages: no sizes beyond their length.
+    None,
+}
+
+/// `pool` over planes of `c × h × w`, pooled to `out`.
+fn pool_geom(pool: Pool, (c, h, w): (usize, usize, usize), out: Shape) -> PoolGeom {
+    let (_, oh, ow) = out.chw();
+    PoolGeom { pool, c, h, w, oh, ow }
 }
 
 #[derive(Debug, Clone)]

@@ -19,12 +19,13 @@
 //! networks in one module never clash.
 
 use convc_runtime::Activation;
+use convc_runtime::compiled::PoolGeom;
 use convc_runtime::layer::{Conv, LayerDef, Op, Pool, Shape};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::graph::Graph;
-use crate::plan::{Plan, Stage, StageKind};
+use crate::plan::{Geometry, Plan, Stage, StageKind};
 
 /// How the generated code names the runtime crate and the type.
 pub struct RustOptions {
@@ -159,10 +160,8 @@ fn layer(def: &LayerDef) -> TokenStream {
     quote!(LayerDef { name: #name.to_string(), op: #o, input: #input, output: #output })
 }
 
-/// `pool` over planes of `c × h × w`, pooled to `out`.
-fn pool_geom(p: &Pool, (c, h, w): (usize, usize, usize), out: Shape) -> TokenStream {
-    let (_, oh, ow) = out.chw();
-    let (p, c, h, w, oh, ow) = (pool(p), lit(c), lit(h), lit(w), lit(oh), lit(ow));
+fn pool_geom(g: &PoolGeom) -> TokenStream {
+    let (p, c, h, w, oh, ow) = (pool(&g.pool), lit(g.c), lit(g.h), lit(g.w), lit(g.oh), lit(g.ow));
     quote!(PoolGeom { pool: #p, c: #c, h: #h, w: #w, oh: #oh, ow: #ow })
 }
 
@@ -187,39 +186,35 @@ fn stage(index: usize, stage: &Stage) -> (TokenStream, TokenStream) {
             }
         }
     };
-    let (item, kernels) = match &stage.kind {
-        StageKind::Conv { conv: c, local, activation: a, pool: p, conv_out } => {
-            let (ci, h, w) = stage.input.chw();
-            let (f, oh, ow) = conv_out.chw();
-            let pool = match p {
+    let (item, kernels) = match (&stage.kind, stage.geometry()) {
+        (_, Geometry::Conv(g)) => {
+            let pool = match &g.pool {
                 Some(p) => {
-                    let g = pool_geom(p, (f, oh, ow), stage.output);
-                    quote!(Some(#g))
+                    let p = pool_geom(p);
+                    quote!(Some(#p))
                 }
                 None => quote!(None),
             };
-            let (cv, a, ci, h, w, oh, ow) = (conv(c), activation(*a), lit(ci), lit(h), lit(w), lit(oh), lit(ow));
-            let value = quote!(ConvGeom { conv: #cv, local: #local, activation: #a, c: #ci, h: #h, w: #w, oh: #oh, ow: #ow, pool: #pool });
+            let (cv, local, a) = (conv(&g.conv), g.local, activation(g.activation));
+            let (c, h, w, oh, ow) = (lit(g.c), lit(g.h), lit(g.w), lit(g.oh), lit(g.ow));
+            let value = quote!(ConvGeom { conv: #cv, local: #local, activation: #a, c: #c, h: #h, w: #w, oh: #oh, ow: #ow, pool: #pool });
             (declare("ConvStage", "ConvGeom", value), quote!(StageKernels::conv::<#ty>()))
         }
-        StageKind::Pool(p) => {
-            let value = pool_geom(p, stage.input.chw(), stage.output);
-            (declare("PoolStage", "PoolGeom", value), quote!(StageKernels::pool::<#ty>()))
-        }
-        StageKind::Dense { units, activation: a, bias } => {
-            let (inputs, units, a) = (lit(stage.input.len()), lit(*units), activation(*a));
+        (_, Geometry::Pool(g)) => (declare("PoolStage", "PoolGeom", pool_geom(&g)), quote!(StageKernels::pool::<#ty>())),
+        (_, Geometry::Dense(g)) => {
+            let (inputs, units, a, bias) = (lit(g.inputs), lit(g.units), activation(g.activation), g.bias);
             let value = quote!(DenseGeom { inputs: #inputs, units: #units, activation: #a, bias: #bias });
             (declare("DenseStage", "DenseGeom", value), quote!(StageKernels::dense::<#ty>()))
         }
-        StageKind::Activation(a) => {
+        (StageKind::Activation(a), _) => {
             let a = activation(*a);
             (quote!(), quote!(StageKernels::Activation(#a)))
         }
-        StageKind::Dropout { rate } => {
+        (StageKind::Dropout { rate }, _) => {
             let rate = float(*rate);
             (quote!(), quote!(StageKernels::Dropout { rate: #rate }))
         }
-        StageKind::Reshape => (quote!(), quote!(StageKernels::Reshape)),
+        _ => (quote!(), quote!(StageKernels::Reshape)),
     };
     let name = &stage.name;
     let first = lit(stage.layers[0]);

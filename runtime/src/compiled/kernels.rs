@@ -118,14 +118,17 @@ pub struct DenseGeom {
     pub bias: bool,
 }
 
-/// What one thread owns while it runs a stage.
+/// What one thread owns while it runs a stage. The kernels here use the
+/// buffers as named; the JIT's kernels use them as they need (each stage
+/// has its own scratch per thread).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// The zero-bordered copy of an image im2col reads.
-    xpad: Vec<f32>,
-    cols: Vec<f32>,
-    plane: Vec<f32>,
-    dcols: Vec<f32>,
+    /// The zero-bordered copy of an image im2col reads (only its interior
+    /// is ever written, so its borders stay zero).
+    pub xpad: Vec<f32>,
+    pub cols: Vec<f32>,
+    pub plane: Vec<f32>,
+    pub dcols: Vec<f32>,
 }
 
 /// `buf` resized to `len` (contents unspecified).
