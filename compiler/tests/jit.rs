@@ -1,6 +1,7 @@
 //! The Cranelift JIT against the interpreter: every shipped spec and 200
 //! random specs, forward and backward, fused and unfused, on one thread
-//! and split over several.
+//! and split over several, on the runtime's microkernels and on the JIT's
+//! direct kernels.
 
 mod common;
 
@@ -38,10 +39,13 @@ fn random_specs_match_the_interpreter() {
     for seed in 0..200 {
         let (text, batch) = random_spec(seed);
         let g = graph(&text);
-        // Fused on one thread, unfused split over two (three for odd seeds).
-        for (fuse, threads) in [(true, 1), (false, 2 + (seed % 2) as usize)] {
-            if let Err(e) = check_against_interpreter(&g, batch, seed, &jit(fuse, threads)) {
-                failures.push(format!("seed {seed}, batch {batch}, fuse {fuse}, threads {threads}: {e}\n{text}"));
+        // Fused on one thread, unfused split over two (three for odd seeds),
+        // and fused on the direct kernels.
+        for (fuse, threads, microkernels) in [(true, 1, true), (false, 2 + (seed % 2) as usize, true), (true, 2, false)] {
+            let options = JitOptions { fuse, threads, microkernels, ..JitOptions::default() };
+            if let Err(e) = check_against_interpreter(&g, batch, seed, &jit_with(options)) {
+                failures
+                    .push(format!("seed {seed}, batch {batch}, fuse {fuse}, threads {threads}, microkernels {microkernels}: {e}\n{text}"));
             }
         }
     }

@@ -18,8 +18,9 @@
 //! output. Local (unshared) layers use the interpreter's loops inside the
 //! same epilogue.
 
-use crate::gemm::{Layout, PackedA, gemm, gemm_packed};
+use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed};
 use crate::interp::conv as local;
+pub use crate::interp::conv::valid_outputs;
 use crate::layer::{Conv, Pool};
 use crate::ops::{Activation, PoolKind};
 
@@ -439,7 +440,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             *gb += row.iter().sum::<f32>();
         }
         if g.pointwise() {
-            gemm(1.0, dz, Layout::rows(f, p), x, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
+            gemm_abt(dz, p, x, p, f, k, p, io.gw, k);
             if !dx.is_empty() {
                 gemm_packed(io.packed_t, dz, p, p, &[], false, dx, p);
             }
@@ -447,7 +448,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
         }
         let cols = sized(cols, k * p);
         im2col(g, x, xpad, cols);
-        gemm(1.0, dz, Layout::rows(f, p), cols, Layout::transposed(p, k), 1.0, io.gw, Layout::rows(f, k));
+        gemm_abt(dz, p, cols, p, f, k, p, io.gw, k);
         if dx.is_empty() {
             continue;
         }

@@ -18,11 +18,32 @@ pub const I32: Type = types::I32;
 /// Lanes of the vectors we emit (Cranelift's x86-64 backend lowers 128-bit).
 pub const LANES: usize = 4;
 
-/// Functions of the runtime that kernels call for transcendental math.
+/// Runs of up to this many vectors are unrolled by [`Fx::for_vectors`].
+const UNROLL_VECTORS: usize = 16;
+
+/// An element of a run: a run-time index (if any) plus a constant.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub index: Option<Value>,
+    pub offset: i64,
+}
+
+impl At {
+    /// `k` elements further.
+    pub fn plus(self, k: i64) -> Self {
+        Self { offset: self.offset + k, ..self }
+    }
+}
+
+/// Functions of the runtime that kernels call: transcendental math and
+/// the GEMMs (see `super::imports`).
 #[derive(Clone, Copy)]
 pub struct MathFns {
     pub exp: FuncRef,
     pub tanh: FuncRef,
+    pub gemm_packed: FuncRef,
+    pub gemm_acc: FuncRef,
+    pub gemm_abt: FuncRef,
 }
 
 pub struct Fx<'a> {
@@ -30,10 +51,19 @@ pub struct Fx<'a> {
     pub args: Value,
     pub batch: Value,
     pub math: MathFns,
+    /// Whether vectors may be loaded from any element. x86-64 without AVX
+    /// says no: Cranelift folds loads into SSE instructions, whose memory
+    /// operands must be 16-byte aligned, so [`Fx::for_vectors`] goes scalar.
+    pub unaligned_vectors: bool,
 }
 
+/// Accesses that cannot trap (the callers checked every buffer) but are
+/// not known to be aligned: vectors start at any element (an im2col row, a
+/// plane of odd size). Marking them aligned would let Cranelift fold them
+/// into SSE instructions that fault on unaligned addresses when the CPU
+/// (or `host_features: false`) rules out AVX.
 fn flags() -> MemFlagsData {
-    MemFlagsData::trusted()
+    MemFlagsData::new().with_notrap()
 }
 
 impl<'a> Fx<'a> {
@@ -77,6 +107,97 @@ impl<'a> Fx<'a> {
         let old = self.load(ty, base, index, offset);
         let new = self.b.ins().fadd(old, v);
         self.store(new, base, index, offset);
+    }
+
+    /// The address of element `index` (f32/u32) of `base`.
+    pub fn ptr_at(&mut self, base: Value, index: Value) -> Value {
+        let bytes = self.b.ins().ishl_imm_u(index, 2);
+        self.b.ins().iadd(base, bytes)
+    }
+
+    /// `if ptr != null { body }`.
+    pub fn if_nonnull(&mut self, ptr: Value, body: impl FnOnce(&mut Self)) {
+        let then = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(ptr, then, &[], done, &[]);
+        self.b.switch_to_block(then);
+        body(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
+    /// `body(at, vector)` over the elements `0..len` of a run: f32x4 steps
+    /// (`vector` true), then the scalar tail. Short runs are unrolled, and
+    /// their element offsets are constants that loads and stores through
+    /// [`Fx::load_at`] and [`Fx::store_at`] fold into their addressing.
+    pub fn for_vectors(&mut self, len: usize, mut body: impl FnMut(&mut Self, At, bool)) {
+        let constant = |offset: usize| At { index: None, offset: offset as i64 };
+        if !self.unaligned_vectors {
+            if len <= UNROLL_VECTORS {
+                (0..len).for_each(|i| body(self, constant(i), false));
+            } else {
+                self.for_range(0, len as i64, 1, |fx, i| body(fx, At { index: Some(i), offset: 0 }, false));
+            }
+            return;
+        }
+        let whole = len / LANES * LANES;
+        if whole / LANES <= UNROLL_VECTORS {
+            (0..whole).step_by(LANES).for_each(|i| body(self, constant(i), true));
+        } else {
+            self.for_range(0, whole as i64, LANES as i64, |fx, i| body(fx, At { index: Some(i), offset: 0 }, true));
+        }
+        (whole..len).for_each(|i| body(self, constant(i), false));
+    }
+
+    /// Load a `ty` at element `at` from the pointer `ptr`.
+    pub fn load_at(&mut self, ty: Type, ptr: Value, at: At) -> Value {
+        let (p, o) = self.resolve(ptr, at);
+        self.b.ins().load(ty, flags(), p, o)
+    }
+
+    pub fn store_at(&mut self, value: Value, ptr: Value, at: At) {
+        let (p, o) = self.resolve(ptr, at);
+        self.b.ins().store(flags(), value, p, o);
+    }
+
+    /// `*p += v` at element `at` of `ptr`.
+    pub fn add_at(&mut self, ty: Type, ptr: Value, at: At, v: Value) {
+        let (p, o) = self.resolve(ptr, at);
+        let old = self.b.ins().load(ty, flags(), p, o);
+        let new = self.b.ins().fadd(old, v);
+        self.b.ins().store(flags(), new, p, o);
+    }
+
+    fn resolve(&mut self, ptr: Value, at: At) -> (Value, i32) {
+        let p = match at.index {
+            Some(i) => self.ptr_at(ptr, i),
+            None => ptr,
+        };
+        (p, (at.offset * 4) as i32)
+    }
+
+    /// `c = act(bias + A·b)` on the runtime's packed microkernel (`a`: a
+    /// `PackedA`; `bias` null for none; `relu` 0 or 1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_packed(&mut self, a: Value, b: Value, ldb: Value, n: Value, bias: Value, relu: bool, c: Value, ldc: Value) {
+        let relu = self.int(relu as i64);
+        let f = self.math.gemm_packed;
+        self.b.ins().call(f, &[a, b, ldb, n, bias, relu, c, ldc]);
+    }
+
+    /// `c += a·b` (`m × k` by `k × n`, every operand with its row and
+    /// column strides) on the runtime's GEMM.
+    pub fn gemm_acc(&mut self, [m, k, n]: [Value; 3], a: [Value; 3], b: [Value; 3], c: [Value; 3]) {
+        let f = self.math.gemm_acc;
+        self.b.ins().call(f, &[m, k, n, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]]);
+    }
+
+    /// `c += a·bᵀ` (`m × k` by `(n × k)ᵀ`, rows `lda`, `ldb`, `ldc` apart)
+    /// on the runtime's dot-product blocks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_abt(&mut self, a: Value, lda: Value, b: Value, ldb: Value, [m, n, k]: [Value; 3], c: Value, ldc: Value) {
+        let f = self.math.gemm_abt;
+        self.b.ins().call(f, &[a, lda, b, ldb, m, n, k, c, ldc]);
     }
 
     pub fn mul_add(&mut self, index: Value, scale: i64, add: i64) -> Value {

@@ -10,6 +10,7 @@
 mod conv;
 mod dense;
 mod emit;
+mod microkernel;
 mod network;
 
 pub use network::JitNetwork;
@@ -17,6 +18,7 @@ pub use network::JitNetwork;
 use std::fmt;
 use std::time::Instant;
 
+use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -56,6 +58,110 @@ extern "C" fn convc_fmaf(a: f32, b: f32, c: f32) -> f32 {
     a.mul_add(b, c)
 }
 
+/// `len` values at `ptr` (none when `len` is 0, whatever `ptr` is).
+///
+/// # Safety
+/// For `len > 0`, `ptr` points to `len` initialised values that nothing
+/// writes while the slice lives.
+unsafe fn view<'a>(ptr: *const f32, len: usize) -> &'a [f32] {
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// [`convc_runtime::gemm::gemm_packed`] for JIT code: `c = act(bias + A·b)`
+/// with `a` a `PackedA`, `bias` null for none.
+///
+/// # Safety
+/// `a` points to a live `PackedA`; `b` holds `a.depth()` rows of `n`
+/// values `ldb` apart and `c` `a.rows()` rows of `n` values `ldc` apart
+/// (not overlapping `b`); `bias`, unless null, `a.rows()` values. The JIT's
+/// kernels pass the stage's buffers, sized by the closures in `network`.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_gemm_packed(
+    a: *const PackedA,
+    b: *const f32,
+    ldb: usize,
+    n: usize,
+    bias: *const f32,
+    relu: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: the caller's contract, for every pointer.
+    let a = unsafe { &*a };
+    let span = |rows: usize, ld: usize| if rows == 0 || n == 0 { 0 } else { (rows - 1) * ld + n };
+    // SAFETY: as above.
+    let (b, bias) = unsafe { (view(b, span(a.depth(), ldb)), if bias.is_null() { &[][..] } else { view(bias, a.rows()) }) };
+    let c_len = span(a.rows(), ldc);
+    if c_len == 0 {
+        return;
+    }
+    // SAFETY: as above; `c` is the only view of its values.
+    let c = unsafe { std::slice::from_raw_parts_mut(c, c_len) };
+    gemm_packed(a, b, ldb, n, bias, relu != 0, c, ldc);
+}
+
+/// [`convc_runtime::gemm::gemm`] for JIT code: `c += a·b`, `a` being
+/// `m × k`, `b` `k × n`, each with its row and column strides.
+///
+/// # Safety
+/// Every element of the three views lies in its buffer; `c`'s elements are
+/// distinct and overlap neither `a` nor `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_gemm_acc(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+) {
+    let layout = |rows, cols, row_stride, col_stride| Layout { rows, cols, row_stride, col_stride };
+    let (la, lb, lc) = (layout(m, k, rsa, csa), layout(k, n, rsb, csb), layout(m, n, rsc, csc));
+    if lc.span() == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (a, b, c) = unsafe { (view(a, la.span()), view(b, lb.span()), std::slice::from_raw_parts_mut(c, lc.span())) };
+    gemm(1.0, a, la, b, lb, 1.0, c, lc);
+}
+
+/// [`convc_runtime::gemm::gemm_abt`] for JIT code: `c += a·bᵀ`, both
+/// read along the depth `k`.
+///
+/// # Safety
+/// `a` holds `m` rows of `k` values `lda` apart, `b` `n` rows `ldb` apart,
+/// `c` `m` rows of `n` values `ldc` apart, not overlapping `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_gemm_abt(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (a, b, c) =
+        unsafe { (view(a, (m - 1) * lda + k), view(b, (n - 1) * ldb + k), std::slice::from_raw_parts_mut(c, (m - 1) * ldc + n)) };
+    gemm_abt(a, lda, b, ldb, m, n, k, c, ldc);
+}
+
 /// Options of [`compile_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct JitOptions {
@@ -70,11 +176,15 @@ pub struct JitOptions {
     /// baseline x86-64 with SSE4.2 and `fma` becomes a call to `fmaf` — how
     /// the JIT behaves on a CPU without FMA; the tests run it this way too.
     pub host_features: bool,
+    /// Run conv and dense stages on the runtime's GEMM microkernels (the
+    /// default; see `microkernel`). Off, every stage runs the JIT's own
+    /// direct kernels (128-bit vectors) — to compare the two.
+    pub microkernels: bool,
 }
 
 impl Default for JitOptions {
     fn default() -> Self {
-        Self { fuse: true, seed: 0, threads: 1, host_features: true }
+        Self { fuse: true, seed: 0, threads: 1, host_features: true, microkernels: true }
     }
 }
 
@@ -100,11 +210,12 @@ pub fn compile_with(graph: &Graph, options: JitOptions) -> Result<JitNetwork, Ji
         kernels.push(k);
     }
     let geoms: Vec<network::StageGeom> = plan.stages.iter().map(network::StageGeom::of).collect();
+    let micro = options.microkernels;
     for ((stage, ids), geom) in plan.stages.iter().zip(&kernels).zip(&geoms) {
         let Some([infer, train, backward]) = ids else { continue };
-        jit.define(*infer, |fx| network::emit_stage(fx, stage, geom, network::Pass::Infer))?;
-        jit.define(*train, |fx| network::emit_stage(fx, stage, geom, network::Pass::Train))?;
-        jit.define(*backward, |fx| network::emit_stage(fx, stage, geom, network::Pass::Backward))?;
+        jit.define(*infer, |fx| network::emit_stage(fx, stage, geom, network::Pass::Infer, micro))?;
+        jit.define(*train, |fx| network::emit_stage(fx, stage, geom, network::Pass::Train, micro))?;
+        jit.define(*backward, |fx| network::emit_stage(fx, stage, geom, network::Pass::Backward, micro))?;
     }
     jit.module.finalize_definitions().map_err(|e| JitError(e.to_string()))?;
     let compiled: Vec<Option<[KernelFn; 3]>> = kernels
@@ -122,8 +233,10 @@ pub fn compile_with(graph: &Graph, options: JitOptions) -> Result<JitNetwork, Ji
             })
         })
         .collect();
+    let code = network::Code::new(jit.module);
+    let stages = plan.stages.iter().zip(&geoms).zip(compiled).map(|((s, g), k)| network::stage_def(s, g, k, micro, &code)).collect();
     let compile_time = start.elapsed();
-    Ok(JitNetwork::new(graph, plan, geoms, compiled, jit.module, options.seed, options.threads, compile_time))
+    Ok(JitNetwork::new(graph, &plan, stages, options.seed, options.threads, compile_time))
 }
 
 struct Jit {
@@ -132,6 +245,11 @@ struct Jit {
     fctx: FunctionBuilderContext,
     exp: FuncId,
     tanh: FuncId,
+    gemm_packed: FuncId,
+    gemm_acc: FuncId,
+    gemm_abt: FuncId,
+    /// See `Fx::unaligned_vectors`.
+    unaligned_vectors: bool,
 }
 
 impl Jit {
@@ -155,14 +273,30 @@ impl Jit {
         builder.symbol("convc_expf", convc_expf as *const u8);
         builder.symbol("convc_tanhf", convc_tanhf as *const u8);
         builder.symbol("fmaf", convc_fmaf as *const u8);
+        builder.symbol("convc_gemm_packed", convc_gemm_packed as *const u8);
+        builder.symbol("convc_gemm_acc", convc_gemm_acc as *const u8);
+        builder.symbol("convc_gemm_abt", convc_gemm_abt as *const u8);
         let mut module = JITModule::new(builder);
         let mut unary = module.make_signature();
         unary.params.push(AbiParam::new(types::F32));
         unary.returns.push(AbiParam::new(types::F32));
         let exp = module.declare_function("convc_expf", Linkage::Import, &unary).map_err(|e| err(&e))?;
         let tanh = module.declare_function("convc_tanhf", Linkage::Import, &unary).map_err(|e| err(&e))?;
+        let ints = |count: usize| {
+            let mut sig = module.make_signature();
+            sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
+            sig
+        };
+        let (packed_sig, acc_sig, abt_sig) = (ints(8), ints(12), ints(9));
+        let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
+        let gemm_acc = module.declare_function("convc_gemm_acc", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
+        let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
         let ctx = module.make_context();
-        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh })
+        #[cfg(target_arch = "x86_64")]
+        let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
+        #[cfg(not(target_arch = "x86_64"))]
+        let unaligned_vectors = true;
+        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh, gemm_packed, gemm_acc, gemm_abt, unaligned_vectors })
     }
 
     fn signature(&self) -> Signature {
@@ -184,11 +318,20 @@ impl Jit {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
             let exp = self.module.declare_func_in_func(self.exp, b.func);
             let tanh = self.module.declare_func_in_func(self.tanh, b.func);
+            let gemm_packed = self.module.declare_func_in_func(self.gemm_packed, b.func);
+            let gemm_acc = self.module.declare_func_in_func(self.gemm_acc, b.func);
+            let gemm_abt = self.module.declare_func_in_func(self.gemm_abt, b.func);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             let (args, batch) = (b.block_params(entry)[0], b.block_params(entry)[1]);
-            let mut fx = Fx { b, args, batch, math: MathFns { exp, tanh } };
+            let mut fx = Fx {
+                b,
+                args,
+                batch,
+                math: MathFns { exp, tanh, gemm_packed, gemm_acc, gemm_abt },
+                unaligned_vectors: self.unaligned_vectors,
+            };
             body(&mut fx);
             fx.b.ins().return_(&[]);
             fx.b.seal_all_blocks();

@@ -1,21 +1,27 @@
-//! A JIT-compiled network: the plan's stages, their kernels and buffers,
-//! behind the runtime's `Model` trait. Buffer lengths are checked at the
-//! boundary (`forward`/`backward`); kernels are then called only with
-//! buffers sized for the batch.
+//! A JIT-compiled network: the runtime's executor
+//! (`convc_runtime::compiled::Network`, which owns the parameters, the
+//! buffers, the packed weights and the threads, exactly as for generated
+//! Rust) running stage kernels that are closures over the JIT's machine
+//! code. Each closure checks the lengths of the buffers it is handed before
+//! it passes their pointers to the code, so a wrong call panics instead of
+//! writing astray.
 //!
-//! Data-parallel over the batch: each thread runs a stage's kernel on a
-//! contiguous chunk of images (pointers offset to the chunk), with its own
-//! scratch and its own parameter-gradient buffers; the gradients are summed
-//! in thread order, so the same seed and thread count give identical
-//! weights.
+//! Two kinds of code: conv and dense stages on the runtime's microkernels
+//! ([`super::microkernel`], the default), and the direct kernels of
+//! [`super::conv`] and [`super::dense`] — 128-bit vectors throughout, kept
+//! for local layers (no shared weights to pack) and, with
+//! `JitOptions::microkernels` off, for every layer, to measure one against
+//! the other. Pool stages always use the direct kernels.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use convc_runtime::PoolKind;
-use convc_runtime::elementwise;
-use convc_runtime::init;
+use convc_runtime::compiled::{
+    self, ConvBackward, ConvForward, DenseBackward, DenseForward, PoolBackward, PoolForward, StageDef, StageKernels,
+};
 use convc_runtime::layer::Shape;
-use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef, check_input, expect_len};
+use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_jit::JITModule;
 
@@ -23,8 +29,9 @@ use super::KernelFn;
 use super::conv::{self, ConvGeom, PoolGeom};
 use super::dense::{self, DenseGeom};
 use super::emit::{F32, Fx};
+use super::microkernel;
 use crate::graph::Graph;
-use crate::plan::{Plan, Stage, StageKind};
+use crate::plan::{Geometry, Plan, Stage, StageKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
@@ -77,7 +84,27 @@ mod pool_args {
     pub const DX: usize = 4;
 }
 
-pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pass) {
+/// Whether a stage runs on the runtime's microkernels (else on the direct kernels).
+pub(crate) fn on_microkernels(stage: &Stage, microkernels: bool) -> bool {
+    microkernels
+        && match stage.geometry() {
+            Geometry::Conv(g) => !g.local,
+            Geometry::Dense(_) => true,
+            _ => false,
+        }
+}
+
+pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pass, microkernels: bool) {
+    if on_microkernels(stage, microkernels) {
+        match (stage.geometry(), pass) {
+            (Geometry::Conv(g), Pass::Backward) => microkernel::emit_conv_backward(fx, &g),
+            (Geometry::Conv(g), _) => microkernel::emit_conv_forward(fx, &g, pass == Pass::Train),
+            (Geometry::Dense(g), Pass::Backward) => microkernel::emit_dense_backward(fx, &g),
+            (Geometry::Dense(g), _) => microkernel::emit_dense_forward(fx, &g),
+            _ => unreachable!("only conv and dense stages run on microkernels"),
+        }
+        return;
+    }
     match (&stage.kind, geom) {
         (StageKind::Conv { activation, pool, conv, .. }, StageGeom::Conv(g, pg)) => {
             let fused = pool.as_ref().zip(*pg);
@@ -119,113 +146,486 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
     }
 }
 
-/// A parameter and its gradient.
-#[derive(Debug, Clone)]
-struct Param {
-    name: String,
-    shape: Vec<usize>,
-    value: Vec<f32>,
-    grad: Vec<f32>,
+/// The machine code of a network, kept alive by every closure that calls
+/// into it and freed with the last of them.
+pub(crate) struct Code(Option<JITModule>);
+
+impl Code {
+    pub(crate) fn new(module: JITModule) -> Arc<Self> {
+        Arc::new(Self(Some(module)))
+    }
 }
 
-/// What one thread owns while it runs a stage.
-#[derive(Default)]
-struct Worker {
-    scratch: Vec<f32>,
-    dz: Vec<f32>,
-    dzpad: Vec<f32>,
-    /// Parameter gradients of threads after the first (the first writes
-    /// into the parameters' own gradients).
-    gw: Vec<f32>,
-    gb: Vec<f32>,
+// SAFETY: after `finalize_definitions` the module is never used again, only
+// kept (its code is immutable and may run on any thread); `Drop` frees it
+// once no closure can call into it.
+unsafe impl Send for Code {}
+// SAFETY: as above: no method of the module is called through a shared reference.
+unsafe impl Sync for Code {}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        if let Some(module) = self.0.take() {
+            // SAFETY: the last `Arc<Code>` is gone, and with it every closure
+            // holding a pointer into this module's code.
+            unsafe { module.free_memory() };
+        }
+    }
 }
 
-/// Per-stage run-time state: kernels and buffers sized for the batch.
-struct StageState {
-    stage: Stage,
-    geom: StageGeom,
-    kernels: Option<[KernelFn; 3]>,
-    /// Indices into `params` of the weight and the bias.
-    weight: Option<usize>,
-    bias: Option<usize>,
-    xpad: Vec<f32>,
-    keep: Vec<f32>,
-    argmax: Vec<u32>,
-    dxpad: Vec<f32>,
-    mask: Vec<f32>,
-    workers: Vec<Worker>,
+/// A compiled stage's three kernels: `[infer, train, backward]`.
+pub(crate) type Kernels = [KernelFn; 3];
+
+/// Pointer of a buffer for an argument slot (dangling but never read when
+/// the buffer is empty and the kernel does not use the slot).
+fn ptr<T>(v: &[T]) -> *mut u8 {
+    v.as_ptr() as *mut u8
 }
 
+/// Pointer of an optional buffer: null when empty (the kernels test it).
+fn ptr_or_null<T>(v: &[T]) -> *mut u8 {
+    if v.is_empty() { std::ptr::null_mut() } else { ptr(v) }
+}
+
+/// `buf` resized to `len`, contents unspecified (the kernels write before they read).
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    buf
+}
+
+/// `buf` resized to `len` and zeroed.
+fn zeroed(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.clear();
+    buf.resize(len, 0.0);
+    buf
+}
+
+/// `buf` resized to `len`, zeroed only when its length changes: a
+/// zero-bordered image whose interior alone is ever written.
+fn bordered(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() != len {
+        zeroed(buf, len);
+    }
+    buf
+}
+
+/// The images in a chunk of `len` values, `per` per image; panics when the
+/// executor hands a buffer of another size (a bug, never a stray write).
+fn images_in(len: usize, per: usize) -> usize {
+    assert!(per > 0 && len.is_multiple_of(per), "a chunk of {len} values is not whole images of {per}");
+    len / per
+}
+
+fn expect(what: &str, len: usize, expected: usize) {
+    assert_eq!(len, expected, "{what}: {len} values where the kernel needs {expected}");
+}
+
+/// Call `kernel` on `images` images with the argument table `args`.
+///
+/// # Safety
+/// Every pointer in `args` must be valid for what the kernel reads and
+/// writes for that many images (the callers check the lengths first).
+unsafe fn call(kernel: KernelFn, args: &[*mut u8], images: usize) {
+    // SAFETY: forwarded from the caller; the code lives while `Code` does.
+    unsafe { kernel(args.as_ptr(), images as i64) }
+}
+
+/// A conv stage on the microkernels.
+fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
+    let [xpad_len, cols_len, plane_len, dcols_len] = microkernel::conv_scratch(&g);
+    let (in_len, out_len, keep_len) = (g.in_len(), g.out_len(), g.keep_len());
+    let max_pooled = g.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
+    let forward = {
+        let code = Arc::clone(code);
+        move |io: ConvForward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), in_len);
+            let train = !io.keep.is_empty() || !io.argmax.is_empty();
+            expect("conv output", io.y.len(), images * out_len);
+            if train {
+                expect("kept planes", io.keep.len(), images * keep_len);
+                expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
+            }
+            expect("packed weight", io.packed.rows() * io.packed.depth(), g.conv.filters * g.taps());
+            let s = io.scratch;
+            let (xpad, cols, plane) =
+                (ptr(bordered(&mut s.xpad, xpad_len)), ptr(sized(&mut s.cols, cols_len)), ptr(sized(&mut s.plane, plane_len)));
+            let mut args = [std::ptr::null_mut(); microkernel::conv_fwd::SLOTS];
+            {
+                use microkernel::conv_fwd::*;
+                args[X] = ptr(io.x);
+                args[PACKED] = io.packed as *const _ as *mut u8;
+                args[BIAS] = ptr_or_null(io.bias);
+                args[Y] = ptr(io.y);
+                args[KEEP] = ptr(io.keep);
+                args[ARGMAX] = ptr(io.argmax);
+                args[XPAD] = xpad;
+                args[COLS] = cols;
+                args[PLANE] = plane;
+            }
+            // SAFETY: every buffer was checked (or sized) above for `images`
+            // images of this stage; the bias has `filters` values (the
+            // executor's parameter of that shape) or none.
+            unsafe { call(k[if train { 1 } else { 0 }], &args, images) };
+        }
+    };
+    let backward = {
+        let code = Arc::clone(code);
+        move |io: ConvBackward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), in_len);
+            for (what, len, per) in
+                [("output", io.y.len(), out_len), ("output gradient", io.dy.len(), out_len), ("kept planes", io.keep.len(), keep_len)]
+            {
+                expect(what, len, images * per);
+            }
+            expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
+            if !io.dx.is_empty() {
+                expect("input gradient", io.dx.len(), images * in_len);
+            }
+            expect("weight gradient", io.gw.len(), g.conv.filters * g.taps());
+            expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), g.conv.filters * g.taps());
+            let s = io.scratch;
+            let xpad = ptr(bordered(&mut s.xpad, xpad_len));
+            let (cols, dz, dcols) =
+                (ptr(sized(&mut s.cols, cols_len)), ptr(sized(&mut s.plane, plane_len)), ptr(sized(&mut s.dcols, dcols_len)));
+            let mut args = [std::ptr::null_mut(); microkernel::conv_bwd::SLOTS];
+            {
+                use microkernel::conv_bwd::*;
+                args[X] = ptr(io.x);
+                args[Y] = ptr(io.y);
+                args[KEEP] = ptr(io.keep);
+                args[ARGMAX] = ptr(io.argmax);
+                args[PACKED_T] = io.packed_t as *const _ as *mut u8;
+                args[DY] = ptr(io.dy);
+                args[DX] = ptr_or_null(io.dx);
+                args[GW] = ptr(io.gw);
+                args[GB] = ptr_or_null(io.gb);
+                args[XPAD] = xpad;
+                args[COLS] = cols;
+                args[DZ] = dz;
+                args[DCOLS] = dcols;
+            }
+            // SAFETY: as in forward; `gb` has `filters` values or is null.
+            unsafe { call(k[2], &args, images) };
+        }
+    };
+    StageKernels::Conv { geom: g, forward: Arc::new(forward), backward: Arc::new(backward) }
+}
+
+/// A dense stage on the microkernels.
+fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
+    let (i, u) = (g.inputs, g.units);
+    let forward = {
+        let code = Arc::clone(code);
+        move |io: DenseForward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), i);
+            expect("dense output", io.y.len(), images * u);
+            expect("packed weight", io.packed.rows() * io.packed.depth(), u * i);
+            let s = io.scratch;
+            let (xt, yt) = (ptr(sized(&mut s.cols, i * images)), ptr(sized(&mut s.plane, u * images)));
+            let mut args = [std::ptr::null_mut(); microkernel::dense_fwd::SLOTS];
+            {
+                use microkernel::dense_fwd::*;
+                args[X] = ptr(io.x);
+                args[PACKED] = io.packed as *const _ as *mut u8;
+                args[BIAS] = ptr_or_null(io.bias);
+                args[Y] = ptr(io.y);
+                args[XT] = xt;
+                args[YT] = yt;
+            }
+            // SAFETY: the buffers were checked or sized above for `images` images.
+            unsafe { call(k[0], &args, images) };
+        }
+    };
+    let backward = {
+        let code = Arc::clone(code);
+        move |io: DenseBackward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), i);
+            expect("dense output", io.y.len(), images * u);
+            expect("output gradient", io.dy.len(), images * u);
+            if !io.dx.is_empty() {
+                expect("input gradient", io.dx.len(), images * i);
+            }
+            expect("weight gradient", io.gw.len(), u * i);
+            expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), u * i);
+            let s = io.scratch;
+            let (dz, dzt, dxt) =
+                (ptr(sized(&mut s.plane, images * u)), ptr(sized(&mut s.cols, u * images)), ptr(sized(&mut s.dcols, i * images)));
+            let mut args = [std::ptr::null_mut(); microkernel::dense_bwd::SLOTS];
+            {
+                use microkernel::dense_bwd::*;
+                args[X] = ptr(io.x);
+                args[Y] = ptr(io.y);
+                args[PACKED_T] = io.packed_t as *const _ as *mut u8;
+                args[DY] = ptr(io.dy);
+                args[DX] = ptr_or_null(io.dx);
+                args[GW] = ptr(io.gw);
+                args[GB] = ptr_or_null(io.gb);
+                args[DZ] = dz;
+                args[DZT] = dzt;
+                args[DXT] = dxt;
+            }
+            // SAFETY: as in forward; `gb` has `units` values or is null.
+            unsafe { call(k[2], &args, images) };
+        }
+    };
+    StageKernels::Dense { geom: g, forward: Arc::new(forward), backward: Arc::new(backward) }
+}
+
+/// Copy a chunk of `c × h × w` images into zero-padded `c × hp × wp` ones
+/// (`out` zeroed first).
+fn pad_into(x: &[f32], g: &ConvGeom, images: usize, out: &mut Vec<f32>) {
+    let out = zeroed(out, images * g.padded_len());
+    let (h, w, [ph, pw]) = (g.h, g.w, g.pad);
+    for n in 0..images {
+        for c in 0..g.c {
+            for row in 0..h {
+                let src = ((n * g.c + c) * h + row) * w;
+                let dst = (n * g.c + c) * g.hp * g.wp + (row + ph) * g.wp + pw;
+                out[dst..dst + w].copy_from_slice(&x[src..src + w]);
+            }
+        }
+    }
+}
+
+/// The inverse: crop padded gradients back to `c × h × w`.
+fn crop_from(padded: &[f32], g: &ConvGeom, images: usize, dx: &mut [f32]) {
+    let (h, w, [ph, pw]) = (g.h, g.w, g.pad);
+    for n in 0..images {
+        for c in 0..g.c {
+            for row in 0..h {
+                let dst = ((n * g.c + c) * h + row) * w;
+                let src = (n * g.c + c) * g.hp * g.wp + (row + ph) * g.wp + pw;
+                dx[dst..dst + w].copy_from_slice(&padded[src..src + w]);
+            }
+        }
+    }
+}
+
+/// A conv (or local) stage on the direct kernels, which read a padded copy
+/// of the chunk and write a padded input gradient.
+fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
+    let (in_len, out_len, keep_len) = (rg.in_len(), rg.out_len(), rg.keep_len());
+    let max_pooled = rg.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
+    let weight_len = if rg.local { rg.conv.filters * rg.plane() * rg.taps() } else { rg.conv.filters * rg.taps() };
+    let bias_len = match (rg.conv.bias, rg.local) {
+        (false, _) => 0,
+        (true, false) => rg.conv.filters,
+        (true, true) => rg.conv_len(),
+    };
+    let forward = {
+        let code = Arc::clone(code);
+        move |io: ConvForward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), in_len);
+            let train = !io.keep.is_empty() || !io.argmax.is_empty();
+            expect("conv output", io.y.len(), images * out_len);
+            if train {
+                expect("kept planes", io.keep.len(), images * keep_len);
+                expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
+            }
+            expect("weight", io.weight.len(), weight_len);
+            expect("bias", io.bias.len(), bias_len);
+            let s = io.scratch;
+            pad_into(io.x, &g, images, &mut s.xpad);
+            let scratch = ptr(sized(&mut s.plane, conv::forward_channel_block(&g) * g.plane4()));
+            let mut args = [std::ptr::null_mut(); 7];
+            args[conv::fwd::XPAD] = ptr(&s.xpad);
+            args[conv::fwd::WEIGHT] = ptr(io.weight);
+            args[conv::fwd::BIAS] = ptr(io.bias);
+            args[conv::fwd::Y] = ptr(io.y);
+            args[conv::fwd::KEEP] = ptr(io.keep);
+            args[conv::fwd::ARGMAX] = ptr(io.argmax);
+            args[conv::fwd::SCRATCH] = scratch;
+            // SAFETY: the padded chunk, output, kept state and argmax were
+            // checked or sized above for `images` images; the scratch holds
+            // a block of planes; weight and bias have the layer's sizes.
+            unsafe { call(k[if train { 1 } else { 0 }], &args, images) };
+        }
+    };
+    let backward = {
+        let code = Arc::clone(code);
+        move |io: ConvBackward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), in_len);
+            for (what, len, per) in
+                [("output", io.y.len(), out_len), ("output gradient", io.dy.len(), out_len), ("kept planes", io.keep.len(), keep_len)]
+            {
+                expect(what, len, images * per);
+            }
+            expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
+            expect("weight", io.weight.len(), weight_len);
+            expect("weight gradient", io.gw.len(), weight_len);
+            expect("bias gradient", io.gb.len(), bias_len);
+            let s = io.scratch;
+            pad_into(io.x, &g, images, &mut s.xpad);
+            let (zh, zw) = conv::dzpad_dims(&g);
+            // The kernel zeroes dz and dzpad per image before use.
+            let dz = ptr(sized(&mut s.plane, g.f * g.plane4()));
+            let dzpad = ptr(sized(&mut s.cols, g.f * zh * zw));
+            let dxpad = ptr(zeroed(&mut s.dcols, images * g.padded_len()));
+            let mut args = [std::ptr::null_mut(); 11];
+            args[conv::bwd::XPAD] = ptr(&s.xpad);
+            args[conv::bwd::WEIGHT] = ptr(io.weight);
+            args[conv::bwd::DY] = ptr(io.dy);
+            args[conv::bwd::Y] = ptr(io.y);
+            args[conv::bwd::KEEP] = ptr(io.keep);
+            args[conv::bwd::ARGMAX] = ptr(io.argmax);
+            args[conv::bwd::DZ] = dz;
+            args[conv::bwd::GW] = ptr(io.gw);
+            args[conv::bwd::GB] = ptr(io.gb);
+            args[conv::bwd::DXPAD] = dxpad;
+            args[conv::bwd::DZPAD] = dzpad;
+            // SAFETY: as in forward, plus the per-image dz and dzpad and the
+            // chunk's padded input gradient sized above.
+            unsafe { call(k[2], &args, images) };
+            if !io.dx.is_empty() {
+                expect("input gradient", io.dx.len(), images * in_len);
+                crop_from(&s.dcols, &g, images, io.dx);
+            }
+        }
+    };
+    StageKernels::Conv { geom: rg, forward: Arc::new(forward), backward: Arc::new(backward) }
+}
+
+/// A dense stage on the direct kernels.
+fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
+    let (i, u) = (g.inputs, g.units);
+    let bias_len = if g.bias { u } else { 0 };
+    let forward = {
+        let code = Arc::clone(code);
+        move |io: DenseForward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), i);
+            expect("dense output", io.y.len(), images * u);
+            expect("weight", io.weight.len(), u * i);
+            expect("bias", io.bias.len(), bias_len);
+            let mut args = [std::ptr::null_mut(); 4];
+            args[dense::fwd::X] = ptr(io.x);
+            args[dense::fwd::WEIGHT] = ptr(io.weight);
+            args[dense::fwd::BIAS] = ptr(io.bias);
+            args[dense::fwd::Y] = ptr(io.y);
+            // SAFETY: the buffers were checked above for `images` images.
+            unsafe { call(k[0], &args, images) };
+        }
+    };
+    let backward = {
+        let code = Arc::clone(code);
+        move |io: DenseBackward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), i);
+            expect("dense output", io.y.len(), images * u);
+            expect("output gradient", io.dy.len(), images * u);
+            expect("weight", io.weight.len(), u * i);
+            expect("weight gradient", io.gw.len(), u * i);
+            expect("bias gradient", io.gb.len(), bias_len);
+            let s = io.scratch;
+            let dz = ptr(sized(&mut s.plane, images * u));
+            // The kernel always writes an input gradient: a scratch stands in.
+            let dx = if io.dx.is_empty() { ptr(sized(&mut s.dcols, images * i)) } else { ptr(io.dx) };
+            expect("input gradient", if io.dx.is_empty() { images * i } else { io.dx.len() }, images * i);
+            let mut args = [std::ptr::null_mut(); 8];
+            args[dense::bwd::X] = ptr(io.x);
+            args[dense::bwd::WEIGHT] = ptr(io.weight);
+            args[dense::bwd::DY] = ptr(io.dy);
+            args[dense::bwd::Y] = ptr(io.y);
+            args[dense::bwd::GW] = ptr(io.gw);
+            args[dense::bwd::GB] = ptr(io.gb);
+            args[dense::bwd::DX] = dx;
+            args[dense::bwd::DZ] = dz;
+            // SAFETY: as in forward, plus dz and dx sized for `images` images.
+            unsafe { call(k[2], &args, images) };
+        }
+    };
+    StageKernels::Dense { geom: g, forward: Arc::new(forward), backward: Arc::new(backward) }
+}
+
+/// A pool stage on the direct kernels.
+fn pool_direct(g: compiled::PoolGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let max = g.pool.kind == PoolKind::Max;
+    let forward = {
+        let code = Arc::clone(code);
+        move |io: PoolForward<'_>| {
+            let _ = &code;
+            let images = images_in(io.x.len(), in_len);
+            expect("pool output", io.y.len(), images * out_len);
+            let train = !io.argmax.is_empty();
+            if train {
+                expect("argmax", io.argmax.len(), images * out_len);
+            }
+            let mut args = [std::ptr::null_mut(); 5];
+            args[pool_args::X] = ptr(io.x);
+            args[pool_args::Y] = ptr(io.y);
+            args[pool_args::ARGMAX] = ptr(io.argmax);
+            // SAFETY: the buffers were checked above for `images` images
+            // (argmax only in training, the only time the kernel writes it).
+            unsafe { call(k[if train { 1 } else { 0 }], &args, images) };
+        }
+    };
+    let backward = {
+        let code = Arc::clone(code);
+        move |io: PoolBackward<'_>| {
+            let _ = &code;
+            if io.dx.is_empty() {
+                return;
+            }
+            let images = images_in(io.x.len(), in_len);
+            expect("input gradient", io.dx.len(), images * in_len);
+            expect("pool output", io.y.len(), images * out_len);
+            expect("output gradient", io.dy.len(), images * out_len);
+            expect("argmax", io.argmax.len(), if max { images * out_len } else { 0 });
+            io.dx.fill(0.0);
+            let mut args = [std::ptr::null_mut(); 5];
+            args[pool_args::X] = ptr(io.x);
+            args[pool_args::Y] = ptr(io.y);
+            args[pool_args::ARGMAX] = ptr(io.argmax);
+            args[pool_args::DY] = ptr(io.dy);
+            args[pool_args::DX] = ptr(io.dx);
+            // SAFETY: as in forward; dx (zeroed) has the chunk's inputs.
+            unsafe { call(k[2], &args, images) };
+        }
+    };
+    StageKernels::Pool { geom: g, forward: Arc::new(forward), backward: Arc::new(backward) }
+}
+
+/// The runtime's description of a stage, its kernels closures over `code`.
+pub(crate) fn stage_def(stage: &Stage, geom: &StageGeom, kernels: Option<Kernels>, microkernels: bool, code: &Arc<Code>) -> StageDef {
+    let kernels = match (stage.geometry(), geom, kernels) {
+        (Geometry::Conv(rg), _, Some(k)) if on_microkernels(stage, microkernels) => conv_on_microkernels(rg, k, code),
+        (Geometry::Conv(rg), StageGeom::Conv(g, _), Some(k)) => conv_direct(rg, *g, k, code),
+        (Geometry::Dense(g), _, Some(k)) if on_microkernels(stage, microkernels) => dense_on_microkernels(g, k, code),
+        (Geometry::Dense(g), _, Some(k)) => dense_direct(g, k, code),
+        (Geometry::Pool(g), _, Some(k)) => pool_direct(g, k, code),
+        _ => match &stage.kind {
+            StageKind::Activation(a) => StageKernels::Activation(*a),
+            StageKind::Dropout { rate } => StageKernels::Dropout { rate: *rate },
+            _ => StageKernels::Reshape,
+        },
+    };
+    StageDef {
+        name: stage.name.clone(),
+        first_layer: stage.layers[0],
+        param_layer: stage.param_layer,
+        input_len: stage.input.len(),
+        output_len: stage.output.len(),
+        kernels,
+    }
+}
+
+/// A network compiled by the JIT, behind the runtime's `Model` trait.
 pub struct JitNetwork {
-    name: String,
-    input: Shape,
-    stages: Vec<StageState>,
-    params: Vec<Param>,
-    threads: usize,
-    batch: usize,
-    /// `acts[0]` is the input, `acts[s + 1]` the output of stage `s`.
-    acts: Vec<Vec<f32>>,
-    input_grad: Vec<f32>,
-    trained: bool,
+    net: compiled::Network,
     compile_time: Duration,
-    /// Owns the machine code the kernels point into.
-    _module: JITModule,
 }
 
 impl JitNetwork {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        graph: &Graph,
-        plan: Plan,
-        geoms: Vec<StageGeom>,
-        kernels: Vec<Option<[KernelFn; 3]>>,
-        module: JITModule,
-        seed: u64,
-        threads: usize,
-        compile_time: Duration,
-    ) -> Self {
-        let params: Vec<Param> = init::initial_params(&plan.layers, seed)
-            .into_iter()
-            .map(|p| Param { grad: vec![0.0; p.value.len()], name: p.name, shape: p.shape, value: p.value })
-            .collect();
-        let threads = threads.max(1);
-        let stages = plan
-            .stages
-            .iter()
-            .zip(geoms)
-            .zip(kernels)
-            .map(|((stage, geom), kernels)| {
-                let layer = stage.param_layer.map(|l| plan.layers[l].name.clone());
-                let find = |suffix: &str| layer.as_ref().and_then(|l| params.iter().position(|p| p.name == format!("{l}.{suffix}")));
-                StageState {
-                    stage: stage.clone(),
-                    geom,
-                    kernels,
-                    weight: find("weight"),
-                    bias: find("bias"),
-                    xpad: Vec::new(),
-                    keep: Vec::new(),
-                    argmax: Vec::new(),
-                    dxpad: Vec::new(),
-                    mask: Vec::new(),
-                    workers: (0..threads).map(|_| Worker::default()).collect(),
-                }
-            })
-            .collect::<Vec<_>>();
-        let acts = vec![Vec::new(); stages.len() + 1];
-        Self {
-            name: graph.name.clone(),
-            input: graph.input,
-            stages,
-            params,
-            threads,
-            batch: 0,
-            acts,
-            input_grad: Vec::new(),
-            trained: false,
-            compile_time,
-            _module: module,
-        }
+    pub(crate) fn new(graph: &Graph, plan: &Plan, stages: Vec<StageDef>, seed: u64, threads: usize, compile_time: Duration) -> Self {
+        let net = compiled::Network::new(&graph.name, graph.input, &plan.layers, stages, seed, threads);
+        Self { net, compile_time }
     }
 
     /// Time spent generating and compiling machine code.
@@ -234,370 +634,55 @@ impl JitNetwork {
     }
 
     /// The stages, e.g. `conv1+pool1`, in order.
-    pub fn stage_names(&self) -> Vec<String> {
-        self.stages.iter().map(|s| s.stage.name.clone()).collect()
+    pub fn stage_names(&self) -> Vec<&str> {
+        self.net.stage_names()
     }
 
     /// Threads a batch is split over.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.net.threads()
     }
-}
 
-/// A pointer for a table slot that the kernel does not read (e.g. the bias
-/// of a layer without one): valid, never dereferenced.
-fn unused() -> *mut u8 {
-    std::ptr::NonNull::<f32>::dangling().as_ptr().cast()
-}
-
-/// Pointer to element `offset` of a buffer (f32 or u32).
-fn at<T>(v: &[T], offset: usize) -> *mut u8 {
-    v[offset..].as_ptr() as *mut u8
-}
-
-/// The contiguous chunks of a batch, one per thread (fewer if the batch is
-/// smaller than the thread count): `(first image, images)`.
-fn chunks(batch: usize, threads: usize) -> Vec<(usize, usize)> {
-    let mut first = 0;
-    convc_runtime::compiled::chunks(batch, threads)
-        .into_iter()
-        .map(|images| {
-            first += images;
-            (first - images, images)
-        })
-        .collect()
-}
-
-/// One kernel call: the argument table for a chunk of the batch.
-struct Call {
-    args: Vec<*mut u8>,
-    images: usize,
-}
-
-// SAFETY: a `Call` only carries pointers; `run` below sends each call to one
-// thread, and the callers build the tables so that the chunks write to
-// disjoint regions (per-image buffers offset to the chunk, per-thread
-// scratch and gradients) and share only read-only buffers.
-unsafe impl Send for Call {}
-
-/// Run `kernel` on every call, in parallel when there is more than one.
-///
-/// # Safety
-/// Every pointer of every call must be valid for the reads and writes the
-/// kernel does for `images` images, and the calls' writes must not overlap.
-unsafe fn run(kernel: KernelFn, calls: Vec<Call>) {
-    let go = |c: &Call| {
-        // SAFETY: forwarded from `run`'s contract.
-        unsafe { kernel(c.args.as_ptr(), c.images as i64) }
-    };
-    if calls.len() == 1 {
-        go(&calls[0]);
-        return;
+    /// Split batches over `threads` (at least 1).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.net.set_threads(threads);
     }
-    std::thread::scope(|s| {
-        for c in &calls {
-            let c = SendRef(c);
-            s.spawn(move || go(c.get()));
-        }
-    });
-}
-
-/// A shared reference to a `Call`, sent to one worker thread.
-#[derive(Clone, Copy)]
-struct SendRef<'a>(&'a Call);
-
-impl<'a> SendRef<'a> {
-    fn get(self) -> &'a Call {
-        self.0
-    }
-}
-
-// SAFETY: see `Call`; the reference lives for the thread scope only.
-unsafe impl Send for SendRef<'_> {}
-
-/// Copy a batch of `c × h × w` images into zero-padded `c × hp × wp` ones.
-fn pad_into(x: &[f32], g: &ConvGeom, h: usize, w: usize, pad: [usize; 2], batch: usize, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(batch * g.padded_len(), 0.0);
-    for n in 0..batch {
-        for c in 0..g.c {
-            for row in 0..h {
-                let src = ((n * g.c + c) * h + row) * w;
-                let dst = (n * g.c + c) * g.hp * g.wp + (row + pad[0]) * g.wp + pad[1];
-                out[dst..dst + w].copy_from_slice(&x[src..src + w]);
-            }
-        }
-    }
-}
-
-/// The inverse: crop padded gradients back to `c × h × w`.
-fn crop_from(padded: &[f32], g: &ConvGeom, h: usize, w: usize, pad: [usize; 2], batch: usize, dx: &mut [f32]) {
-    for n in 0..batch {
-        for c in 0..g.c {
-            for row in 0..h {
-                let dst = ((n * g.c + c) * h + row) * w;
-                let src = (n * g.c + c) * g.hp * g.wp + (row + pad[0]) * g.wp + pad[1];
-                dx[dst..dst + w].copy_from_slice(&padded[src..src + w]);
-            }
-        }
-    }
-}
-
-/// Resize a per-thread buffer and zero it.
-fn zeroed(v: &mut Vec<f32>, len: usize) {
-    v.clear();
-    v.resize(len, 0.0);
 }
 
 impl Model for JitNetwork {
     fn name(&self) -> &str {
-        &self.name
+        self.net.name()
     }
 
     fn input_shape(&self) -> Shape {
-        self.input
+        self.net.input_shape()
     }
 
     fn classes(&self) -> usize {
-        self.stages.last().map_or(self.input.len(), |s| s.stage.output.len())
+        self.net.classes()
     }
 
     fn forward(&mut self, input: &[f32], batch: usize, mode: Mode) -> Result<&[f32], ModelError> {
-        check_input(input, batch, self.input)?;
-        self.batch = batch;
-        self.acts[0].clear();
-        self.acts[0].extend_from_slice(input);
-        let train = matches!(mode, Mode::Train { .. });
-        let parts = chunks(batch, self.threads);
-        for index in 0..self.stages.len() {
-            let (before, after) = self.acts.split_at_mut(index + 1);
-            let x = &before[index];
-            let y = &mut after[0];
-            let s = &mut self.stages[index];
-            let (in_len, out_len) = (s.stage.input.len(), s.stage.output.len());
-            y.clear();
-            y.resize(batch * out_len, 0.0);
-            let weight = s.weight.map_or_else(unused, |i| at(&self.params[i].value, 0));
-            let bias = s.bias.map_or_else(unused, |i| at(&self.params[i].value, 0));
-            let kernel = s.kernels.map(|k| if train { k[1] } else { k[0] });
-            match (&s.stage.kind, s.geom) {
-                (StageKind::Conv { conv, pool, .. }, StageGeom::Conv(g, _)) => {
-                    let (_, h, w) = s.stage.input.chw();
-                    pad_into(x, &g, h, w, conv.pad, batch, &mut s.xpad);
-                    s.argmax.resize(batch * out_len, 0);
-                    let keeps = train && pool.as_ref().is_some_and(|p| p.kind != PoolKind::Max);
-                    let keep_len = g.f * g.oh * g.ow;
-                    s.keep.resize(if keeps { batch * keep_len } else { 0 }, 0.0);
-                    let calls = parts
-                        .iter()
-                        .zip(&mut s.workers)
-                        .map(|(&(first, images), worker)| {
-                            worker.scratch.resize(conv::forward_channel_block(&g) * g.plane4(), 0.0);
-                            let mut args = vec![unused(); 7];
-                            args[conv::fwd::XPAD] = at(&s.xpad, first * g.padded_len());
-                            args[conv::fwd::WEIGHT] = weight;
-                            args[conv::fwd::BIAS] = bias;
-                            args[conv::fwd::Y] = at(y, first * out_len);
-                            args[conv::fwd::KEEP] = if keeps { at(&s.keep, first * keep_len) } else { unused() };
-                            args[conv::fwd::ARGMAX] = at(&s.argmax, first * out_len);
-                            args[conv::fwd::SCRATCH] = at(&worker.scratch, 0);
-                            Call { args, images }
-                        })
-                        .collect();
-                    // SAFETY: each call covers its chunk of xpad (padded
-                    // images), y and argmax (one slot per output), keep (conv
-                    // planes, when kept) and owns a scratch of one plane of
-                    // oh × ow4 per filter of a block; weight and bias are the
-                    // layer's parameters, read only.
-                    unsafe { run(kernel.expect("conv stages are compiled"), calls) };
-                }
-                (StageKind::Pool(_), StageGeom::Pool { .. }) => {
-                    s.argmax.resize(y.len(), 0);
-                    let calls = parts
-                        .iter()
-                        .map(|&(first, images)| {
-                            let mut args = vec![unused(); 5];
-                            args[pool_args::X] = at(x, first * in_len);
-                            args[pool_args::Y] = at(y, first * out_len);
-                            args[pool_args::ARGMAX] = at(&s.argmax, first * out_len);
-                            Call { args, images }
-                        })
-                        .collect();
-                    // SAFETY: each call reads its chunk of x and writes its
-                    // chunk of y and argmax.
-                    unsafe { run(kernel.expect("pool stages are compiled"), calls) };
-                }
-                (StageKind::Dense { .. }, StageGeom::Dense(_)) => {
-                    let calls = parts
-                        .iter()
-                        .map(|&(first, images)| {
-                            let mut args = vec![unused(); 4];
-                            args[dense::fwd::X] = at(x, first * in_len);
-                            args[dense::fwd::WEIGHT] = weight;
-                            args[dense::fwd::BIAS] = bias;
-                            args[dense::fwd::Y] = at(y, first * out_len);
-                            Call { args, images }
-                        })
-                        .collect();
-                    // SAFETY: each call reads its chunk of x (images × inputs)
-                    // and the shared weight (units × inputs) and bias, and
-                    // writes its chunk of y (images × units).
-                    unsafe { run(kernel.expect("dense stages are compiled"), calls) };
-                }
-                (StageKind::Activation(a), _) => elementwise::activation_forward(*a, x, y),
-                (StageKind::Dropout { rate }, _) => match mode {
-                    Mode::Infer => y.copy_from_slice(x),
-                    Mode::Train { seed } => {
-                        elementwise::dropout_mask(seed, s.stage.layers[0], *rate, x.len(), &mut s.mask);
-                        elementwise::apply_mask(x, &s.mask, y);
-                    }
-                },
-                _ => y.copy_from_slice(x),
-            }
-        }
-        self.trained = train;
-        Ok(self.acts.last().expect("acts has the input at least"))
+        self.net.forward(input, batch, mode)
     }
 
     fn backward(&mut self, grad_logits: &[f32]) -> Result<(), ModelError> {
-        if !self.trained {
-            return Err(ModelError::NoTrainingForward);
-        }
-        let batch = self.batch;
-        expect_len("grad_logits", grad_logits.len(), batch * self.classes())?;
-        for p in &mut self.params {
-            p.grad.fill(0.0);
-        }
-        let parts = chunks(batch, self.threads);
-        let mut g = grad_logits.to_vec();
-        for index in (0..self.stages.len()).rev() {
-            let x = &self.acts[index];
-            let y = &self.acts[index + 1];
-            let s = &mut self.stages[index];
-            let (in_len, out_len) = (s.stage.input.len(), s.stage.output.len());
-            let mut dx = vec![0.0; batch * in_len];
-            let kernel = s.kernels.map(|k| k[2]);
-            // Thread 0 accumulates into the parameters' gradients, the others
-            // into their own buffers, summed below in thread order.
-            let (wi, bi) = (s.weight, s.bias);
-            let grad_ptrs = |params: &mut Vec<Param>, worker: &mut Worker, thread: usize| -> (*mut u8, *mut u8) {
-                let Some(wi) = wi else { return (unused(), unused()) };
-                if thread == 0 {
-                    let gw = at(&params[wi].grad, 0);
-                    let gb = bi.map_or_else(unused, |b| at(&params[b].grad, 0));
-                    return (gw, gb);
-                }
-                zeroed(&mut worker.gw, params[wi].grad.len());
-                zeroed(&mut worker.gb, bi.map_or(0, |b| params[b].grad.len()));
-                (at(&worker.gw, 0), if bi.is_some() { at(&worker.gb, 0) } else { unused() })
-            };
-            match (&s.stage.kind, s.geom) {
-                (StageKind::Conv { conv, .. }, StageGeom::Conv(geom, _)) => {
-                    let (_, h, w) = s.stage.input.chw();
-                    zeroed(&mut s.dxpad, batch * geom.padded_len());
-                    let (zh, zw) = conv::dzpad_dims(&geom);
-                    let keep_len = geom.f * geom.oh * geom.ow;
-                    let weight = at(&self.params[wi.expect("conv has a weight")].value, 0);
-                    let mut calls = Vec::new();
-                    for (thread, (&(first, images), worker)) in parts.iter().zip(&mut s.workers).enumerate() {
-                        // The kernel zeroes both per image before use.
-                        worker.dz.resize(geom.f * geom.plane4(), 0.0);
-                        worker.dzpad.resize(geom.f * zh * zw, 0.0);
-                        let (gw, gb) = grad_ptrs(&mut self.params, worker, thread);
-                        let mut args = vec![unused(); 11];
-                        args[conv::bwd::XPAD] = at(&s.xpad, first * geom.padded_len());
-                        args[conv::bwd::WEIGHT] = weight;
-                        args[conv::bwd::DY] = at(&g, first * out_len);
-                        args[conv::bwd::Y] = at(y, first * out_len);
-                        args[conv::bwd::KEEP] = if s.keep.is_empty() { unused() } else { at(&s.keep, first * keep_len) };
-                        args[conv::bwd::ARGMAX] = at(&s.argmax, first * out_len);
-                        args[conv::bwd::DZ] = at(&worker.dz, 0);
-                        args[conv::bwd::GW] = gw;
-                        args[conv::bwd::GB] = gb;
-                        args[conv::bwd::DXPAD] = at(&s.dxpad, first * geom.padded_len());
-                        args[conv::bwd::DZPAD] = at(&worker.dzpad, 0);
-                        calls.push(Call { args, images });
-                    }
-                    // SAFETY: per call: its chunk of the training forward's
-                    // buffers (xpad, y, keep, argmax), of g (outputs) and of
-                    // dxpad (padded images); its own dz (one plane of oh × ow4
-                    // per filter), dzpad (one image's padded dz) and gradient
-                    // buffers (thread 0: the parameters'); the weight is read only.
-                    unsafe { run(kernel.expect("conv stages are compiled"), calls) };
-                    crop_from(&s.dxpad, &geom, h, w, conv.pad, batch, &mut dx);
-                }
-                (StageKind::Pool(_), StageGeom::Pool { .. }) => {
-                    let calls = parts
-                        .iter()
-                        .map(|&(first, images)| {
-                            let mut args = vec![unused(); 5];
-                            args[pool_args::X] = at(x, first * in_len);
-                            args[pool_args::Y] = at(y, first * out_len);
-                            args[pool_args::ARGMAX] = at(&s.argmax, first * out_len);
-                            args[pool_args::DY] = at(&g, first * out_len);
-                            args[pool_args::DX] = at(&dx, first * in_len);
-                            Call { args, images }
-                        })
-                        .collect();
-                    // SAFETY: each call reads its chunk of x, y, argmax and g
-                    // and accumulates into its chunk of the zeroed dx.
-                    unsafe { run(kernel.expect("pool stages are compiled"), calls) };
-                }
-                (StageKind::Dense { units, .. }, StageGeom::Dense(_)) => {
-                    let weight = at(&self.params[wi.expect("dense has a weight")].value, 0);
-                    let mut calls = Vec::new();
-                    for (thread, (&(first, images), worker)) in parts.iter().zip(&mut s.workers).enumerate() {
-                        // The kernel writes every value of dz.
-                        worker.dz.resize(images * units, 0.0);
-                        let (gw, gb) = grad_ptrs(&mut self.params, worker, thread);
-                        let mut args = vec![unused(); 8];
-                        args[dense::bwd::X] = at(x, first * in_len);
-                        args[dense::bwd::WEIGHT] = weight;
-                        args[dense::bwd::DY] = at(&g, first * out_len);
-                        args[dense::bwd::Y] = at(y, first * out_len);
-                        args[dense::bwd::GW] = gw;
-                        args[dense::bwd::GB] = gb;
-                        args[dense::bwd::DX] = at(&dx, first * in_len);
-                        args[dense::bwd::DZ] = at(&worker.dz, 0);
-                        calls.push(Call { args, images });
-                    }
-                    // SAFETY: per call: its chunk of x, y, g (reads) and dx
-                    // (writes), its own dz (images × units) and gradient
-                    // buffers (thread 0: the parameters'); the weight is read only.
-                    unsafe { run(kernel.expect("dense stages are compiled"), calls) };
-                }
-                (StageKind::Activation(a), _) => elementwise::activation_backward(*a, &g, y, &mut dx),
-                (StageKind::Dropout { .. }, _) => elementwise::apply_mask(&g, &s.mask, &mut dx),
-                _ => dx.copy_from_slice(&g),
-            }
-            // Sum the other threads' parameter gradients, in thread order.
-            if let Some(wi) = wi {
-                for worker in s.workers.iter().take(parts.len()).skip(1) {
-                    for (g, t) in self.params[wi].grad.iter_mut().zip(&worker.gw) {
-                        *g += t;
-                    }
-                    if let Some(bi) = bi {
-                        for (g, t) in self.params[bi].grad.iter_mut().zip(&worker.gb) {
-                            *g += t;
-                        }
-                    }
-                }
-            }
-            g = dx;
-        }
-        self.input_grad = g;
-        Ok(())
+        self.net.backward(grad_logits)
     }
 
     fn input_grad(&self) -> &[f32] {
-        &self.input_grad
+        self.net.input_grad()
+    }
+
+    fn want_input_grad(&mut self, wanted: bool) {
+        self.net.want_input_grad(wanted);
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
-        self.params.iter().map(|p| ParamRef { name: &p.name, shape: &p.shape, value: &p.value }).collect()
+        self.net.params()
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        self.params.iter_mut().map(|p| ParamMut { name: &p.name, shape: &p.shape, value: &mut p.value, grad: &p.grad }).collect()
+        self.net.params_mut()
     }
 }

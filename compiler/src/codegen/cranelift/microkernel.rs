@@ -1,0 +1,595 @@
+//! Conv and dense stages on the runtime's GEMM microkernels.
+//!
+//! Cranelift's x86-64 backend emits 128-bit vectors only; the runtime's
+//! microkernels, compiled by rustc for AVX-512 and AVX2+FMA and chosen at
+//! run time, do 2–4× the work per instruction. So the GEMM at the heart of
+//! each stage is a call into the runtime (`convc_gemm_packed` over weights
+//! packed once per change; for weight gradients `convc_gemm_abt` in conv
+//! stages and `convc_gemm_acc` in dense ones), and the
+//! JIT specialises everything around it to the stage's constants: the loop
+//! over the chunk's images, the zero-bordered copy and the im2col gather
+//! (copies of whole output rows, the kernel window unrolled), the
+//! epilogue — activations other than ReLU (which the microkernel applies in
+//! registers), the fused pool with its argmax, what training keeps — and in
+//! backward the pool's and activation's gradient, the bias gradient and the
+//! col2im scatter with every window edge resolved at compile time.
+//!
+//! Layouts are the runtime's own ([`ConvGeom`]): a stage's kept state and
+//! argmax are what the shared executor sizes, so the JIT's stages drop into
+//! `convc_runtime::compiled::Network` beside generated ones.
+
+use convc_runtime::compiled::{ConvGeom, DenseGeom, valid_outputs};
+use convc_runtime::{Activation, PoolKind};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{InstBuilder, Value};
+
+use super::conv::{InputAt, PoolGeom, emit_pool_plane, emit_pool_plane_backward};
+use super::emit::{At, F32, F32X4, Fx, I32, I64};
+
+/// Argument slots of a conv stage's forward kernel.
+pub mod conv_fwd {
+    pub const X: usize = 0;
+    /// The weight's `PackedA` (filters × taps).
+    pub const PACKED: usize = 1;
+    /// Null without a bias.
+    pub const BIAS: usize = 2;
+    pub const Y: usize = 3;
+    pub const KEEP: usize = 4;
+    pub const ARGMAX: usize = 5;
+    /// Scratch: the zero-bordered image, the im2col matrix, the conv plane.
+    pub const XPAD: usize = 6;
+    pub const COLS: usize = 7;
+    pub const PLANE: usize = 8;
+    pub const SLOTS: usize = 9;
+}
+
+/// Argument slots of a conv stage's backward kernel.
+pub mod conv_bwd {
+    pub const X: usize = 0;
+    pub const Y: usize = 1;
+    pub const KEEP: usize = 2;
+    pub const ARGMAX: usize = 3;
+    /// The weight's transpose as a `PackedA` (taps × filters).
+    pub const PACKED_T: usize = 4;
+    pub const DY: usize = 5;
+    /// Null when the input gradient is not wanted.
+    pub const DX: usize = 6;
+    pub const GW: usize = 7;
+    /// Null without a bias.
+    pub const GB: usize = 8;
+    /// Scratch: as forward, plus the gradient at the conv output (`DZ`)
+    /// and at the im2col matrix (`DCOLS`).
+    pub const XPAD: usize = 9;
+    pub const COLS: usize = 10;
+    pub const DZ: usize = 11;
+    pub const DCOLS: usize = 12;
+    pub const SLOTS: usize = 13;
+}
+
+/// Argument slots of a dense stage's kernels.
+pub mod dense_fwd {
+    pub const X: usize = 0;
+    pub const PACKED: usize = 1;
+    pub const BIAS: usize = 2;
+    pub const Y: usize = 3;
+    /// Scratch: the chunk's inputs and outputs transposed (one column per image).
+    pub const XT: usize = 4;
+    pub const YT: usize = 5;
+    pub const SLOTS: usize = 6;
+}
+
+pub mod dense_bwd {
+    pub const X: usize = 0;
+    pub const Y: usize = 1;
+    pub const PACKED_T: usize = 2;
+    pub const DY: usize = 3;
+    /// Null when the input gradient is not wanted.
+    pub const DX: usize = 4;
+    pub const GW: usize = 5;
+    /// Null without a bias.
+    pub const GB: usize = 6;
+    /// Scratch: dz (images × units), its transpose and dx transposed.
+    pub const DZ: usize = 7;
+    pub const DZT: usize = 8;
+    pub const DXT: usize = 9;
+    pub const SLOTS: usize = 10;
+}
+
+/// Zero-bordered input sizes `(hp, wp)`.
+pub fn padded(g: &ConvGeom) -> (usize, usize) {
+    (g.h + 2 * g.conv.pad[0], g.w + 2 * g.conv.pad[1])
+}
+
+fn has_padding(g: &ConvGeom) -> bool {
+    g.conv.pad != [0, 0]
+}
+
+/// Scratch lengths of a conv stage: `[xpad, cols, plane, dcols]`.
+pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
+    let (hp, wp) = padded(g);
+    let xpad = if has_padding(g) { g.c * hp * wp } else { 0 };
+    let cols = if g.pointwise() { 0 } else { g.taps() * g.plane() };
+    [xpad, cols, g.conv_len(), cols]
+}
+
+/// The fused pool over a conv plane (rows of `ow`).
+fn pool_geom(g: &ConvGeom) -> Option<(PoolKind, PoolGeom)> {
+    g.pool.map(|p| (p.pool.kind, PoolGeom::new(&p.pool, p.h, p.w, p.w, p.oh, p.ow)))
+}
+
+/// `dst[j + dst_off] = src[j + src_off]` for `j < len` (pointers).
+fn copy_run(fx: &mut Fx, src: Value, src_off: i64, dst: Value, dst_off: i64, len: usize) {
+    fx.for_vectors(len, |fx, at, vector| {
+        let v = fx.load_at(if vector { F32X4 } else { F32 }, src, at.plus(src_off));
+        fx.store_at(v, dst, at.plus(dst_off));
+    });
+}
+
+/// `dst[j + dst_off] = src[j·stride + src_off]` for `j < len` (pointers).
+fn gather_run(fx: &mut Fx, src: Value, src_off: i64, stride: usize, dst: Value, dst_off: i64, len: usize) {
+    for j in 0..len {
+        let at = At { index: None, offset: 0 };
+        let v = fx.load_at(F32, src, at.plus(src_off + (j * stride) as i64));
+        fx.store_at(v, dst, at.plus(dst_off + j as i64));
+    }
+}
+
+/// `ptr[j] = 0` for `j < len`.
+fn zero_run(fx: &mut Fx, ptr: Value, len: usize) {
+    let (zv, zs) = (fx.fv(0.0), fx.f(0.0));
+    fx.for_vectors(len, |fx, at, vector| fx.store_at(if vector { zv } else { zs }, ptr, at));
+}
+
+/// One image (at the pointer `x`) into the interior of the zero-bordered `xpad`.
+fn emit_pad(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value) {
+    let (hp, wp) = padded(g);
+    let [ph, pw] = g.conv.pad;
+    fx.for_range(0, g.c as i64, 1, |fx, ci| {
+        let s_plane = fx.mul_add(ci, (g.h * g.w) as i64, 0);
+        let s_plane = fx.ptr_at(x, s_plane);
+        let d_plane = fx.mul_add(ci, (hp * wp) as i64, 0);
+        let d_plane = fx.ptr_at(xpad, d_plane);
+        for iy in 0..g.h {
+            copy_run(fx, s_plane, (iy * g.w) as i64, d_plane, ((iy + ph) * wp + pw) as i64, g.w);
+        }
+    });
+}
+
+/// `cols[(ci·kh + ky)·kw + kx][oy·ow + ox] = src[ci][oy·sh + ky][ox·sw + kx]`
+/// over the (zero-bordered) image at the pointer `src`: one copy of `ow`
+/// values per output row and tap, the taps of a kernel row unrolled.
+fn emit_im2col(fx: &mut Fx, g: &ConvGeom, src: Value, cols: Value) {
+    let (hp, wp) = if has_padding(g) { padded(g) } else { (g.h, g.w) };
+    let [kh, kw] = g.conv.kernel;
+    let [sh, sw] = g.conv.stride;
+    let p = g.plane();
+    fx.for_range(0, g.c as i64, 1, |fx, ci| {
+        fx.for_range(0, kh as i64, 1, |fx, ky| {
+            // Source row ci·hp + ky, and the first of this kernel row's taps.
+            let row = fx.mul_add(ci, hp as i64, 0);
+            let row = fx.b.ins().iadd(row, ky);
+            let s_row = fx.mul_add(row, wp as i64, 0);
+            let s_row = fx.ptr_at(src, s_row);
+            let t0 = fx.mul_add(ci, kh as i64, 0);
+            let t0 = fx.b.ins().iadd(t0, ky);
+            let d_tap = fx.mul_add(t0, (kw * p) as i64, 0);
+            let d_tap = fx.ptr_at(cols, d_tap);
+            fx.for_range(0, g.oh as i64, 1, |fx, oy| {
+                let s = fx.mul_add(oy, (sh * wp) as i64, 0);
+                let s = fx.ptr_at(s_row, s);
+                let d = fx.mul_add(oy, g.ow as i64, 0);
+                let d = fx.ptr_at(d_tap, d);
+                for kx in 0..kw {
+                    let d_off = (kx * p) as i64;
+                    if sw == 1 {
+                        copy_run(fx, s, kx as i64, d, d_off, g.ow);
+                    } else {
+                        gather_run(fx, s, kx as i64, sw, d, d_off, g.ow);
+                    }
+                }
+            });
+        });
+    });
+}
+
+/// The adjoint of [`emit_im2col`] without the border: `dx[ci][iy][ix] +=`
+/// every column entry that came from it (`dx` points to the image). Which
+/// outputs each tap reaches inside the image is decided here, per tap, so
+/// no bounds are checked.
+fn emit_col2im(fx: &mut Fx, g: &ConvGeom, dcols: Value, dx: Value) {
+    let [kh, kw] = g.conv.kernel;
+    let [sh, sw] = g.conv.stride;
+    let [ph, pw] = g.conv.pad;
+    let p = g.plane();
+    fx.for_range(0, g.c as i64, 1, |fx, ci| {
+        let d_plane = fx.mul_add(ci, (g.h * g.w) as i64, 0);
+        let d_plane = fx.ptr_at(dx, d_plane);
+        let s_taps = fx.mul_add(ci, (kh * kw * p) as i64, 0);
+        let s_taps = fx.ptr_at(dcols, s_taps);
+        for ky in 0..kh {
+            let rows = valid_outputs(g.oh, g.h, sh, ky, ph);
+            for kx in 0..kw {
+                let cols = valid_outputs(g.ow, g.w, sw, kx, pw);
+                if rows.is_empty() || cols.is_empty() {
+                    continue;
+                }
+                let s_tap = ((ky * kw + kx) * p + cols.start) as i64;
+                // Input row oy·sh + ky − ph, column cols.start·sw + kx − pw.
+                let d_tap = (ky as i64 - ph as i64) * g.w as i64 + (cols.start * sw + kx) as i64 - pw as i64;
+                fx.for_range(rows.start as i64, rows.end as i64, 1, |fx, oy| {
+                    let s = fx.mul_add(oy, g.ow as i64, 0);
+                    let s = fx.ptr_at(s_taps, s);
+                    let d = fx.mul_add(oy, (sh * g.w) as i64, 0);
+                    let d = fx.ptr_at(d_plane, d);
+                    if sw == 1 {
+                        fx.for_vectors(cols.len(), |fx, at, vector| {
+                            let ty = if vector { F32X4 } else { F32 };
+                            let v = fx.load_at(ty, s, at.plus(s_tap));
+                            fx.add_at(ty, d, at.plus(d_tap), v);
+                        });
+                    } else {
+                        for j in 0..cols.len() {
+                            let at = At { index: None, offset: 0 };
+                            let v = fx.load_at(F32, s, at.plus(s_tap + j as i64));
+                            fx.add_at(F32, d, at.plus(d_tap + (j * sw) as i64), v);
+                        }
+                    }
+                });
+            }
+        }
+    });
+}
+
+/// The activation applied in place to `len` values at the pointer `ptr`.
+fn activate_run(fx: &mut Fx, a: Activation, ptr: Value, len: usize) {
+    fx.for_vectors(len, |fx, at, vector| {
+        let v = fx.load_at(if vector { F32X4 } else { F32 }, ptr, at);
+        let v = fx.activation(a, v, vector);
+        fx.store_at(v, ptr, at);
+    });
+}
+
+/// Whether the microkernel applies the activation itself.
+fn in_registers(a: Activation) -> bool {
+    matches!(a, Activation::Relu | Activation::None)
+}
+
+/// The im2col matrix of the image at the pointer `x`: the input itself for
+/// a pointwise conv, else gathered into `cols`.
+fn emit_cols(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value, cols: Value) -> Value {
+    if g.pointwise() {
+        return x;
+    }
+    let src = if has_padding(g) {
+        emit_pad(fx, g, x, xpad);
+        xpad
+    } else {
+        x
+    };
+    emit_im2col(fx, g, src, cols);
+    cols
+}
+
+/// Pool the plane at the pointer `src` (rows of `pg.row_stride`) into the
+/// pointer `dst` (rows of `pg.pw`), recording each maximum's plane index
+/// at the pointer `argmax` when given. Without padding every tap is a
+/// constant offset from its output row, and short rows are unrolled; with
+/// padding, the general emitter ([`emit_pool_plane`]) checks each tap.
+fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, dst: Value, argmax: Option<Value>) {
+    if pg.has_padding() {
+        let zero = fx.int(0);
+        emit_pool_plane(fx, kind, pg, src, zero, dst, zero, argmax);
+        return;
+    }
+    let rs = pg.row_stride;
+    let window = (pg.kh * pg.kw) as f32;
+    let row = |fx: &mut Fx, py: Value| {
+        let first = fx.mul_add(py, (pg.sh * rs) as i64, 0);
+        let s = fx.ptr_at(src, first);
+        let o = fx.mul_add(py, pg.pw as i64, 0);
+        (first, s, fx.ptr_at(dst, o), argmax.map(|a| fx.ptr_at(a, o)))
+    };
+    let output = |fx: &mut Fx, (first, s, d, a): (Value, Value, Value, Option<Value>), px: At| {
+        // px.index (if any) is the output column; taps are constants from its first input.
+        let base = px.index.map(|i| fx.mul_add(i, pg.sw as i64, 0));
+        let x0 = px.offset * pg.sw as i64;
+        let tap_at = At { index: base, offset: x0 };
+        let mut best: Option<Value> = None;
+        let mut best_at: Option<Value> = None;
+        let mut sum = fx.f(0.0);
+        for ty in 0..pg.kh {
+            for tx in 0..pg.kw {
+                let off = (ty * rs + tx) as i64;
+                let v = fx.load_at(F32, s, tap_at.plus(off));
+                match kind {
+                    PoolKind::Max => match best {
+                        None => {
+                            best = Some(v);
+                            best_at = a.map(|_| fx.int(off));
+                        }
+                        Some(bv) => {
+                            // Greater, or NaN: a NaN propagates (the interpreter's rule).
+                            let gt = fx.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, v, bv);
+                            best = Some(fx.b.ins().select(gt, v, bv));
+                            if let Some(prev) = best_at {
+                                let here = fx.int(off);
+                                best_at = Some(fx.b.ins().select(gt, here, prev));
+                            }
+                        }
+                    },
+                    PoolKind::Avg => sum = fx.b.ins().fadd(sum, v),
+                    PoolKind::L2 => sum = fx.fma(v, v, sum),
+                }
+            }
+        }
+        let out = match kind {
+            PoolKind::Max => best.expect("a window has at least one tap"),
+            PoolKind::Avg => {
+                let k = fx.f(window);
+                fx.b.ins().fdiv(sum, k)
+            }
+            PoolKind::L2 => fx.b.ins().sqrt(sum),
+        };
+        let o_at = At { index: px.index, offset: px.offset };
+        fx.store_at(out, d, o_at);
+        if let (Some(a), PoolKind::Max) = (a, kind) {
+            // Plane index: the row's first input + the column + the tap.
+            let tap = best_at.expect("recorded with the maximum");
+            let at = fx.b.ins().iadd(first, tap);
+            let at = fx.b.ins().iadd_imm_s(at, x0);
+            let at = match base {
+                Some(col) => fx.b.ins().iadd(at, col),
+                None => at,
+            };
+            let at = fx.b.ins().ireduce(I32, at);
+            fx.store_at(at, a, o_at);
+        }
+    };
+    fx.for_range(0, pg.ph as i64, 1, |fx, py| {
+        let r = row(fx, py);
+        if pg.pw <= 16 {
+            for px in 0..pg.pw {
+                output(fx, r, At { index: None, offset: px as i64 });
+            }
+        } else {
+            fx.for_range(0, pg.pw as i64, 1, |fx, px| output(fx, r, At { index: Some(px), offset: 0 }));
+        }
+    });
+}
+
+/// Forward of a (shared-weight) conv stage over the chunk's images.
+pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
+    use conv_fwd::*;
+    let [x, packed, bias, y, keep, argmax, xpad, cols, plane] = [X, PACKED, BIAS, Y, KEEP, ARGMAX, XPAD, COLS, PLANE].map(|k| fx.arg(k));
+    let (in_len, out_len, conv_len, p, f) = (g.in_len(), g.out_len(), g.conv_len(), g.plane(), g.conv.filters);
+    let pool = pool_geom(g);
+    let relu = g.activation == Activation::Relu;
+    let batch = fx.batch;
+    fx.for_to(0, batch, 1, |fx, n| {
+        let xn = fx.mul_add(n, in_len as i64, 0);
+        let xn = fx.ptr_at(x, xn);
+        let yn = fx.mul_add(n, out_len as i64, 0);
+        let yn = fx.ptr_at(y, yn);
+        let b = emit_cols(fx, g, xn, xpad, cols);
+        // Without a pool the GEMM writes the stage output itself.
+        let z = if pool.is_some() { plane } else { yn };
+        let pv = fx.int(p as i64);
+        fx.gemm_packed(packed, b, pv, pv, bias, relu, z, pv);
+        if !in_registers(g.activation) {
+            activate_run(fx, g.activation, z, conv_len);
+        }
+        let Some((kind, pg)) = pool else { return };
+        let record = train && kind == PoolKind::Max;
+        let an = record.then(|| {
+            let an = fx.mul_add(n, out_len as i64, 0);
+            fx.ptr_at(argmax, an)
+        });
+        fx.for_range(0, f as i64, 1, |fx, fi| {
+            let s = fx.mul_add(fi, p as i64, 0);
+            let s = fx.ptr_at(plane, s);
+            let o = fx.mul_add(fi, (pg.ph * pg.pw) as i64, 0);
+            let d = fx.ptr_at(yn, o);
+            let a = an.map(|an| fx.ptr_at(an, o));
+            emit_pool(fx, kind, pg, s, d, a);
+        });
+        if train && g.keep_len() > 0 {
+            let kn = fx.mul_add(n, conv_len as i64, 0);
+            let kn = fx.ptr_at(keep, kn);
+            copy_run(fx, plane, 0, kn, 0, conv_len);
+        }
+    });
+}
+
+/// Backward of a (shared-weight) conv stage over the chunk's images:
+/// accumulates the parameter gradients, writes the input gradient.
+pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
+    use conv_bwd::*;
+    let slots = [X, Y, KEEP, ARGMAX, PACKED_T, DY, DX, GW, GB, XPAD, COLS, DZ, DCOLS];
+    let [x, y, keep, argmax, packed_t, dy, dx, gw, gb, xpad, cols, dz, dcols] = slots.map(|k| fx.arg(k));
+    let (in_len, out_len, conv_len, p, k, f) = (g.in_len(), g.out_len(), g.conv_len(), g.plane(), g.taps(), g.conv.filters);
+    let a = g.activation;
+    let pool = pool_geom(g);
+    let batch = fx.batch;
+    fx.for_to(0, batch, 1, |fx, n| {
+        let o_n = fx.mul_add(n, out_len as i64, 0);
+        let (yn, dyn_, an) = (fx.ptr_at(y, o_n), fx.ptr_at(dy, o_n), fx.ptr_at(argmax, o_n));
+        // dz: the gradient at the conv output before the activation.
+        match pool {
+            None => fx.for_vectors(conv_len, |fx, at, vector| {
+                let ty = if vector { F32X4 } else { F32 };
+                let (gy, yv) = (fx.load_at(ty, dyn_, at), fx.load_at(ty, yn, at));
+                let d = fx.activation_derivative(a, yv, vector);
+                let v = fx.b.ins().fmul(gy, d);
+                fx.store_at(v, dz, at);
+            }),
+            Some((PoolKind::Max, pg)) => {
+                // The activation is monotone: its output at the maximum is the pooled value.
+                zero_run(fx, dz, conv_len);
+                let pp = pg.ph * pg.pw;
+                fx.for_range(0, f as i64, 1, |fx, fi| {
+                    let z_plane = fx.mul_add(fi, p as i64, 0);
+                    let z_plane = fx.ptr_at(dz, z_plane);
+                    let o = fx.mul_add(fi, pp as i64, 0);
+                    let (yf, dyf, af) = (fx.ptr_at(yn, o), fx.ptr_at(dyn_, o), fx.ptr_at(an, o));
+                    // A scatter: one output at a time, unrolled by rows.
+                    fx.for_range(0, pg.ph as i64, 1, |fx, py| {
+                        let o = fx.mul_add(py, pg.pw as i64, 0);
+                        for px in 0..pg.pw {
+                            let at = At { index: Some(o), offset: px as i64 };
+                            let (gy, yv) = (fx.load_at(F32, dyf, at), fx.load_at(F32, yf, at));
+                            let d = fx.activation_derivative(a, yv, false);
+                            let gz = fx.b.ins().fmul(gy, d);
+                            let i = fx.load_at(I32, af, at);
+                            let i = fx.b.ins().uextend(I64, i);
+                            fx.add_to(F32, z_plane, i, 0, gz);
+                        }
+                    });
+                });
+            }
+            Some((kind, pg)) => {
+                // Through the pool into dz, then the activation; both read
+                // the kept activated plane.
+                zero_run(fx, dz, conv_len);
+                let kbase = fx.mul_add(n, conv_len as i64, 0);
+                fx.for_range(0, f as i64, 1, |fx, fi| {
+                    let dz_off = fx.mul_add(fi, p as i64, 0);
+                    let o_off = fx.mul_add(fi, (pg.ph * pg.pw) as i64, 0);
+                    let o_off = fx.b.ins().iadd(o_off, o_n);
+                    let k_off = fx.b.ins().iadd(dz_off, kbase);
+                    let input_at: &InputAt = &|fx: &mut Fx, at: Value| {
+                        let i = fx.b.ins().iadd(at, k_off);
+                        fx.load(F32, keep, i, 0)
+                    };
+                    emit_pool_plane_backward(fx, kind, pg, dy, y, argmax, o_off, input_at, dz, dz_off);
+                });
+                let kn = fx.ptr_at(keep, kbase);
+                fx.for_vectors(conv_len, |fx, at, vector| {
+                    let ty = if vector { F32X4 } else { F32 };
+                    let zv = fx.load_at(ty, kn, at);
+                    let d = fx.activation_derivative(a, zv, vector);
+                    let gz = fx.load_at(ty, dz, at);
+                    let v = fx.b.ins().fmul(gz, d);
+                    fx.store_at(v, dz, at);
+                });
+            }
+        }
+        fx.if_nonnull(gb, |fx| {
+            fx.for_range(0, f as i64, 1, |fx, fi| {
+                let row = fx.mul_add(fi, p as i64, 0);
+                let row = fx.ptr_at(dz, row);
+                let s = row_sum(fx, row, p);
+                fx.add_to(F32, gb, fi, 0, s);
+            });
+        });
+        // gw += dz · colsᵀ (filters × plane by (taps × plane)ᵀ).
+        let xn = fx.mul_add(n, in_len as i64, 0);
+        let xn = fx.ptr_at(x, xn);
+        let b = emit_cols(fx, g, xn, xpad, cols);
+        let [pv, kv, fv] = [p, k, f].map(|v| fx.int(v as i64));
+        fx.gemm_abt(dz, pv, b, pv, [fv, kv, pv], gw, kv);
+        // dx = col2im(Wᵀ · dz), over the packed transpose.
+        fx.if_nonnull(dx, |fx| {
+            let null = fx.int(0);
+            let dxn = fx.mul_add(n, in_len as i64, 0);
+            let dxn = fx.ptr_at(dx, dxn);
+            if g.pointwise() {
+                fx.gemm_packed(packed_t, dz, pv, pv, null, false, dxn, pv);
+                return;
+            }
+            fx.gemm_packed(packed_t, dz, pv, pv, null, false, dcols, pv);
+            zero_run(fx, dxn, in_len);
+            emit_col2im(fx, g, dcols, dxn);
+        });
+    });
+}
+
+/// `Σ ptr[0..len]`.
+fn row_sum(fx: &mut Fx, ptr: Value, len: usize) -> Value {
+    let (zv, zs) = (fx.fv(0.0), fx.f(0.0));
+    let (acc_v, acc_s) = (fx.var(F32X4, zv), fx.var(F32, zs));
+    fx.for_vectors(len, |fx, at, vector| {
+        let (acc, ty) = if vector { (acc_v, F32X4) } else { (acc_s, F32) };
+        let v = fx.load_at(ty, ptr, at);
+        let sum = fx.b.use_var(acc);
+        let sum = fx.b.ins().fadd(sum, v);
+        fx.b.def_var(acc, sum);
+    });
+    let v = fx.b.use_var(acc_v);
+    let v = fx.hsum(v);
+    let s = fx.b.use_var(acc_s);
+    fx.b.ins().fadd(v, s)
+}
+
+/// `dst[j·rows + i] = src[i·cols + j]` for a `rows × cols` matrix, one of
+/// whose sizes is the chunk's image count (a run-time value).
+fn emit_transpose(fx: &mut Fx, src: Value, dst: Value, rows: Value, cols: Value) {
+    fx.for_to(0, rows, 1, |fx, i| {
+        let s_row = fx.b.ins().imul(i, cols);
+        fx.for_to(0, cols, 1, |fx, j| {
+            let s = fx.b.ins().iadd(s_row, j);
+            let d = fx.b.ins().imul(j, rows);
+            let d = fx.b.ins().iadd(d, i);
+            let v = fx.load(F32, src, s, 0);
+            fx.store(v, dst, d, 0);
+        });
+    });
+}
+
+/// `y = a(x·Wᵀ + b)` for the chunk: `yᵀ = a(W·xᵀ + b)` on the microkernel
+/// over the packed weight, the chunk transposed in and out.
+pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
+    use dense_fwd::*;
+    let [x, packed, bias, y, xt, yt] = [X, PACKED, BIAS, Y, XT, YT].map(|k| fx.arg(k));
+    let batch = fx.batch;
+    let (inputs, units) = (fx.int(g.inputs as i64), fx.int(g.units as i64));
+    emit_transpose(fx, x, xt, batch, inputs);
+    fx.gemm_packed(packed, xt, batch, batch, bias, g.activation == Activation::Relu, yt, batch);
+    emit_transpose(fx, yt, y, units, batch);
+    if !in_registers(g.activation) {
+        fx.for_to(0, batch, 1, |fx, n| {
+            let row = fx.mul_add(n, g.units as i64, 0);
+            let row = fx.ptr_at(y, row);
+            activate_run(fx, g.activation, row, g.units);
+        });
+    }
+}
+
+/// Backward of a dense stage: `dz = dy ⊙ a'(y)`, `gb += Σ dz`,
+/// `gw += dzᵀ·x`, `dx = dz·W` (over the packed transpose).
+pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
+    use dense_bwd::*;
+    let [x, y, packed_t, dy, dx, gw, gb, dz, dzt, dxt] = [X, Y, PACKED_T, DY, DX, GW, GB, DZ, DZT, DXT].map(|k| fx.arg(k));
+    let batch = fx.batch;
+    let u = g.units;
+    let row_of = |fx: &mut Fx, n: Value| fx.mul_add(n, u as i64, 0);
+    fx.for_to(0, batch, 1, |fx, n| {
+        let row = row_of(fx, n);
+        let (dyr, yr, dzr) = (fx.ptr_at(dy, row), fx.ptr_at(y, row), fx.ptr_at(dz, row));
+        fx.for_vectors(u, |fx, at, vector| {
+            let ty = if vector { F32X4 } else { F32 };
+            let (gy, yv) = (fx.load_at(ty, dyr, at), fx.load_at(ty, yr, at));
+            let d = fx.activation_derivative(g.activation, yv, vector);
+            let v = fx.b.ins().fmul(gy, d);
+            fx.store_at(v, dzr, at);
+        });
+    });
+    fx.if_nonnull(gb, |fx| {
+        fx.for_to(0, batch, 1, |fx, n| {
+            let row = row_of(fx, n);
+            let dzr = fx.ptr_at(dz, row);
+            fx.for_vectors(u, |fx, at, vector| {
+                let ty = if vector { F32X4 } else { F32 };
+                let v = fx.load_at(ty, dzr, at);
+                fx.add_at(ty, gb, at, v);
+            });
+        });
+    });
+    let [one, iv, uv] = [1, g.inputs, u].map(|v| fx.int(v as i64));
+    fx.gemm_acc([uv, batch, iv], [dz, one, uv], [x, iv, one], [gw, iv, one]);
+    fx.if_nonnull(dx, |fx| {
+        let null = fx.int(0);
+        emit_transpose(fx, dz, dzt, batch, uv);
+        fx.gemm_packed(packed_t, dzt, batch, batch, null, false, dxt, batch);
+        emit_transpose(fx, dxt, dx, iv, batch);
+    });
+}
