@@ -1,7 +1,8 @@
 //! Single layers (each as a one-layer network), forward at batch 64:
 //! conv, the fused conv+ReLU+pool stage against the same three layers
-//! unfused, dense, and each pooling type — interpreter and JIT (every core),
-//! and the `network!` code on one thread for conv, the fused stage and dense
+//! unfused, dense, and each pooling type — interpreter and JIT (one thread;
+//! on the runtime's microkernels, and for conv and dense also on the JIT's
+//! direct kernels), and the `network!` code on one thread for conv, the fused stage and dense
 //! (fashion_tf's conv1 and conv2 stages are 80.3 MFLOP and 1.28 GFLOP per
 //! batch of 64: divide by the time for GFLOP/s, and by `convc bench`'s peak
 //! for the fraction).
@@ -111,11 +112,18 @@ fn layers(c: &mut Criterion) {
             ("interp", Box::new(convc::compiler::interpreter(&graph, 0))),
             ("jit", Box::new(compile_with(&graph, JitOptions::default()).expect("compiles"))),
         ];
-        if name == "conv_relu_maxpool" {
+        if name.contains("relu_maxpool") {
             // The same three layers, one stage each: what fusion buys.
             models.push((
                 "jit_unfused",
                 Box::new(compile_with(&graph, JitOptions { fuse: false, ..JitOptions::default() }).expect("compiles")),
+            ));
+        }
+        if name.starts_with("conv") || name.starts_with("dense") {
+            // The JIT's own 128-bit kernels instead of the runtime's microkernels.
+            models.push((
+                "jit_direct",
+                Box::new(compile_with(&graph, JitOptions { microkernels: false, ..JitOptions::default() }).expect("compiles")),
             ));
         }
         models.extend(declared(name).map(|m| ("macro_1thread", m)));

@@ -200,3 +200,41 @@ fn lenet5_learns_fashion_mnist() {
         .unwrap_or_else(|| panic!("no accuracy in\n{out}"));
     assert!(accuracy > 0.65, "test accuracy {accuracy} after 300 steps\n{out}");
 }
+
+/// The JIT and the interpreter, trained alike (same seed, data and order)
+/// on real Fashion-MNIST, end at the same test accuracy: their arithmetic
+/// differs only in rounding.
+#[test]
+fn jit_and_interpreter_learn_fashion_mnist_alike() {
+    assert!(
+        Path::new(FASHION_MNIST_DIR).is_dir(),
+        "Fashion-MNIST is missing: run `apt-get install dataset-fashion-mnist` (as .ci/run does)"
+    );
+    let accuracy = |backend: &str| -> f32 {
+        let out = ok(&[
+            "train",
+            "../specs/lenet5.toml",
+            "--backend",
+            backend,
+            "--threads",
+            "1",
+            "--epochs",
+            "1",
+            "--batch",
+            "32",
+            "--limit",
+            "3200",
+            "--test-limit",
+            "1000",
+            "--quiet",
+        ]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("done: test accuracy "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no accuracy in\n{out}"))
+    };
+    let (jit, interp) = (accuracy("jit"), accuracy("interp"));
+    assert!(interp > 0.5, "the interpreter learned too little: {interp}");
+    assert!((jit - interp).abs() <= 0.01, "JIT test accuracy {jit}, interpreter {interp}");
+}
