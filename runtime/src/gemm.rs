@@ -277,6 +277,67 @@ pub fn gemm_abt_at(
     }
 }
 
+/// `y[n·rows + r] += Σₖ w[r·depth + k] · x[n·depth + k]` for `r < rows`,
+/// `n < images`: a few images through a row-major weight matrix, each row
+/// read once and dotted with every image. Dense layers at small batches,
+/// where the weights' memory traffic is the cost and a GEMM's packing or
+/// panel-wide tiles would only add to it. Compiled for AVX-512, AVX2+FMA
+/// and the baseline; runs the best [`cpu_level`](crate::compiled::cpu_level) allows.
+///
+/// # Panics
+/// When a buffer is shorter than the sizes say.
+pub fn gemv(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+    assert!(w.len() >= rows * depth && x.len() >= images * depth && y.len() >= images * rows, "gemv: buffers shorter than the sizes");
+    if depth == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::compiled::CpuLevel;
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        fn avx512(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+            gemv_rows(w, rows, depth, x, images, y)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+            gemv_rows(w, rows, depth, x, images, y)
+        }
+        match crate::compiled::cpu_level() {
+            // SAFETY: `cpu_level` found these features on this CPU.
+            CpuLevel::Avx512 => return unsafe { avx512(w, rows, depth, x, images, y) },
+            // SAFETY: as above.
+            CpuLevel::Avx2 => return unsafe { avx2(w, rows, depth, x, images, y) },
+            CpuLevel::Baseline => {}
+        }
+    }
+    gemv_rows(w, rows, depth, x, images, y)
+}
+
+#[inline(always)]
+fn gemv_rows(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+    for (r, wr) in w.chunks_exact(depth).enumerate().take(rows) {
+        for (n, xn) in x.chunks_exact(depth).enumerate().take(images) {
+            y[n * rows + r] += dot(wr, xn);
+        }
+    }
+}
+
+/// `Σ a·b` in 16 independent lanes (which the compiler keeps in vector
+/// registers: no reassociation needed), summed at the end.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// `$block::<MI, NJ>(args)` for the run-time block size `($mi, $nj)`, each
 /// at most 4.
 #[cfg(target_arch = "x86_64")]

@@ -18,7 +18,7 @@
 //! output. Local (unshared) layers use the interpreter's loops inside the
 //! same epilogue.
 
-use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed};
+use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
 use crate::layer::{Conv, Pool};
@@ -555,33 +555,13 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
         }
     }
     // A few images: read each weight row once and dot it with every image.
-    for (unit, w) in io.weight.chunks_exact(i).enumerate() {
-        for (n, x) in io.x.chunks_exact(i).enumerate() {
-            io.y[n * u + unit] += dot(w, x);
-        }
-    }
+    gemv(io.weight, u, i, io.x, b, io.y);
     activate(g.activation, io.y);
 }
 
 /// Up to this many images a dense layer runs as dot products (memory-bound
-/// on the weights either way).
-const GEMV_MAX_BATCH: usize = 4;
-
-/// `Σ a·b` in 16 independent lanes (which the compiler keeps in vector
-/// registers: no reassociation needed), summed at the end.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+/// on the weights either way; see [`gemv`]).
+pub const GEMV_MAX_BATCH: usize = 4;
 
 #[inline(always)]
 pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {

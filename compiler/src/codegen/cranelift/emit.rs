@@ -44,6 +44,7 @@ pub struct MathFns {
     pub gemm_packed: FuncRef,
     pub gemm_acc: FuncRef,
     pub gemm_abt: FuncRef,
+    pub gemv: FuncRef,
 }
 
 pub struct Fx<'a> {
@@ -124,6 +125,26 @@ impl<'a> Fx<'a> {
         body(self);
         self.b.ins().jump(done, &[]);
         self.b.switch_to_block(done);
+    }
+
+    /// `if cond { then } else { otherwise }`.
+    pub fn if_else(&mut self, cond: Value, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
+        let (yes, no, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(cond, yes, &[], no, &[]);
+        self.b.switch_to_block(yes);
+        then(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(no);
+        otherwise(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
+    /// `y[n][r] += w[r]·x[n]` (`rows × depth` weights, `images` rows of
+    /// `x` and `y`) on the runtime's dot products.
+    pub fn gemv(&mut self, w: Value, [rows, depth]: [Value; 2], x: Value, images: Value, y: Value) {
+        let f = self.math.gemv;
+        self.b.ins().call(f, &[w, rows, depth, x, images, y]);
     }
 
     /// `body(at, vector)` over the elements `0..len` of a run: f32x4 steps

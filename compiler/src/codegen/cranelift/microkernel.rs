@@ -18,9 +18,9 @@
 //! argmax are what the shared executor sizes, so the JIT's stages drop into
 //! `convc_runtime::compiled::Network` beside generated ones.
 
-use convc_runtime::compiled::{ConvGeom, DenseGeom, valid_outputs};
+use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH, valid_outputs};
 use convc_runtime::{Activation, PoolKind};
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::conv::{InputAt, PoolGeom, emit_pool_plane, emit_pool_plane_backward};
@@ -75,7 +75,9 @@ pub mod dense_fwd {
     /// Scratch: the chunk's inputs and outputs transposed (one column per image).
     pub const XT: usize = 4;
     pub const YT: usize = 5;
-    pub const SLOTS: usize = 6;
+    /// The weight itself (row-major), for the dot products of small chunks.
+    pub const WEIGHT: usize = 6;
+    pub const SLOTS: usize = 7;
 }
 
 pub mod dense_bwd {
@@ -536,15 +538,42 @@ fn emit_transpose(fx: &mut Fx, src: Value, dst: Value, rows: Value, cols: Value)
 }
 
 /// `y = a(x·Wᵀ + b)` for the chunk: `yᵀ = a(W·xᵀ + b)` on the microkernel
-/// over the packed weight, the chunk transposed in and out.
+/// over the packed weight, the chunk transposed in and out — or, for up to
+/// [`GEMV_MAX_BATCH`] images, dot products over the weight's rows.
 pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
     use dense_fwd::*;
-    let [x, packed, bias, y, xt, yt] = [X, PACKED, BIAS, Y, XT, YT].map(|k| fx.arg(k));
+    let [x, packed, bias, y, xt, yt, w] = [X, PACKED, BIAS, Y, XT, YT, WEIGHT].map(|k| fx.arg(k));
     let batch = fx.batch;
     let (inputs, units) = (fx.int(g.inputs as i64), fx.int(g.units as i64));
-    emit_transpose(fx, x, xt, batch, inputs);
-    fx.gemm_packed(packed, xt, batch, batch, bias, g.activation == Activation::Relu, yt, batch);
-    emit_transpose(fx, yt, y, units, batch);
+    let few = fx.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, batch, GEMV_MAX_BATCH as i64);
+    let relu = g.activation == Activation::Relu;
+    fx.if_else(
+        few,
+        |fx| {
+            fx.for_to(0, batch, 1, |fx, n| {
+                let row = fx.mul_add(n, g.units as i64, 0);
+                let row = fx.ptr_at(y, row);
+                if g.bias {
+                    copy_run(fx, bias, 0, row, 0, g.units);
+                } else {
+                    zero_run(fx, row, g.units);
+                }
+            });
+            fx.gemv(w, [units, inputs], x, batch, y);
+            if relu {
+                fx.for_to(0, batch, 1, |fx, n| {
+                    let row = fx.mul_add(n, g.units as i64, 0);
+                    let row = fx.ptr_at(y, row);
+                    activate_run(fx, Activation::Relu, row, g.units);
+                });
+            }
+        },
+        |fx| {
+            emit_transpose(fx, x, xt, batch, inputs);
+            fx.gemm_packed(packed, xt, batch, batch, bias, relu, yt, batch);
+            emit_transpose(fx, yt, y, units, batch);
+        },
+    );
     if !in_registers(g.activation) {
         fx.for_to(0, batch, 1, |fx, n| {
             let row = fx.mul_add(n, g.units as i64, 0);

@@ -18,7 +18,7 @@ pub use network::JitNetwork;
 use std::fmt;
 use std::time::Instant;
 
-use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed};
+use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -162,6 +162,20 @@ unsafe extern "C" fn convc_gemm_abt(
     gemm_abt(a, lda, b, ldb, m, n, k, c, ldc);
 }
 
+/// [`convc_runtime::gemm::gemv`] for JIT code: `y[n][r] += w[r]·x[n]`.
+///
+/// # Safety
+/// `w` holds `rows × depth` values, `x` `images × depth`, `y` `images ×
+/// rows`, `y` overlapping neither.
+unsafe extern "C" fn convc_gemv(w: *const f32, rows: usize, depth: usize, x: *const f32, images: usize, y: *mut f32) {
+    if rows == 0 || images == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (w, x, y) = unsafe { (view(w, rows * depth), view(x, images * depth), std::slice::from_raw_parts_mut(y, images * rows)) };
+    gemv(w, rows, depth, x, images, y);
+}
+
 /// Options of [`compile_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct JitOptions {
@@ -248,6 +262,7 @@ struct Jit {
     gemm_packed: FuncId,
     gemm_acc: FuncId,
     gemm_abt: FuncId,
+    gemv: FuncId,
     /// See `Fx::unaligned_vectors`.
     unaligned_vectors: bool,
 }
@@ -276,6 +291,7 @@ impl Jit {
         builder.symbol("convc_gemm_packed", convc_gemm_packed as *const u8);
         builder.symbol("convc_gemm_acc", convc_gemm_acc as *const u8);
         builder.symbol("convc_gemm_abt", convc_gemm_abt as *const u8);
+        builder.symbol("convc_gemv", convc_gemv as *const u8);
         let mut module = JITModule::new(builder);
         let mut unary = module.make_signature();
         unary.params.push(AbiParam::new(types::F32));
@@ -287,16 +303,17 @@ impl Jit {
             sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
             sig
         };
-        let (packed_sig, acc_sig, abt_sig) = (ints(8), ints(12), ints(9));
+        let (packed_sig, acc_sig, abt_sig, gemv_sig) = (ints(8), ints(12), ints(9), ints(6));
         let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
         let gemm_acc = module.declare_function("convc_gemm_acc", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
         let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
+        let gemv = module.declare_function("convc_gemv", Linkage::Import, &gemv_sig).map_err(|e| err(&e))?;
         let ctx = module.make_context();
         #[cfg(target_arch = "x86_64")]
         let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
         #[cfg(not(target_arch = "x86_64"))]
         let unaligned_vectors = true;
-        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh, gemm_packed, gemm_acc, gemm_abt, unaligned_vectors })
+        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh, gemm_packed, gemm_acc, gemm_abt, gemv, unaligned_vectors })
     }
 
     fn signature(&self) -> Signature {
@@ -321,6 +338,7 @@ impl Jit {
             let gemm_packed = self.module.declare_func_in_func(self.gemm_packed, b.func);
             let gemm_acc = self.module.declare_func_in_func(self.gemm_acc, b.func);
             let gemm_abt = self.module.declare_func_in_func(self.gemm_abt, b.func);
+            let gemv = self.module.declare_func_in_func(self.gemv, b.func);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -329,7 +347,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                math: MathFns { exp, tanh, gemm_packed, gemm_acc, gemm_abt },
+                math: MathFns { exp, tanh, gemm_packed, gemm_acc, gemm_abt, gemv },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);

@@ -322,6 +322,7 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
             let _ = &code;
             let images = images_in(io.x.len(), i);
             expect("dense output", io.y.len(), images * u);
+            expect("weight", io.weight.len(), u * i);
             expect("packed weight", io.packed.rows() * io.packed.depth(), u * i);
             let s = io.scratch;
             let (xt, yt) = (ptr(sized(&mut s.cols, i * images)), ptr(sized(&mut s.plane, u * images)));
@@ -334,6 +335,7 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
                 args[Y] = ptr(io.y);
                 args[XT] = xt;
                 args[YT] = yt;
+                args[WEIGHT] = ptr(io.weight);
             }
             // SAFETY: the buffers were checked or sized above for `images` images.
             unsafe { call(k[0], &args, images) };
