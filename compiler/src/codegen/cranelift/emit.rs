@@ -127,6 +127,17 @@ impl<'a> Fx<'a> {
         self.b.switch_to_block(done);
     }
 
+    /// Lanes `lanes` of the concatenation `a ++ b` (f32x4 each; lane 4 is
+    /// `b`'s first). Patterns like evens/odds lower to one `shufps`.
+    pub fn shuffle(&mut self, a: Value, b: Value, lanes: [u8; 4]) -> Value {
+        let le = MemFlagsData::new().with_endianness(ir::Endianness::Little);
+        let bytes: Vec<u8> = lanes.iter().flat_map(|&l| (0..4).map(move |k| l * 4 + k)).collect();
+        let mask = self.b.func.dfg.immediates.push(ir::ConstantData::from(bytes));
+        let (a8, b8) = (self.b.ins().bitcast(types::I8X16, le, a), self.b.ins().bitcast(types::I8X16, le, b));
+        let r = self.b.ins().shuffle(a8, b8, mask);
+        self.b.ins().bitcast(F32X4, le, r)
+    }
+
     /// `if cond { then } else { otherwise }`.
     pub fn if_else(&mut self, cond: Value, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
         let (yes, no, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());

@@ -284,6 +284,10 @@ fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, dst: Value, 
         return;
     }
     let rs = pg.row_stride;
+    if argmax.is_none() && kind == PoolKind::Max && [pg.kh, pg.kw, pg.sh, pg.sw] == [2; 4] && fx.unaligned_vectors && pg.pw >= 4 {
+        emit_max_pool_2x2(fx, pg, src, dst);
+        return;
+    }
     let window = (pg.kh * pg.kw) as f32;
     let row = |fx: &mut Fx, py: Value| {
         let first = fx.mul_add(py, (pg.sh * rs) as i64, 0);
@@ -355,6 +359,42 @@ fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, dst: Value, 
             }
         } else {
             fx.for_range(0, pg.pw as i64, 1, |fx, px| output(fx, r, At { index: Some(px), offset: 0 }));
+        }
+    });
+}
+
+/// The common pool, 2×2 max with stride 2 and no padding, outside training,
+/// four outputs at a time: the two input rows' maximum as vectors, then
+/// the maximum of its even and odd lanes (one `shufps` each). Inputs are
+/// read only inside the plane: output `pw − 1` reads column `2·pw − 1 < w`.
+fn emit_max_pool_2x2(fx: &mut Fx, pg: PoolGeom, src: Value, dst: Value) {
+    let rs = pg.row_stride as i64;
+    let groups = pg.pw / 4;
+    fx.for_range(0, pg.ph as i64, 1, |fx, py| {
+        let s = fx.mul_add(py, 2 * rs, 0);
+        let s = fx.ptr_at(src, s);
+        let d = fx.mul_add(py, pg.pw as i64, 0);
+        let d = fx.ptr_at(dst, d);
+        let at = |offset: i64| At { index: None, offset };
+        let group = |fx: &mut Fx, first: i64| {
+            // Outputs first..first+4 read input columns 2·first..2·first+8.
+            let mut halves = [None; 2];
+            for (h, half) in halves.iter_mut().enumerate() {
+                let c = 2 * first + 4 * h as i64;
+                let (top, bottom) = (fx.load_at(F32X4, s, at(c)), fx.load_at(F32X4, s, at(rs + c)));
+                *half = Some(fx.b.ins().fmax(top, bottom));
+            }
+            let [a, b] = halves.map(|h| h.expect("both halves"));
+            let (even, odd) = (fx.shuffle(a, b, [0, 2, 4, 6]), fx.shuffle(a, b, [1, 3, 5, 7]));
+            let m = fx.b.ins().fmax(even, odd);
+            fx.store_at(m, d, at(first));
+        };
+        for g in 0..groups {
+            group(fx, 4 * g as i64);
+        }
+        if pg.pw % 4 != 0 {
+            // The last four outputs again, overlapping the previous group.
+            group(fx, pg.pw as i64 - 4);
         }
     });
 }
