@@ -392,7 +392,7 @@ fn emit_max_pool_2x2(fx: &mut Fx, pg: PoolGeom, src: Value, dst: Value) {
         for g in 0..groups {
             group(fx, 4 * g as i64);
         }
-        if pg.pw % 4 != 0 {
+        if !pg.pw.is_multiple_of(4) {
             // The last four outputs again, overlapping the previous group.
             group(fx, pg.pw as i64 - 4);
         }
