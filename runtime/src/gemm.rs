@@ -283,10 +283,17 @@ pub fn gemm_abt_at(
 /// where the weights' memory traffic is the cost and a GEMM's packing or
 /// panel-wide tiles would only add to it. Compiled for AVX-512, AVX2+FMA
 /// and the baseline; runs the best [`cpu_level`](crate::compiled::cpu_level) allows.
+/// (Auto-vectorised dot products measured slower: one accumulator chain,
+/// latency-bound, or spilled accumulators with more.)
 ///
 /// # Panics
 /// When a buffer is shorter than the sizes say.
 pub fn gemv(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+    gemv_at(crate::compiled::cpu_level(), w, rows, depth, x, images, y);
+}
+
+/// [`gemv`] at a given level (tests run every level the CPU has).
+pub fn gemv_at(level: crate::compiled::CpuLevel, w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
     assert!(w.len() >= rows * depth && x.len() >= images * depth && y.len() >= images * rows, "gemv: buffers shorter than the sizes");
     if depth == 0 {
         return;
@@ -294,48 +301,20 @@ pub fn gemv(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &
     #[cfg(target_arch = "x86_64")]
     {
         use crate::compiled::CpuLevel;
-        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        fn avx512(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
-            gemv_rows(w, rows, depth, x, images, y)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
-            gemv_rows(w, rows, depth, x, images, y)
-        }
-        match crate::compiled::cpu_level() {
-            // SAFETY: `cpu_level` found these features on this CPU.
-            CpuLevel::Avx512 => return unsafe { avx512(w, rows, depth, x, images, y) },
-            // SAFETY: as above.
-            CpuLevel::Avx2 => return unsafe { avx2(w, rows, depth, x, images, y) },
+        match level {
+            // SAFETY: `cpu_level` (or the test, from it) found AVX-512F on
+            // this CPU; the assert above bounds every row the kernel reads and writes.
+            CpuLevel::Avx512 => return unsafe { x86::gemv_avx512(w, rows, depth, x, images, y) },
+            // SAFETY: as above, for AVX2 and FMA.
+            CpuLevel::Avx2 => return unsafe { x86::gemv_avx2(w, rows, depth, x, images, y) },
             CpuLevel::Baseline => {}
         }
     }
-    gemv_rows(w, rows, depth, x, images, y)
-}
-
-#[inline(always)]
-fn gemv_rows(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
     for (r, wr) in w.chunks_exact(depth).enumerate().take(rows) {
         for (n, xn) in x.chunks_exact(depth).enumerate().take(images) {
-            y[n * rows + r] += dot(wr, xn);
+            y[n * rows + r] += wr.iter().zip(xn).map(|(a, b)| a * b).sum::<f32>();
         }
     }
-}
-
-/// `Σ a·b` in 16 independent lanes (which the compiler keeps in vector
-/// registers: no reassociation needed), summed at the end.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `$block::<MI, NJ>(args)` for the run-time block size `($mi, $nj)`, each
@@ -648,6 +627,115 @@ mod x86 {
             }
         }
     }
+
+    /// [`super::gemv`]: four rows at a time against each image (each row's
+    /// dot product in two zmm accumulators: eight independent FMA chains,
+    /// and four weight streams in flight), the leftover rows one at a time
+    /// in four accumulators; the last partial vector masked.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `w`, `x` and `y` hold `rows × depth`,
+    /// `images × depth` and `images × rows` values.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gemv_avx512(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+        let mut r = 0;
+        while r < rows {
+            let block = if rows - r >= 4 { 4 } else { 1 };
+            for n in 0..images {
+                // SAFETY: rows r..r+block of w and image n of x hold
+                // `depth` values each (the caller's contract).
+                let (wr, xn) = unsafe { (w.as_ptr().add(r * depth), x.as_ptr().add(n * depth)) };
+                // SAFETY: as above.
+                let sums: [f32; 4] = unsafe {
+                    if block == 4 {
+                        gemv_block::<4, 2>(wr, xn, depth)
+                    } else {
+                        let [s] = gemv_block::<1, 4>(wr, xn, depth);
+                        [s, 0.0, 0.0, 0.0]
+                    }
+                };
+                for (k, s) in sums.iter().enumerate().take(block) {
+                    y[n * rows + r + k] += s;
+                }
+            }
+            r += block;
+        }
+    }
+
+    /// The dot products of `R` consecutive rows (`depth` apart from `w`)
+    /// with `x`, `A` zmm accumulators per row.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the rows and `x` hold `depth` values.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn gemv_block<const R: usize, const A: usize>(w: *const f32, x: *const f32, depth: usize) -> [f32; R] {
+        let mut acc = [[_mm512_setzero_ps(); A]; R];
+        let step = 16 * A;
+        let mut k = 0;
+        while k + step <= depth {
+            for a in 0..A {
+                // SAFETY: k + 16·a + 16 ≤ depth.
+                let xv = unsafe { _mm512_loadu_ps(x.add(k + 16 * a)) };
+                for (row, accs) in acc.iter_mut().enumerate() {
+                    // SAFETY: as above, in row `row`.
+                    accs[a] = unsafe { _mm512_fmadd_ps(_mm512_loadu_ps(w.add(row * depth + k + 16 * a)), xv, accs[a]) };
+                }
+            }
+            k += step;
+        }
+        while k < depth {
+            let mask: u16 = if depth - k >= 16 { 0xffff } else { ((1u32 << (depth - k)) - 1) as u16 };
+            // SAFETY: the unmasked lanes k.. < depth are in bounds.
+            let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(k)) };
+            for (row, accs) in acc.iter_mut().enumerate() {
+                // SAFETY: as above, in row `row`.
+                accs[0] = unsafe { _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, w.add(row * depth + k)), xv, accs[0]) };
+            }
+            k += 16;
+        }
+        acc.map(|accs| _mm512_reduce_add_ps(accs.iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v))))
+    }
+
+    /// [`super::gemv`] with four ymm accumulators, the tail one by one.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the buffers as for [`gemv_avx512`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gemv_avx2(w: &[f32], rows: usize, depth: usize, x: &[f32], images: usize, y: &mut [f32]) {
+        for r in 0..rows {
+            // SAFETY: row r of w has `depth` values (the caller's contract).
+            let wr = unsafe { w.as_ptr().add(r * depth) };
+            for n in 0..images {
+                // SAFETY: image n of x likewise.
+                let xn = unsafe { x.as_ptr().add(n * depth) };
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut k = 0;
+                while k + 32 <= depth {
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: k + 8·v + 8 ≤ depth.
+                        *a = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(wr.add(k + 8 * v)), _mm256_loadu_ps(xn.add(k + 8 * v)), *a) };
+                    }
+                    k += 32;
+                }
+                while k + 8 <= depth {
+                    // SAFETY: k + 8 ≤ depth.
+                    acc[0] = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(wr.add(k)), _mm256_loadu_ps(xn.add(k)), acc[0]) };
+                    k += 8;
+                }
+                let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: `lanes` holds 8 values.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+                let mut total: f32 = lanes.iter().sum();
+                for j in k..depth {
+                    // SAFETY: j < depth.
+                    total += unsafe { *wr.add(j) * *xn.add(j) };
+                }
+                y[n * rows + r] += total;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -761,6 +849,31 @@ mod tests {
                         }
                         let want = start + (0..k).map(|p| a[i * lda + p] * b[j * ldb + p]).sum::<f32>();
                         assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{level:?} {m}×{n}×{k} [{i}][{j}]: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemv_matches_the_definition_at_every_level() {
+        use crate::compiled::{CpuLevel, cpu_level};
+        let levels: Vec<CpuLevel> =
+            [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= cpu_level()).collect();
+        for (rows, depth, images) in [(1, 1, 1), (120, 400, 1), (10, 84, 3), (7, 3136, 2), (5, 33, 4), (9, 17, 1), (3, 0, 2)] {
+            let w: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x: Vec<f32> = (0..images * depth).map(|i| (i as f32 * 0.11).cos()).collect();
+            for &level in &levels {
+                let mut y: Vec<f32> = (0..images * rows).map(|i| i as f32).collect();
+                gemv_at(level, &w, rows, depth, &x, images, &mut y);
+                for n in 0..images {
+                    for r in 0..rows {
+                        let want = (n * rows + r) as f32 + (0..depth).map(|k| w[r * depth + k] * x[n * depth + k]).sum::<f32>();
+                        let got = y[n * rows + r];
+                        assert!(
+                            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                            "{level:?} {rows}×{depth}, image {n} row {r}: {got} vs {want}"
+                        );
                     }
                 }
             }
