@@ -1,12 +1,12 @@
-//! Whole networks: forward at batch 1 and 64 and a training step at batch
-//! 64, on the interpreter, the JIT and the `network!` macro, side by side
-//! per group.
+//! Whole networks: forward at batch 1 and 64 and a training step (forward,
+//! loss, backward, SGD update) at batch 64, on the interpreter, the JIT and
+//! the `network!` macro, side by side per group.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{backends, infer, input, spec_file, train_step};
+use common::{backends, infer, input, sgd, spec_file, train_step};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 fn networks(c: &mut Criterion) {
@@ -19,9 +19,14 @@ fn networks(c: &mut Criterion) {
             for (backend, mut model) in backends(&graph) {
                 let x = input(model.as_ref(), batch);
                 let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
+                let mut optimizer = sgd();
                 group.bench_function(BenchmarkId::from_parameter(backend), |b| {
                     b.iter(|| {
-                        if what == "train_b64" { train_step(model.as_mut(), &x, batch, &labels) } else { infer(model.as_mut(), &x, batch) }
+                        if what == "train_b64" {
+                            train_step(model.as_mut(), &mut optimizer, &x, &labels)
+                        } else {
+                            infer(model.as_mut(), &x, batch)
+                        }
                     })
                 });
             }

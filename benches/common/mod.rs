@@ -4,7 +4,7 @@
 
 use convc::compiler::{Graph, SourceFile, check_source};
 use convc::jit::{JitOptions, compile_with};
-use convc::runtime::loss::softmax_cross_entropy;
+use convc::runtime::optim::{Optimizer, OptimizerConfig};
 use convc::runtime::{Mode, Model};
 
 pub fn spec_file(name: &str) -> Graph {
@@ -62,14 +62,19 @@ pub fn input(model: &dyn Model, batch: usize) -> Vec<f32> {
     (0..batch * model.input_shape().len()).map(|i| (i % 255) as f32 / 255.0).collect()
 }
 
-/// Forward, loss and backward (the optimizer step is the same for every
-/// backend); as in training, the input gradient is not wanted.
-pub fn train_step(model: &mut dyn Model, x: &[f32], batch: usize, labels: &[u8]) {
+/// The optimizer of the timed training steps: plain SGD, as the peers'
+/// script gives PyTorch.
+pub fn sgd() -> Optimizer {
+    Optimizer::new(OptimizerConfig::Sgd { lr: 1e-3, momentum: 0.0, weight_decay: 0.0 })
+}
+
+/// One training step as training runs it — forward, loss, backward and
+/// the SGD update (after which compiled backends repack their weights) —
+/// with the input gradient not wanted, as in training.
+pub fn train_step(model: &mut dyn Model, optimizer: &mut Optimizer, x: &[f32], labels: &[u8]) {
     model.want_input_grad(false);
-    let classes = model.classes();
-    let logits = model.forward(x, batch, Mode::Train { seed: 1 }).expect("forward");
-    let out = softmax_cross_entropy(logits, labels, classes);
-    model.backward(&out.grad).expect("backward");
+    let out = convc::runtime::train::step(model, optimizer, x, labels, 1).expect("training step");
+    assert!(out.loss.is_finite(), "the benchmark's training diverged");
 }
 
 pub fn infer(model: &mut dyn Model, x: &[f32], batch: usize) {
