@@ -106,38 +106,63 @@ pub struct PackedA {
 impl PackedA {
     /// Pack `a` (`rows × depth`, row-major), reusing this allocation.
     pub fn pack(&mut self, a: &[f32], rows: usize, depth: usize) {
+        self.pack_on(a, rows, depth, 1);
+    }
+
+    /// [`PackedA::pack`] on up to `threads` threads (large matrices only).
+    pub fn pack_on(&mut self, a: &[f32], rows: usize, depth: usize, threads: usize) {
         assert_eq!(a.len(), rows * depth, "PackedA::pack: {rows}×{depth} matrix expected");
-        self.fill(rows, depth, |i, k| a[i * depth + k]);
+        self.fill(rows, depth, threads, |i, k| a[i * depth + k]);
     }
 
     /// Pack the transpose of `a` (`a_rows × a_cols`, row-major): the packed
     /// matrix is `a_cols × a_rows`.
     pub fn pack_transposed(&mut self, a: &[f32], a_rows: usize, a_cols: usize) {
+        self.pack_transposed_on(a, a_rows, a_cols, 1);
+    }
+
+    /// [`PackedA::pack_transposed`] on up to `threads` threads (large matrices only).
+    pub fn pack_transposed_on(&mut self, a: &[f32], a_rows: usize, a_cols: usize, threads: usize) {
         assert_eq!(a.len(), a_rows * a_cols, "PackedA::pack_transposed: {a_rows}×{a_cols} matrix expected");
-        self.fill(a_cols, a_rows, |i, k| a[k * a_cols + i]);
+        self.fill(a_cols, a_rows, threads, |i, k| a[k * a_cols + i]);
     }
 
     /// Element `(i, k)` of the packed `rows × depth` matrix is `at(i, k)`.
-    /// The panels are written in order (a weight matrix of megabytes is
+    /// Each panel is written in order (a weight matrix of megabytes is
     /// repacked after every optimizer step: scattered writes cost several
-    /// times more).
+    /// times more), large matrices' panels split over `threads`.
     #[inline(always)]
-    fn fill(&mut self, rows: usize, depth: usize, at: impl Fn(usize, usize) -> f32) {
+    fn fill(&mut self, rows: usize, depth: usize, threads: usize, at: impl Fn(usize, usize) -> f32 + Sync) {
         self.data.clear();
         self.data.resize(rows.div_ceil(MR) * depth * MR, 0.0);
         self.rows = rows;
         self.depth = depth;
-        if depth == 0 {
+        if depth == 0 || rows == 0 {
             return;
         }
-        for (p, panel) in self.data.chunks_exact_mut(depth * MR).enumerate() {
-            let live = MR.min(rows - p * MR);
-            for (k, lanes) in panel.chunks_exact_mut(MR).enumerate() {
-                for (r, v) in lanes.iter_mut().enumerate().take(live) {
-                    *v = at(p * MR + r, k);
+        let panels = rows.div_ceil(MR);
+        let fill = |first: usize, chunk: &mut [f32]| {
+            for (q, panel) in chunk.chunks_exact_mut(depth * MR).enumerate() {
+                let p = first + q;
+                let live = MR.min(rows - p * MR);
+                for (k, lanes) in panel.chunks_exact_mut(MR).enumerate() {
+                    for (r, v) in lanes.iter_mut().enumerate().take(live) {
+                        *v = at(p * MR + r, k);
+                    }
                 }
             }
+        };
+        if threads <= 1 || self.data.len() < 1 << 18 {
+            fill(0, &mut self.data);
+            return;
         }
+        let per = panels.div_ceil(threads);
+        let fill = &fill;
+        std::thread::scope(|s| {
+            for (t, chunk) in self.data.chunks_mut(per * depth * MR).enumerate() {
+                s.spawn(move || fill(t * per, chunk));
+            }
+        });
     }
 
     pub fn rows(&self) -> usize {

@@ -430,7 +430,7 @@ impl Model for Network {
         if self.packed_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
                 if let (Some((rows, depth)), Some(w)) = (def.weight_matrix(), s.weight) {
-                    s.packed.pack(&self.values[w], rows, depth);
+                    s.packed.pack_on(&self.values[w], rows, depth, self.threads);
                 }
             }
             self.packed_stale = false;
@@ -513,7 +513,7 @@ impl Model for Network {
         if self.packed_t_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
                 if let (Some((rows, depth)), Some(w)) = (def.weight_matrix(), s.weight) {
-                    s.packed_t.pack_transposed(&self.values[w], rows, depth);
+                    s.packed_t.pack_transposed_on(&self.values[w], rows, depth, self.threads);
                 }
             }
             self.packed_t_stale = false;
@@ -535,16 +535,10 @@ impl Model for Network {
         let mut outs: Vec<usize> = vec![self.input.len()];
         outs.extend(self.stages.iter().map(|d| d.output_len));
         let acts = transpose(self.acts.iter().zip(&outs).map(|(a, &len)| split(a, &parts, len)).collect());
-        // Parameter gradients: thread 0 writes the network's own (zeroed
-        // here), the others their worker's, summed below in thread order.
-        let mut own: Vec<Option<&mut Vec<f32>>> = self
-            .grads
-            .iter_mut()
-            .map(|g| {
-                g.fill(0.0);
-                Some(g)
-            })
-            .collect();
+        // Parameter gradients: thread 0 writes the network's own, the others
+        // their worker's (each thread zeroes its own first), summed below
+        // in thread order.
+        let mut own: Vec<Option<&mut Vec<f32>>> = self.grads.iter_mut().map(Some).collect();
         let values = &self.values;
         let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
         let mut keeps = Vec::new();
@@ -568,9 +562,7 @@ impl Model for Network {
                     continue;
                 }
                 let Worker { scratch, gw, gb } = w;
-                gw.clear();
                 gw.resize(gw_len, 0.0);
-                gb.clear();
                 gb.resize(gb_len, 0.0);
                 per_thread.push((gw.as_mut_slice(), gb.as_mut_slice(), Some(scratch)));
             }
@@ -582,6 +574,10 @@ impl Model for Network {
             .map(|(((((mut dacts, acts), keeps), argmaxes), masks), mut grads)| {
                 let (weights, packs) = (&weights, &packs);
                 move || {
+                    for (gw, gb, _) in &mut grads {
+                        gw.fill(0.0);
+                        gb.fill(0.0);
+                    }
                     for (i, def) in stages.iter().enumerate().rev() {
                         let (before, after) = dacts.split_at_mut(i + 1);
                         let (dx, dy) = (&mut *before[i], &*after[0]);
@@ -620,13 +616,12 @@ impl Model for Network {
             })
             .collect());
         for s in &self.state {
-            for worker in s.workers.iter().take(parts.len()).skip(1) {
-                if let Some(w) = s.weight {
-                    add(&mut self.grads[w], &worker.gw);
-                }
-                if let Some(b) = s.bias {
-                    add(&mut self.grads[b], &worker.gb);
-                }
+            let others = s.workers.iter().take(parts.len()).skip(1);
+            if let Some(w) = s.weight {
+                reduce(&mut self.grads[w], &others.clone().map(|k| k.gw.as_slice()).collect::<Vec<_>>(), self.threads);
+            }
+            if let Some(b) = s.bias {
+                reduce(&mut self.grads[b], &others.map(|k| k.gb.as_slice()).collect::<Vec<_>>(), self.threads);
             }
         }
         self.input_grad.clear();
@@ -659,10 +654,29 @@ impl Model for Network {
     }
 }
 
-fn add(sum: &mut [f32], part: &[f32]) {
-    for (s, p) in sum.iter_mut().zip(part) {
-        *s += p;
+/// Buffers at least this long are reduced (and weights packed) on every
+/// thread: below it, starting the threads costs more than they save.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// `sum += parts[0] + parts[1] + …`, element by element in that order (the
+/// result does not depend on `threads`), the range split over `threads`.
+fn reduce(sum: &mut [f32], parts: &[&[f32]], threads: usize) {
+    if parts.is_empty() {
+        return;
     }
+    let add = |offset: usize, sum: &mut [f32]| {
+        for part in parts {
+            for (s, p) in sum.iter_mut().zip(&part[offset..]) {
+                *s += p;
+            }
+        }
+    };
+    if threads <= 1 || sum.len() < PARALLEL_MIN {
+        add(0, sum);
+        return;
+    }
+    let per = sum.len().div_ceil(threads);
+    run(sum.chunks_mut(per).enumerate().map(|(t, chunk)| move || add(t * per, chunk)).collect());
 }
 
 /// Logits of one image (the typed entry point of generated networks).
