@@ -200,7 +200,7 @@ pub fn emit_pool_plane(
                                 None => (v, at),
                                 Some((bv, bi)) => {
                                     // Greater, or NaN: a NaN propagates.
-                                    let gt = fx.b.ins().fcmp(FloatCC::UnorderedOrGreaterThan, v, bv);
+                                    let gt = fx.wins_max(v, bv);
                                     (fx.b.ins().select(gt, v, bv), fx.b.ins().select(gt, at, bi))
                                 }
                             });

@@ -138,6 +138,15 @@ impl<'a> Fx<'a> {
         self.b.ins().bitcast(F32X4, le, r)
     }
 
+    /// Whether a pooling window's later value `v` replaces the maximum so
+    /// far `best` (scalars, or lane by lane): when greater, or NaN — the interpreter's rule,
+    /// under which a NaN, once taken, stays.
+    pub fn wins_max(&mut self, v: Value, best: Value) -> Value {
+        let greater = self.b.ins().fcmp(FloatCC::GreaterThan, v, best);
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, v, v);
+        self.b.ins().bor(greater, nan)
+    }
+
     /// `if cond { then } else { otherwise }`.
     pub fn if_else(&mut self, cond: Value, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
         let (yes, no, done) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
