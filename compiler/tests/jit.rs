@@ -65,3 +65,20 @@ fn shipped_specs_match_the_interpreter() {
     // and because the interpreter's backward takes over a minute.
     check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true, 2)).unwrap_or_else(|e| panic!("vgg16: {e}"));
 }
+
+/// The vectorised 2×2 max pool of conv stages (four outputs at a time, the
+/// last group overlapping when the width is not a multiple of four), with
+/// and without an activation, at every output width from 4 to 9 (input widths 8 to 18): logits,
+/// and in training the gradients routed through each window's maximum.
+#[test]
+fn fused_max_pools_of_every_width_match_the_interpreter() {
+    for width in (8..20).step_by(2) {
+        for activation in ["relu", "none"] {
+            let text = format!(
+                "[network]\ninput = [2, 6, {width}]\n[[layer]]\ntype = \"conv2d\"\nfilters = 3\nkernel = 3\npadding = \"same\"\nactivation = \"{activation}\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n[[layer]]\ntype = \"flatten\"\n[[layer]]\ntype = \"dense\"\nunits = 4\n"
+            );
+            check_against_interpreter(&graph(&text), 3, width as u64, &jit(true, 1))
+                .unwrap_or_else(|e| panic!("width {width}, {activation}: {e}"));
+        }
+    }
+}
