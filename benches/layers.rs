@@ -39,7 +39,8 @@ convc::network!(
     filters = 64
     kernel = 5
     padding = "same"
-    activation = "relu"
+    [[layer]]
+    type = "relu"
     [[layer]]
     type = "max_pool"
     size = 2
@@ -54,7 +55,8 @@ convc::network!(
     filters = 32
     kernel = 5
     padding = "same"
-    activation = "relu"
+    [[layer]]
+    type = "relu"
     [[layer]]
     type = "max_pool"
     size = 2
@@ -87,13 +89,13 @@ fn declared(name: &str) -> Option<Box<dyn Model>> {
 const CONV: &str = "[network]\ninput = [32, 14, 14]\n[[layer]]\ntype = \"conv2d\"\nfilters = 64\nkernel = 5\npadding = \"same\"\n";
 
 fn layers(c: &mut Criterion) {
-    let fused_stage = format!("{CONV}activation = \"relu\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n");
+    let fused_stage = format!("{CONV}[[layer]]\ntype = \"relu\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n");
     let cases: Vec<(&str, String)> = vec![
         ("conv5x5_32to64", CONV.to_string()),
         ("conv_relu_maxpool", fused_stage),
         (
             "conv1_relu_maxpool",
-            "[network]\ninput = [1, 28, 28]\n[[layer]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 5\npadding = \"same\"\nactivation = \"relu\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n".into(),
+            "[network]\ninput = [1, 28, 28]\n[[layer]]\ntype = \"conv2d\"\nfilters = 32\nkernel = 5\npadding = \"same\"\n[[layer]]\ntype = \"relu\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n".into(),
         ),
         (
             "dense_3136to1024",

@@ -277,7 +277,7 @@ fn emit_cols(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value, cols: Value) -> V
 /// at the pointer `argmax` when given. Without padding every tap is a
 /// constant offset from its output row, and short rows are unrolled; with
 /// padding, the general emitter ([`emit_pool_plane`]) checks each tap.
-fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, dst: Value, argmax: Option<Value>) {
+pub(super) fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, dst: Value, argmax: Option<Value>) {
     if pg.has_padding() {
         let zero = fx.int(0);
         emit_pool_plane(fx, kind, pg, src, zero, dst, zero, argmax);

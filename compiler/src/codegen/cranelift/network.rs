@@ -11,7 +11,8 @@
 //! [`super::conv`] and [`super::dense`] — 128-bit vectors throughout, kept
 //! for local layers (no shared weights to pack) and, with
 //! `JitOptions::microkernels` off, for every layer, to measure one against
-//! the other. Pool stages always use the direct kernels.
+//! the other. Pool stages pool as fused ones do ([`microkernel::emit_pool`],
+//! vectorised for 2×2 max pools); their backward is the direct kernels'.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +135,9 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
                 fx.for_to(0, planes, 1, |fx, plane| {
                     let src_off = fx.b.ins().imul_imm_s(plane, in_plane);
                     let dst_off = fx.b.ins().imul_imm_s(plane, out_plane);
-                    conv::emit_pool_plane(fx, p.kind, *g, x, src_off, y, dst_off, record.then_some(argmax));
+                    let (src, dst) = (fx.ptr_at(x, src_off), fx.ptr_at(y, dst_off));
+                    let argmax = record.then(|| fx.ptr_at(argmax, dst_off));
+                    microkernel::emit_pool(fx, p.kind, *g, src, dst, argmax);
                 });
             }
         }
