@@ -378,6 +378,39 @@ mod x86 {
 
     use super::{MR, PackedA, gemm_portable};
 
+    /// `pub(super) unsafe fn $name(a, lda, b, ldb, m, n, k, c, ldc)`: the
+    /// blocks of [`super::gemm_abt`], `$size × $size` where they fit, each
+    /// computed by `$block`.
+    macro_rules! abt_driver {
+        ($(#[$doc:meta])* $name:ident: $block:ident, $size:literal, $features:literal) => {
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// The CPU has the features; the views are in bounds (checked by the caller).
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $name(a: &[f32], lda: usize, b: &[f32], ldb: usize, m: usize, n: usize, k: usize, c: &mut [f32], ldc: usize) {
+                let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+                for i0 in (0..m).step_by($size) {
+                    for j0 in (0..n).step_by($size) {
+                        let (a, b, c) = (ap.wrapping_add(i0 * lda), bp.wrapping_add(j0 * ldb), cp.wrapping_add(i0 * ldc + j0));
+                        // SAFETY: the block's rows and columns are within m × n.
+                        unsafe { abt_blocks!($block, (m - i0).min($size), (n - j0).min($size), a, lda, b, ldb, k, c, ldc) };
+                    }
+                }
+            }
+        };
+    }
+
+    abt_driver!(
+        /// AVX-512: 4 × 4 blocks.
+        abt_avx512: abt_block_avx512, 4, "avx512f"
+    );
+    abt_driver!(
+        /// AVX2+FMA: 3 × 3 blocks (16 ymm registers).
+        abt_avx2: abt_block_avx2, 3, "avx2,fma"
+    );
+
     /// 8 rows × 32 columns per tile (16 zmm accumulators); a ragged right
     /// edge of up to 16 columns takes a one-vector tile, and masked loads
     /// and stores cover the last partial vector.
@@ -574,23 +607,6 @@ mod x86 {
         }
     }
 
-    /// The blocks of [`super::gemm_abt`], 4 × 4 where they fit.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; the views are in bounds (checked by the caller).
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn abt_avx512(a: &[f32], lda: usize, b: &[f32], ldb: usize, m: usize, n: usize, k: usize, c: &mut [f32], ldc: usize) {
-        let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        for i0 in (0..m).step_by(4) {
-            for j0 in (0..n).step_by(4) {
-                let (a, b, c) = (ap.wrapping_add(i0 * lda), bp.wrapping_add(j0 * ldb), cp.wrapping_add(i0 * ldc + j0));
-                // SAFETY: the block's rows and columns are within m × n.
-                unsafe { abt_blocks!(abt_block_avx512, (m - i0).min(4), (n - j0).min(4), a, lda, b, ldb, k, c, ldc) };
-            }
-        }
-    }
-
     /// As [`abt_block_avx512`] with ymm vectors, up to 3 × 3 (AVX2 has 16
     /// registers), the depth's tail in plain arithmetic.
     ///
@@ -636,23 +652,6 @@ mod x86 {
                 }
                 // SAFETY: c[i][j] of the block is in bounds.
                 unsafe { *c.add(i * ldc + j) += sum };
-            }
-        }
-    }
-
-    /// The blocks of [`super::gemm_abt`], 3 × 3 where they fit.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; the views are in bounds (checked by the caller).
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn abt_avx2(a: &[f32], lda: usize, b: &[f32], ldb: usize, m: usize, n: usize, k: usize, c: &mut [f32], ldc: usize) {
-        let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        for i0 in (0..m).step_by(3) {
-            for j0 in (0..n).step_by(3) {
-                let (a, b, c) = (ap.wrapping_add(i0 * lda), bp.wrapping_add(j0 * ldb), cp.wrapping_add(i0 * ldc + j0));
-                // SAFETY: the block's rows and columns are within m × n.
-                unsafe { abt_blocks!(abt_block_avx2, (m - i0).min(3), (n - j0).min(3), a, lda, b, ldb, k, c, ldc) };
             }
         }
     }

@@ -234,21 +234,45 @@ unsafe fn call(kernel: KernelFn, args: &[*mut u8], images: usize) {
 }
 
 /// A conv stage on the microkernels.
+/// The images of a conv stage's forward call, and whether it trains (keeps
+/// state for backward), its buffers' lengths checked.
+fn check_conv_forward(g: &compiled::ConvGeom, io: &ConvForward<'_>) -> (usize, bool) {
+    let images = images_in(io.x.len(), g.in_len());
+    let train = !io.keep.is_empty() || !io.argmax.is_empty();
+    expect("conv output", io.y.len(), images * g.out_len());
+    if train {
+        expect("kept planes", io.keep.len(), images * g.keep_len());
+        expect("argmax", io.argmax.len(), if max_pooled(g) { images * g.out_len() } else { 0 });
+    }
+    (images, train)
+}
+
+/// The images of a conv stage's backward call, its buffers' lengths checked.
+fn check_conv_backward(g: &compiled::ConvGeom, io: &ConvBackward<'_>) -> usize {
+    let images = images_in(io.x.len(), g.in_len());
+    for (what, len, per) in
+        [("output", io.y.len(), g.out_len()), ("output gradient", io.dy.len(), g.out_len()), ("kept planes", io.keep.len(), g.keep_len())]
+    {
+        expect(what, len, images * per);
+    }
+    expect("argmax", io.argmax.len(), if max_pooled(g) { images * g.out_len() } else { 0 });
+    if !io.dx.is_empty() {
+        expect("input gradient", io.dx.len(), images * g.in_len());
+    }
+    images
+}
+
+fn max_pooled(g: &compiled::ConvGeom) -> bool {
+    g.pool.is_some_and(|p| p.pool.kind == PoolKind::Max)
+}
+
 fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
     let [xpad_len, cols_len, plane_len, dcols_len] = microkernel::conv_scratch(&g);
-    let (in_len, out_len, keep_len) = (g.in_len(), g.out_len(), g.keep_len());
-    let max_pooled = g.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
     let forward = {
         let code = Arc::clone(code);
         move |io: ConvForward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), in_len);
-            let train = !io.keep.is_empty() || !io.argmax.is_empty();
-            expect("conv output", io.y.len(), images * out_len);
-            if train {
-                expect("kept planes", io.keep.len(), images * keep_len);
-                expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
-            }
+            let (images, train) = check_conv_forward(&g, &io);
             expect("packed weight", io.packed.rows() * io.packed.depth(), g.conv.filters * g.taps());
             let s = io.scratch;
             let (xpad, cols, plane) =
@@ -276,16 +300,7 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
         let code = Arc::clone(code);
         move |io: ConvBackward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), in_len);
-            for (what, len, per) in
-                [("output", io.y.len(), out_len), ("output gradient", io.dy.len(), out_len), ("kept planes", io.keep.len(), keep_len)]
-            {
-                expect(what, len, images * per);
-            }
-            expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
-            if !io.dx.is_empty() {
-                expect("input gradient", io.dx.len(), images * in_len);
-            }
+            let images = check_conv_backward(&g, &io);
             expect("weight gradient", io.gw.len(), g.conv.filters * g.taps());
             expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), g.conv.filters * g.taps());
             let s = io.scratch;
@@ -413,8 +428,6 @@ fn crop_from(padded: &[f32], g: &ConvGeom, images: usize, dx: &mut [f32]) {
 /// A conv (or local) stage on the direct kernels, which read a padded copy
 /// of the chunk and write a padded input gradient.
 fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
-    let (in_len, out_len, keep_len) = (rg.in_len(), rg.out_len(), rg.keep_len());
-    let max_pooled = rg.pool.is_some_and(|p| p.pool.kind == PoolKind::Max);
     let weight_len = if rg.local { rg.conv.filters * rg.plane() * rg.taps() } else { rg.conv.filters * rg.taps() };
     let bias_len = match (rg.conv.bias, rg.local) {
         (false, _) => 0,
@@ -425,13 +438,7 @@ fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>
         let code = Arc::clone(code);
         move |io: ConvForward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), in_len);
-            let train = !io.keep.is_empty() || !io.argmax.is_empty();
-            expect("conv output", io.y.len(), images * out_len);
-            if train {
-                expect("kept planes", io.keep.len(), images * keep_len);
-                expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
-            }
+            let (images, train) = check_conv_forward(&rg, &io);
             expect("weight", io.weight.len(), weight_len);
             expect("bias", io.bias.len(), bias_len);
             let s = io.scratch;
@@ -455,13 +462,7 @@ fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>
         let code = Arc::clone(code);
         move |io: ConvBackward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), in_len);
-            for (what, len, per) in
-                [("output", io.y.len(), out_len), ("output gradient", io.dy.len(), out_len), ("kept planes", io.keep.len(), keep_len)]
-            {
-                expect(what, len, images * per);
-            }
-            expect("argmax", io.argmax.len(), if max_pooled { images * out_len } else { 0 });
+            let images = check_conv_backward(&rg, &io);
             expect("weight", io.weight.len(), weight_len);
             expect("weight gradient", io.gw.len(), weight_len);
             expect("bias gradient", io.gb.len(), bias_len);
@@ -488,7 +489,6 @@ fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>
             // chunk's padded input gradient sized above.
             unsafe { call(k[2], &args, images) };
             if !io.dx.is_empty() {
-                expect("input gradient", io.dx.len(), images * in_len);
                 crop_from(&s.dcols, &g, images, io.dx);
             }
         }
