@@ -67,17 +67,22 @@ fn compare_with_interpreter(graph: &Graph, batch: usize, seed: u64, build: &Buil
         return Ok(());
     }
 
-    let mode = Mode::Train { seed: seed + 1 };
-    let want = reference.forward(&x, batch, mode).map_err(|e| e.to_string())?.to_vec();
-    let got = backend.forward(&x, batch, mode).map_err(|e| e.to_string())?.to_vec();
-    compare("training logits", &got, &want, FORWARD_TOLERANCE)?;
+    // Twice: a backend whose second backward still holds something of the
+    // first (gradients summed into instead of written) fails the second.
+    for round in 0..2 {
+        let mode = Mode::Train { seed: seed + 1 + round };
+        let want = reference.forward(&x, batch, mode).map_err(|e| e.to_string())?.to_vec();
+        let got = backend.forward(&x, batch, mode).map_err(|e| e.to_string())?.to_vec();
+        compare("training logits", &got, &want, FORWARD_TOLERANCE)?;
 
-    let dy: Vec<f32> = (0..want.len()).map(|_| rng.symmetric(1.0)).collect();
-    reference.backward(&dy).map_err(|e| e.to_string())?;
-    backend.backward(&dy).map_err(|e| e.to_string())?;
-    compare("input gradient", backend.input_grad(), reference.input_grad(), GRADIENT_TOLERANCE)?;
-    for (r, b) in reference.params_mut().into_iter().zip(backend.params_mut()) {
-        compare(&format!("gradient of {}", r.name), b.grad, r.grad, GRADIENT_TOLERANCE)?;
+        let dy: Vec<f32> = (0..want.len()).map(|_| rng.symmetric(1.0)).collect();
+        reference.backward(&dy).map_err(|e| e.to_string())?;
+        backend.backward(&dy).map_err(|e| e.to_string())?;
+        let pass = if round == 0 { "" } else { " (second pass)" };
+        compare(&format!("input gradient{pass}"), backend.input_grad(), reference.input_grad(), GRADIENT_TOLERANCE)?;
+        for (r, b) in reference.params_mut().into_iter().zip(backend.params_mut()) {
+            compare(&format!("gradient of {}{pass}", r.name), b.grad, r.grad, GRADIENT_TOLERANCE)?;
+        }
     }
     Ok(())
 }

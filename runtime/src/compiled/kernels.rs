@@ -172,7 +172,8 @@ pub struct ConvBackward<'a> {
     pub dy: &'a [f32],
     /// Gradient at the stage input (written); empty when not wanted.
     pub dx: &'a mut [f32],
-    /// Parameter gradients (accumulated into).
+    /// Parameter gradients: written with the sums over the chunk (the
+    /// kernel zeroes or overwrites them; nothing is accumulated across calls).
     pub gw: &'a mut [f32],
     pub gb: &'a mut [f32],
     pub scratch: &'a mut Scratch,
@@ -399,6 +400,9 @@ pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
 /// Backward a chunk of images through a conv stage.
 #[inline(always)]
 pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
+    // The chunk's sums start here (conv gradients are small).
+    io.gw.fill(0.0);
+    io.gb.fill(0.0);
     let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
     let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
     let Scratch { xpad, cols, plane, dcols } = io.scratch;
@@ -571,6 +575,7 @@ pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
     for ((d, &g1), &out) in dz.iter_mut().zip(io.dy).zip(io.y) {
         *d = g1 * g.activation.derivative_at_output(out);
     }
+    io.gb.fill(0.0);
     if !io.gb.is_empty() {
         for row in dz.chunks_exact(u) {
             for (gb, d) in io.gb.iter_mut().zip(row) {
@@ -578,7 +583,8 @@ pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
             }
         }
     }
-    gemm(1.0, dz, Layout::transposed(u, b), io.x, Layout::rows(b, i), 1.0, io.gw, Layout::rows(u, i));
+    // Overwritten (β = 0): no pass to zero a dense layer's megabytes first.
+    gemm(1.0, dz, Layout::transposed(u, b), io.x, Layout::rows(b, i), 0.0, io.gw, Layout::rows(u, i));
     if io.dx.is_empty() {
         return;
     }

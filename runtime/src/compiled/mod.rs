@@ -535,9 +535,9 @@ impl Model for Network {
         let mut outs: Vec<usize> = vec![self.input.len()];
         outs.extend(self.stages.iter().map(|d| d.output_len));
         let acts = transpose(self.acts.iter().zip(&outs).map(|(a, &len)| split(a, &parts, len)).collect());
-        // Parameter gradients: thread 0 writes the network's own, the others
-        // their worker's (each thread zeroes its own first), summed below
-        // in thread order.
+        // Parameter gradients: thread 0's kernels write the network's own,
+        // the others' their worker's (kernels write, not accumulate: no
+        // zeroing pass), summed below in thread order.
         let mut own: Vec<Option<&mut Vec<f32>>> = self.grads.iter_mut().map(Some).collect();
         let values = &self.values;
         let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
@@ -574,10 +574,6 @@ impl Model for Network {
             .map(|(((((mut dacts, acts), keeps), argmaxes), masks), mut grads)| {
                 let (weights, packs) = (&weights, &packs);
                 move || {
-                    for (gw, gb, _) in &mut grads {
-                        gw.fill(0.0);
-                        gb.fill(0.0);
-                    }
                     for (i, def) in stages.iter().enumerate().rev() {
                         let (before, after) = dacts.split_at_mut(i + 1);
                         let (dx, dy) = (&mut *before[i], &*after[0]);

@@ -42,7 +42,7 @@ pub struct MathFns {
     pub exp: FuncRef,
     pub tanh: FuncRef,
     pub gemm_packed: FuncRef,
-    pub gemm_acc: FuncRef,
+    pub gemm_into: FuncRef,
     pub gemm_abt: FuncRef,
     pub gemv: FuncRef,
 }
@@ -226,10 +226,10 @@ impl<'a> Fx<'a> {
         self.b.ins().call(f, &[a, b, ldb, n, bias, relu, c, ldc]);
     }
 
-    /// `c += a·b` (`m × k` by `k × n`, every operand with its row and
-    /// column strides) on the runtime's GEMM.
-    pub fn gemm_acc(&mut self, [m, k, n]: [Value; 3], a: [Value; 3], b: [Value; 3], c: [Value; 3]) {
-        let f = self.math.gemm_acc;
+    /// `c = a·b` (`m × k` by `k × n`, every operand with its row and
+    /// column strides; `c` overwritten) on the runtime's GEMM.
+    pub fn gemm_into(&mut self, [m, k, n]: [Value; 3], a: [Value; 3], b: [Value; 3], c: [Value; 3]) {
+        let f = self.math.gemm_into;
         self.b.ins().call(f, &[m, k, n, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]]);
     }
 

@@ -5,7 +5,7 @@
 //! run time, do 2–4× the work per instruction. So the GEMM at the heart of
 //! each stage is a call into the runtime (`convc_gemm_packed` over weights
 //! packed once per change; for weight gradients `convc_gemm_abt` in conv
-//! stages and `convc_gemm_acc` in dense ones), and the
+//! stages and `convc_gemm_into` in dense ones), and the
 //! JIT specialises everything around it to the stage's constants: the loop
 //! over the chunk's images, the zero-bordered copy and the im2col gather
 //! (copies of whole output rows, the kernel window unrolled), the
@@ -480,7 +480,7 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
 }
 
 /// Backward of a (shared-weight) conv stage over the chunk's images:
-/// accumulates the parameter gradients, writes the input gradient.
+/// writes the parameter gradients (the chunk's sums) and the input gradient.
 pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     use conv_bwd::*;
     let slots = [X, Y, KEEP, ARGMAX, PACKED_T, DY, DX, GW, GB, XPAD, COLS, DZ, DCOLS];
@@ -489,6 +489,9 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     let a = g.activation;
     let pool = pool_geom(g);
     let batch = fx.batch;
+    // The gradients are the chunk's sums: they start at zero here.
+    zero_run(fx, gw, f * k);
+    fx.if_nonnull(gb, |fx| zero_run(fx, gb, f));
     fx.for_to(0, batch, 1, |fx, n| {
         let o_n = fx.mul_add(n, out_len as i64, 0);
         let (yn, dyn_, an) = (fx.ptr_at(y, o_n), fx.ptr_at(dy, o_n), fx.ptr_at(argmax, o_n));
@@ -660,8 +663,9 @@ pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
     }
 }
 
-/// Backward of a dense stage: `dz = dy ⊙ a'(y)`, `gb += Σ dz`,
-/// `gw += dzᵀ·x`, `dx = dz·W` (over the packed transpose).
+/// Backward of a dense stage: `dz = dy ⊙ a'(y)`, `gb = Σ dz`,
+/// `gw = dzᵀ·x` (written, not accumulated: no pass zeroing megabytes of
+/// weights first), `dx = dz·W` (over the packed transpose).
 pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
     use dense_bwd::*;
     let [x, y, packed_t, dy, dx, gw, gb, dz, dzt, dxt] = [X, Y, PACKED_T, DY, DX, GW, GB, DZ, DZT, DXT].map(|k| fx.arg(k));
@@ -680,6 +684,7 @@ pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
         });
     });
     fx.if_nonnull(gb, |fx| {
+        zero_run(fx, gb, u);
         fx.for_to(0, batch, 1, |fx, n| {
             let row = row_of(fx, n);
             let dzr = fx.ptr_at(dz, row);
@@ -691,7 +696,7 @@ pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
         });
     });
     let [one, iv, uv] = [1, g.inputs, u].map(|v| fx.int(v as i64));
-    fx.gemm_acc([uv, batch, iv], [dz, one, uv], [x, iv, one], [gw, iv, one]);
+    fx.gemm_into([uv, batch, iv], [dz, one, uv], [x, iv, one], [gw, iv, one]);
     fx.if_nonnull(dx, |fx| {
         let null = fx.int(0);
         emit_transpose(fx, dz, dzt, batch, uv);

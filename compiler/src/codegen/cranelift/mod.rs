@@ -104,14 +104,14 @@ unsafe extern "C" fn convc_gemm_packed(
     gemm_packed(a, b, ldb, n, bias, relu != 0, c, ldc);
 }
 
-/// [`convc_runtime::gemm::gemm`] for JIT code: `c += a·b`, `a` being
+/// [`convc_runtime::gemm::gemm`] for JIT code: `c = a·b` (overwritten), `a` being
 /// `m × k`, `b` `k × n`, each with its row and column strides.
 ///
 /// # Safety
 /// Every element of the three views lies in its buffer; `c`'s elements are
 /// distinct and overlap neither `a` nor `b`.
 #[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn convc_gemm_acc(
+unsafe extern "C" fn convc_gemm_into(
     m: usize,
     k: usize,
     n: usize,
@@ -132,7 +132,7 @@ unsafe extern "C" fn convc_gemm_acc(
     }
     // SAFETY: the caller's contract.
     let (a, b, c) = unsafe { (view(a, la.span()), view(b, lb.span()), std::slice::from_raw_parts_mut(c, lc.span())) };
-    gemm(1.0, a, la, b, lb, 1.0, c, lc);
+    gemm(1.0, a, la, b, lb, 0.0, c, lc);
 }
 
 /// [`convc_runtime::gemm::gemm_abt`] for JIT code: `c += a·bᵀ`, both
@@ -260,7 +260,7 @@ struct Jit {
     exp: FuncId,
     tanh: FuncId,
     gemm_packed: FuncId,
-    gemm_acc: FuncId,
+    gemm_into: FuncId,
     gemm_abt: FuncId,
     gemv: FuncId,
     /// See `Fx::unaligned_vectors`.
@@ -289,7 +289,7 @@ impl Jit {
         builder.symbol("convc_tanhf", convc_tanhf as *const u8);
         builder.symbol("fmaf", convc_fmaf as *const u8);
         builder.symbol("convc_gemm_packed", convc_gemm_packed as *const u8);
-        builder.symbol("convc_gemm_acc", convc_gemm_acc as *const u8);
+        builder.symbol("convc_gemm_into", convc_gemm_into as *const u8);
         builder.symbol("convc_gemm_abt", convc_gemm_abt as *const u8);
         builder.symbol("convc_gemv", convc_gemv as *const u8);
         let mut module = JITModule::new(builder);
@@ -305,7 +305,7 @@ impl Jit {
         };
         let (packed_sig, acc_sig, abt_sig, gemv_sig) = (ints(8), ints(12), ints(9), ints(6));
         let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
-        let gemm_acc = module.declare_function("convc_gemm_acc", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
+        let gemm_into = module.declare_function("convc_gemm_into", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
         let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
         let gemv = module.declare_function("convc_gemv", Linkage::Import, &gemv_sig).map_err(|e| err(&e))?;
         let ctx = module.make_context();
@@ -313,7 +313,7 @@ impl Jit {
         let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
         #[cfg(not(target_arch = "x86_64"))]
         let unaligned_vectors = true;
-        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh, gemm_packed, gemm_acc, gemm_abt, gemv, unaligned_vectors })
+        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, unaligned_vectors })
     }
 
     fn signature(&self) -> Signature {
@@ -336,7 +336,7 @@ impl Jit {
             let exp = self.module.declare_func_in_func(self.exp, b.func);
             let tanh = self.module.declare_func_in_func(self.tanh, b.func);
             let gemm_packed = self.module.declare_func_in_func(self.gemm_packed, b.func);
-            let gemm_acc = self.module.declare_func_in_func(self.gemm_acc, b.func);
+            let gemm_into = self.module.declare_func_in_func(self.gemm_into, b.func);
             let gemm_abt = self.module.declare_func_in_func(self.gemm_abt, b.func);
             let gemv = self.module.declare_func_in_func(self.gemv, b.func);
             let entry = b.create_block();
@@ -347,7 +347,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                math: MathFns { exp, tanh, gemm_packed, gemm_acc, gemm_abt, gemv },
+                math: MathFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);

@@ -466,6 +466,9 @@ fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>
             expect("weight", io.weight.len(), weight_len);
             expect("weight gradient", io.gw.len(), weight_len);
             expect("bias gradient", io.gb.len(), bias_len);
+            // The direct kernels accumulate: the chunk's sums start at zero.
+            io.gw.fill(0.0);
+            io.gb.fill(0.0);
             let s = io.scratch;
             pad_into(io.x, &g, images, &mut s.xpad);
             let (zh, zw) = conv::dzpad_dims(&g);
@@ -527,6 +530,9 @@ fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKe
             expect("weight", io.weight.len(), u * i);
             expect("weight gradient", io.gw.len(), u * i);
             expect("bias gradient", io.gb.len(), bias_len);
+            // The direct kernels accumulate: the chunk's sums start at zero.
+            io.gw.fill(0.0);
+            io.gb.fill(0.0);
             let s = io.scratch;
             let dz = ptr(sized(&mut s.plane, images * u));
             // The kernel always writes an input gradient: a scratch stands in.
