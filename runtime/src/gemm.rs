@@ -158,9 +158,9 @@ impl PackedA {
         }
         let per = panels.div_ceil(threads);
         let fill = &fill;
-        std::thread::scope(|s| {
+        rayon::scope(|s| {
             for (t, chunk) in self.data.chunks_mut(per * depth * MR).enumerate() {
-                s.spawn(move || fill(t * per, chunk));
+                s.spawn(move |_| fill(t * per, chunk));
             }
         });
     }
