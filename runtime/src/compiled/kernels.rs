@@ -297,6 +297,10 @@ fn conv_plane(
 /// interpreter's, ties and NaNs included.
 #[inline(always)]
 fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    if g.pool.kind == PoolKind::Max && g.pool.size == [2, 2] && g.pool.stride == [2, 2] && g.pool.pad == [0, 0] {
+        max_pool_2x2(g, x, y, argmax);
+        return;
+    }
     let [kh, kw] = g.pool.size;
     let [sh, sw] = g.pool.stride;
     let [ph, pw] = g.pool.pad;
@@ -334,6 +338,47 @@ fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
                     PoolKind::Avg => sum / window,
                     PoolKind::L2 => sum.sqrt(),
                 };
+            }
+        }
+    }
+}
+
+/// The common pool, 2×2 max with stride 2 and no padding: the same rule as
+/// [`pool_forward`]'s (a later tap wins when greater or NaN), written so
+/// that each output reads two pairs of adjacent inputs — a loop LLVM
+/// vectorises with deinterleaving shuffles, which the general window loop
+/// is not.
+#[inline(always)]
+fn max_pool_2x2(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
+    let wins = |v: f32, best: f32| v > best || v.is_nan();
+    for c in 0..g.c {
+        for oy in 0..g.oh {
+            let first = (c * g.h + 2 * oy) * g.w;
+            let (top, bottom) = (&x[first..][..2 * g.ow], &x[first + g.w..][..2 * g.ow]);
+            let out = &mut y[(c * g.oh + oy) * g.ow..][..g.ow];
+            if argmax.is_empty() {
+                for ((o, t), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+                    let mut best = t[0];
+                    for v in [t[1], b[0], b[1]] {
+                        if wins(v, best) {
+                            best = v;
+                        }
+                    }
+                    *o = best;
+                }
+                continue;
+            }
+            let at = &mut argmax[(c * g.oh + oy) * g.ow..][..g.ow];
+            for (ox, ((o, t), b)) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)).enumerate() {
+                let (mut best, mut best_at) = (t[0], 0);
+                for (v, k) in [(t[1], 1), (b[0], g.w), (b[1], g.w + 1)] {
+                    if wins(v, best) {
+                        best = v;
+                        best_at = k;
+                    }
+                }
+                *o = best;
+                at[ox] = (first + 2 * ox + best_at) as u32;
             }
         }
     }
