@@ -38,7 +38,7 @@ impl At {
 /// Functions of the runtime that kernels call: transcendental math and
 /// the GEMMs (see `super::imports`).
 #[derive(Clone, Copy)]
-pub struct MathFns {
+pub struct RuntimeFns {
     pub exp: FuncRef,
     pub tanh: FuncRef,
     pub gemm_packed: FuncRef,
@@ -51,7 +51,7 @@ pub struct Fx<'a> {
     pub b: FunctionBuilder<'a>,
     pub args: Value,
     pub batch: Value,
-    pub math: MathFns,
+    pub runtime: RuntimeFns,
     /// Whether vectors may be loaded from any element. x86-64 without AVX
     /// says no: Cranelift folds loads into SSE instructions, whose memory
     /// operands must be 16-byte aligned, so [`Fx::for_vectors`] goes scalar.
@@ -163,7 +163,7 @@ impl<'a> Fx<'a> {
     /// `y[n][r] += w[r]·x[n]` (`rows × depth` weights, `images` rows of
     /// `x` and `y`) on the runtime's dot products.
     pub fn gemv(&mut self, w: Value, [rows, depth]: [Value; 2], x: Value, images: Value, y: Value) {
-        let f = self.math.gemv;
+        let f = self.runtime.gemv;
         self.b.ins().call(f, &[w, rows, depth, x, images, y]);
     }
 
@@ -222,14 +222,14 @@ impl<'a> Fx<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_packed(&mut self, a: Value, b: Value, ldb: Value, n: Value, bias: Value, relu: bool, c: Value, ldc: Value) {
         let relu = self.int(relu as i64);
-        let f = self.math.gemm_packed;
+        let f = self.runtime.gemm_packed;
         self.b.ins().call(f, &[a, b, ldb, n, bias, relu, c, ldc]);
     }
 
     /// `c = a·b` (`m × k` by `k × n`, every operand with its row and
     /// column strides; `c` overwritten) on the runtime's GEMM.
     pub fn gemm_into(&mut self, [m, k, n]: [Value; 3], a: [Value; 3], b: [Value; 3], c: [Value; 3]) {
-        let f = self.math.gemm_into;
+        let f = self.runtime.gemm_into;
         self.b.ins().call(f, &[m, k, n, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]]);
     }
 
@@ -237,7 +237,7 @@ impl<'a> Fx<'a> {
     /// on the runtime's dot-product blocks.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_abt(&mut self, a: Value, lda: Value, b: Value, ldb: Value, [m, n, k]: [Value; 3], c: Value, ldc: Value) {
-        let f = self.math.gemm_abt;
+        let f = self.runtime.gemm_abt;
         self.b.ins().call(f, &[a, lda, b, ldb, m, n, k, c, ldc]);
     }
 
@@ -344,7 +344,7 @@ impl<'a> Fx<'a> {
                 self.positive_or(x, scaled, vector)
             }
             Activation::Elu { alpha } => {
-                let exp = self.math.exp;
+                let exp = self.runtime.exp;
                 let e = self.per_lane(x, vector, |fx, v| fx.call1(exp, v));
                 let one = c(self, 1.0);
                 let em1 = self.b.ins().fsub(e, one);
@@ -354,7 +354,7 @@ impl<'a> Fx<'a> {
             }
             Activation::Sigmoid => {
                 // 1 / (1 + e^-x), with e^-x clamped to stay finite.
-                let exp = self.math.exp;
+                let exp = self.runtime.exp;
                 let nx = self.b.ins().fneg(x);
                 let e = self.per_lane(nx, vector, |fx, v| fx.call1(exp, v));
                 let one = c(self, 1.0);
@@ -362,7 +362,7 @@ impl<'a> Fx<'a> {
                 self.b.ins().fdiv(one, d)
             }
             Activation::Tanh => {
-                let tanh = self.math.tanh;
+                let tanh = self.runtime.tanh;
                 self.per_lane(x, vector, |fx, v| fx.call1(tanh, v))
             }
         }

@@ -27,7 +27,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 use crate::graph::Graph;
 use crate::plan::{Plan, StageKind};
-use emit::{Fx, MathFns};
+use emit::{Fx, RuntimeFns};
 
 /// A compiled kernel: `args` is a table of buffer pointers whose lengths
 /// the caller checked against `batch`.
@@ -347,7 +347,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                math: MathFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv },
+                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);
