@@ -152,7 +152,7 @@ impl PackedA {
                 }
             }
         };
-        if threads <= 1 || self.data.len() < 1 << 18 {
+        if threads <= 1 || self.data.len() < crate::compiled::PARALLEL_MIN {
             fill(0, &mut self.data);
             return;
         }

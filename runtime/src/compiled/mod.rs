@@ -658,7 +658,7 @@ impl Model for Network {
 
 /// Buffers at least this long are reduced (and weights packed) on every
 /// thread: below it, starting the threads costs more than they save.
-const PARALLEL_MIN: usize = 1 << 18;
+pub(crate) const PARALLEL_MIN: usize = 1 << 18;
 
 /// `sum += parts[0] + parts[1] + …`, element by element in that order (the
 /// result does not depend on `threads`), the range split over `threads`.

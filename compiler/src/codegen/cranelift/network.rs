@@ -331,6 +331,29 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
     StageKernels::Conv { geom: g, forward: Arc::new(forward), backward: Arc::new(backward) }
 }
 
+/// The images of a dense stage's forward call, its buffers' lengths checked.
+fn check_dense_forward(g: &compiled::DenseGeom, io: &DenseForward<'_>) -> usize {
+    let images = images_in(io.x.len(), g.inputs);
+    expect("dense output", io.y.len(), images * g.units);
+    expect("weight", io.weight.len(), g.units * g.inputs);
+    expect("bias", io.bias.len(), if g.bias { g.units } else { 0 });
+    images
+}
+
+/// The images of a dense stage's backward call, its buffers' lengths checked.
+fn check_dense_backward(g: &compiled::DenseGeom, io: &DenseBackward<'_>) -> usize {
+    let images = images_in(io.x.len(), g.inputs);
+    expect("dense output", io.y.len(), images * g.units);
+    expect("output gradient", io.dy.len(), images * g.units);
+    if !io.dx.is_empty() {
+        expect("input gradient", io.dx.len(), images * g.inputs);
+    }
+    expect("weight", io.weight.len(), g.units * g.inputs);
+    expect("weight gradient", io.gw.len(), g.units * g.inputs);
+    expect("bias gradient", io.gb.len(), if g.bias { g.units } else { 0 });
+    images
+}
+
 /// A dense stage on the microkernels.
 fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
     let (i, u) = (g.inputs, g.units);
@@ -338,9 +361,7 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
         let code = Arc::clone(code);
         move |io: DenseForward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), i);
-            expect("dense output", io.y.len(), images * u);
-            expect("weight", io.weight.len(), u * i);
+            let images = check_dense_forward(&g, &io);
             expect("packed weight", io.packed.rows() * io.packed.depth(), u * i);
             let s = io.scratch;
             let (xt, yt) = (ptr(sized(&mut s.cols, i * images)), ptr(sized(&mut s.plane, u * images)));
@@ -363,13 +384,7 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
         let code = Arc::clone(code);
         move |io: DenseBackward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), i);
-            expect("dense output", io.y.len(), images * u);
-            expect("output gradient", io.dy.len(), images * u);
-            if !io.dx.is_empty() {
-                expect("input gradient", io.dx.len(), images * i);
-            }
-            expect("weight gradient", io.gw.len(), u * i);
+            let images = check_dense_backward(&g, &io);
             expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), u * i);
             let s = io.scratch;
             let (dz, dzt, dxt) =
@@ -502,15 +517,11 @@ fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>
 /// A dense stage on the direct kernels.
 fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
     let (i, u) = (g.inputs, g.units);
-    let bias_len = if g.bias { u } else { 0 };
     let forward = {
         let code = Arc::clone(code);
         move |io: DenseForward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), i);
-            expect("dense output", io.y.len(), images * u);
-            expect("weight", io.weight.len(), u * i);
-            expect("bias", io.bias.len(), bias_len);
+            let images = check_dense_forward(&g, &io);
             let mut args = [std::ptr::null_mut(); 4];
             args[dense::fwd::X] = ptr(io.x);
             args[dense::fwd::WEIGHT] = ptr(io.weight);
@@ -524,12 +535,7 @@ fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKe
         let code = Arc::clone(code);
         move |io: DenseBackward<'_>| {
             let _ = &code;
-            let images = images_in(io.x.len(), i);
-            expect("dense output", io.y.len(), images * u);
-            expect("output gradient", io.dy.len(), images * u);
-            expect("weight", io.weight.len(), u * i);
-            expect("weight gradient", io.gw.len(), u * i);
-            expect("bias gradient", io.gb.len(), bias_len);
+            let images = check_dense_backward(&g, &io);
             // The direct kernels accumulate: the chunk's sums start at zero.
             io.gw.fill(0.0);
             io.gb.fill(0.0);
@@ -537,7 +543,6 @@ fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKe
             let dz = ptr(sized(&mut s.plane, images * u));
             // The kernel always writes an input gradient: a scratch stands in.
             let dx = if io.dx.is_empty() { ptr(sized(&mut s.dcols, images * i)) } else { ptr(io.dx) };
-            expect("input gradient", if io.dx.is_empty() { images * i } else { io.dx.len() }, images * i);
             let mut args = [std::ptr::null_mut(); 8];
             args[dense::bwd::X] = ptr(io.x);
             args[dense::bwd::WEIGHT] = ptr(io.weight);
