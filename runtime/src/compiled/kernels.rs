@@ -18,6 +18,7 @@
 //! output. Local (unshared) layers use the interpreter's loops inside the
 //! same epilogue.
 
+use super::rows::{self, Im2col};
 use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
@@ -83,6 +84,12 @@ impl ConvGeom {
     pub const fn pointwise(&self) -> bool {
         let c = &self.conv;
         !self.local && c.kernel[0] == 1 && c.kernel[1] == 1 && c.stride[0] == 1 && c.stride[1] == 1 && c.pad[0] == 0 && c.pad[1] == 0
+    }
+
+    /// What im2col reads and writes.
+    pub const fn im2col(&self) -> Im2col {
+        let c = &self.conv;
+        Im2col { c: self.c, h: self.h, w: self.w, kernel: c.kernel, stride: c.stride, pad: c.pad, oh: self.oh, ow: self.ow }
     }
 
     fn dims(&self) -> local::Dims {
@@ -179,49 +186,16 @@ pub struct ConvBackward<'a> {
     pub scratch: &'a mut Scratch,
 }
 
-/// `cols[(ci·kh + ky)·kw + kx][oy·ow + ox] = x[ci][oy·sh + ky − ph][ox·sw + kx − pw]`,
-/// zero where that falls into the padding. The image is first copied into
-/// a zero-bordered plane (`xpad`, whose borders stay zero: only its interior
-/// is ever written), so that every row of `cols` is one copy of `ow`
-/// values — a constant, in a specialised kernel.
+/// [`rows::im2col`] of one image, `xpad` sized (zeroed) on first use: only
+/// its interior is ever written, so its borders stay zero.
 #[inline(always)]
 fn im2col(g: &ConvGeom, x: &[f32], xpad: &mut Vec<f32>, cols: &mut [f32]) {
-    let [kh, kw] = g.conv.kernel;
-    let [sh, sw] = g.conv.stride;
-    let [ph, pw] = g.conv.pad;
-    let (hp, wp) = (g.h + 2 * ph, g.w + 2 * pw);
-    let (plane, ow) = (g.plane(), g.ow);
-    let padded: &[f32] = if ph == 0 && pw == 0 {
-        x
-    } else {
-        if xpad.len() != g.c * hp * wp {
-            xpad.clear();
-            xpad.resize(g.c * hp * wp, 0.0);
-        }
-        for (ci, xp) in x.chunks_exact(g.h * g.w).enumerate() {
-            for (iy, row) in xp.chunks_exact(g.w).enumerate() {
-                xpad[(ci * hp + iy + ph) * wp + pw..][..g.w].copy_from_slice(row);
-            }
-        }
-        xpad
-    };
-    for ci in 0..g.c {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &mut cols[((ci * kh + ky) * kw + kx) * plane..][..plane];
-                for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
-                    let src = &padded[(ci * hp + oy * sh + ky) * wp + kx..];
-                    if sw == 1 {
-                        out.copy_from_slice(&src[..ow]);
-                    } else {
-                        for (ox, o) in out.iter_mut().enumerate() {
-                            *o = src[ox * sw];
-                        }
-                    }
-                }
-            }
-        }
+    let d = g.im2col();
+    if xpad.len() != d.xpad_len() {
+        xpad.clear();
+        xpad.resize(d.xpad_len(), 0.0);
     }
+    rows::im2col(&d, x, xpad, cols);
 }
 
 /// The adjoint of [`im2col`]: `dx += ` every column entry at its input position.
@@ -298,7 +272,7 @@ fn conv_plane(
 #[inline(always)]
 fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     if g.pool.kind == PoolKind::Max && g.pool.size == [2, 2] && g.pool.stride == [2, 2] && g.pool.pad == [0, 0] {
-        max_pool_2x2(g, x, y, argmax);
+        rows::max_pool_2x2(x, g.c, g.h, g.w, y, argmax);
         return;
     }
     let [kh, kw] = g.pool.size;
@@ -338,47 +312,6 @@ fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
                     PoolKind::Avg => sum / window,
                     PoolKind::L2 => sum.sqrt(),
                 };
-            }
-        }
-    }
-}
-
-/// The common pool, 2×2 max with stride 2 and no padding: the same rule as
-/// [`pool_forward`]'s (a later tap wins when greater or NaN), written so
-/// that each output reads two pairs of adjacent inputs — a loop LLVM
-/// vectorises with deinterleaving shuffles, which the general window loop
-/// is not.
-#[inline(always)]
-fn max_pool_2x2(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    let wins = |v: f32, best: f32| v > best || v.is_nan();
-    for c in 0..g.c {
-        for oy in 0..g.oh {
-            let first = (c * g.h + 2 * oy) * g.w;
-            let (top, bottom) = (&x[first..][..2 * g.ow], &x[first + g.w..][..2 * g.ow]);
-            let out = &mut y[(c * g.oh + oy) * g.ow..][..g.ow];
-            if argmax.is_empty() {
-                for ((o, t), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
-                    let mut best = t[0];
-                    for v in [t[1], b[0], b[1]] {
-                        if wins(v, best) {
-                            best = v;
-                        }
-                    }
-                    *o = best;
-                }
-                continue;
-            }
-            let at = &mut argmax[(c * g.oh + oy) * g.ow..][..g.ow];
-            for (ox, ((o, t), b)) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)).enumerate() {
-                let (mut best, mut best_at) = (t[0], 0);
-                for (v, k) in [(t[1], 1), (b[0], g.w), (b[1], g.w + 1)] {
-                    if wins(v, best) {
-                        best = v;
-                        best_at = k;
-                    }
-                }
-                *o = best;
-                at[ox] = (first + 2 * ox + best_at) as u32;
             }
         }
     }

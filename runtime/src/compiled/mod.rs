@@ -17,6 +17,7 @@
 //! seed and thread count give identical weights.
 
 pub mod kernels;
+pub mod rows;
 
 use std::sync::{Arc, OnceLock};
 

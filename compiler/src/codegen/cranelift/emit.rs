@@ -7,6 +7,7 @@
 //! caller checked against `batch`.
 
 use convc_runtime::Activation;
+use convc_runtime::compiled::ConvGeom;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{self, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -35,8 +36,8 @@ impl At {
     }
 }
 
-/// Functions of the runtime that kernels call: transcendental math and
-/// the GEMMs (see `super::imports`).
+/// Functions of the runtime that kernels call: transcendental math, the
+/// GEMMs, im2col and the 2×2 max pool (wrapped in `super`).
 #[derive(Clone, Copy)]
 pub struct RuntimeFns {
     pub exp: FuncRef,
@@ -45,6 +46,8 @@ pub struct RuntimeFns {
     pub gemm_into: FuncRef,
     pub gemm_abt: FuncRef,
     pub gemv: FuncRef,
+    pub im2col: FuncRef,
+    pub max_pool: FuncRef,
 }
 
 pub struct Fx<'a> {
@@ -236,6 +239,27 @@ impl<'a> Fx<'a> {
     /// `c += a·bᵀ` (`m × k` by `(n × k)ᵀ`, rows `lda`, `ldb`, `ldc` apart)
     /// on the runtime's dot-product blocks.
     #[allow(clippy::too_many_arguments)]
+    /// im2col of the image at `x` into `cols` (through `xpad` when padded).
+    pub fn im2col(&mut self, g: &ConvGeom, x: Value, xpad: Value, cols: Value) {
+        let [kh, kw] = g.conv.kernel;
+        let [sh, sw] = g.conv.stride;
+        let [ph, pw] = g.conv.pad;
+        let mut args = vec![x, xpad, cols];
+        for v in [g.c, g.h, g.w, kh, kw, sh, sw, ph, pw, g.oh, g.ow] {
+            args.push(self.int(v as i64));
+        }
+        let f = self.runtime.im2col;
+        self.b.ins().call(f, &args);
+    }
+
+    /// 2×2 stride-2 max pooling of `planes` planes of `h × w` at `x` into
+    /// `y`, with each maximum's index from `x` at `argmax` (null: none).
+    pub fn max_pool_2x2(&mut self, x: Value, [planes, h, w]: [usize; 3], y: Value, argmax: Value) {
+        let [planes, h, w] = [planes, h, w].map(|v| self.int(v as i64));
+        let f = self.runtime.max_pool;
+        self.b.ins().call(f, &[x, planes, h, w, y, argmax]);
+    }
+
     pub fn gemm_abt(&mut self, a: Value, lda: Value, b: Value, ldb: Value, [m, n, k]: [Value; 3], c: Value, ldc: Value) {
         let f = self.runtime.gemm_abt;
         self.b.ins().call(f, &[a, lda, b, ldb, m, n, k, c, ldc]);

@@ -127,74 +127,13 @@ fn copy_run(fx: &mut Fx, src: Value, src_off: i64, dst: Value, dst_off: i64, len
     });
 }
 
-/// `dst[j + dst_off] = src[j·stride + src_off]` for `j < len` (pointers).
-fn gather_run(fx: &mut Fx, src: Value, src_off: i64, stride: usize, dst: Value, dst_off: i64, len: usize) {
-    for j in 0..len {
-        let at = At { index: None, offset: 0 };
-        let v = fx.load_at(F32, src, at.plus(src_off + (j * stride) as i64));
-        fx.store_at(v, dst, at.plus(dst_off + j as i64));
-    }
-}
-
 /// `ptr[j] = 0` for `j < len`.
 fn zero_run(fx: &mut Fx, ptr: Value, len: usize) {
     let (zv, zs) = (fx.fv(0.0), fx.f(0.0));
     fx.for_vectors(len, |fx, at, vector| fx.store_at(if vector { zv } else { zs }, ptr, at));
 }
 
-/// One image (at the pointer `x`) into the interior of the zero-bordered `xpad`.
-fn emit_pad(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value) {
-    let (hp, wp) = padded(g);
-    let [ph, pw] = g.conv.pad;
-    fx.for_range(0, g.c as i64, 1, |fx, ci| {
-        let s_plane = fx.mul_add(ci, (g.h * g.w) as i64, 0);
-        let s_plane = fx.ptr_at(x, s_plane);
-        let d_plane = fx.mul_add(ci, (hp * wp) as i64, 0);
-        let d_plane = fx.ptr_at(xpad, d_plane);
-        for iy in 0..g.h {
-            copy_run(fx, s_plane, (iy * g.w) as i64, d_plane, ((iy + ph) * wp + pw) as i64, g.w);
-        }
-    });
-}
-
-/// `cols[(ci·kh + ky)·kw + kx][oy·ow + ox] = src[ci][oy·sh + ky][ox·sw + kx]`
-/// over the (zero-bordered) image at the pointer `src`: one copy of `ow`
-/// values per output row and tap, the taps of a kernel row unrolled.
-fn emit_im2col(fx: &mut Fx, g: &ConvGeom, src: Value, cols: Value) {
-    let (hp, wp) = if has_padding(g) { padded(g) } else { (g.h, g.w) };
-    let [kh, kw] = g.conv.kernel;
-    let [sh, sw] = g.conv.stride;
-    let p = g.plane();
-    fx.for_range(0, g.c as i64, 1, |fx, ci| {
-        fx.for_range(0, kh as i64, 1, |fx, ky| {
-            // Source row ci·hp + ky, and the first of this kernel row's taps.
-            let row = fx.mul_add(ci, hp as i64, 0);
-            let row = fx.b.ins().iadd(row, ky);
-            let s_row = fx.mul_add(row, wp as i64, 0);
-            let s_row = fx.ptr_at(src, s_row);
-            let t0 = fx.mul_add(ci, kh as i64, 0);
-            let t0 = fx.b.ins().iadd(t0, ky);
-            let d_tap = fx.mul_add(t0, (kw * p) as i64, 0);
-            let d_tap = fx.ptr_at(cols, d_tap);
-            fx.for_range(0, g.oh as i64, 1, |fx, oy| {
-                let s = fx.mul_add(oy, (sh * wp) as i64, 0);
-                let s = fx.ptr_at(s_row, s);
-                let d = fx.mul_add(oy, g.ow as i64, 0);
-                let d = fx.ptr_at(d_tap, d);
-                for kx in 0..kw {
-                    let d_off = (kx * p) as i64;
-                    if sw == 1 {
-                        copy_run(fx, s, kx as i64, d, d_off, g.ow);
-                    } else {
-                        gather_run(fx, s, kx as i64, sw, d, d_off, g.ow);
-                    }
-                }
-            });
-        });
-    });
-}
-
-/// The adjoint of [`emit_im2col`] without the border: `dx[ci][iy][ix] +=`
+/// The adjoint of im2col without the border: `dx[ci][iy][ix] +=`
 /// every column entry that came from it (`dx` points to the image). Which
 /// outputs each tap reaches inside the image is decided here, per tap, so
 /// no bounds are checked.
@@ -257,19 +196,21 @@ fn in_registers(a: Activation) -> bool {
 }
 
 /// The im2col matrix of the image at the pointer `x`: the input itself for
-/// a pointwise conv, else gathered into `cols`.
+/// a pointwise conv, else gathered into `cols` by the runtime's im2col
+/// (16-wide masked row copies; Cranelift's vectors are 4 wide).
 fn emit_cols(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value, cols: Value) -> Value {
     if g.pointwise() {
         return x;
     }
-    let src = if has_padding(g) {
-        emit_pad(fx, g, x, xpad);
-        xpad
-    } else {
-        x
-    };
-    emit_im2col(fx, g, src, cols);
+    fx.im2col(g, x, xpad, cols);
     cols
+}
+
+/// Whether a fused pool is the runtime's 2×2 max pool over the whole
+/// plane stack, whose argmax indices count from the first plane (other
+/// pools are emitted per plane, their indices counting from each plane).
+fn runtime_pool(kind: PoolKind, pg: &PoolGeom) -> bool {
+    kind == PoolKind::Max && [pg.kh, pg.kw, pg.sh, pg.sw] == [2; 4] && !pg.has_padding() && pg.row_stride == pg.w
 }
 
 /// Pool the plane at the pointer `src` (rows of `pg.row_stride`) into the
@@ -463,14 +404,19 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
             let an = fx.mul_add(n, out_len as i64, 0);
             fx.ptr_at(argmax, an)
         });
-        fx.for_range(0, f as i64, 1, |fx, fi| {
-            let s = fx.mul_add(fi, p as i64, 0);
-            let s = fx.ptr_at(plane, s);
-            let o = fx.mul_add(fi, (pg.ph * pg.pw) as i64, 0);
-            let d = fx.ptr_at(yn, o);
-            let a = an.map(|an| fx.ptr_at(an, o));
-            emit_pool(fx, kind, pg, s, d, a);
-        });
+        if runtime_pool(kind, &pg) {
+            let an = an.unwrap_or_else(|| fx.int(0));
+            fx.max_pool_2x2(plane, [f, g.oh, g.ow], yn, an);
+        } else {
+            fx.for_range(0, f as i64, 1, |fx, fi| {
+                let s = fx.mul_add(fi, p as i64, 0);
+                let s = fx.ptr_at(plane, s);
+                let o = fx.mul_add(fi, (pg.ph * pg.pw) as i64, 0);
+                let d = fx.ptr_at(yn, o);
+                let a = an.map(|an| fx.ptr_at(an, o));
+                emit_pool(fx, kind, pg, s, d, a);
+            });
+        }
         if train && g.keep_len() > 0 {
             let kn = fx.mul_add(n, conv_len as i64, 0);
             let kn = fx.ptr_at(keep, kn);
@@ -508,9 +454,11 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 // The activation is monotone: its output at the maximum is the pooled value.
                 zero_run(fx, dz, conv_len);
                 let pp = pg.ph * pg.pw;
+                let stack = runtime_pool(PoolKind::Max, &pg);
                 fx.for_range(0, f as i64, 1, |fx, fi| {
-                    let z_plane = fx.mul_add(fi, p as i64, 0);
-                    let z_plane = fx.ptr_at(dz, z_plane);
+                    // The argmax indices count from the first plane or from this one.
+                    let z_plane = if stack { dz } else { fx.mul_add(fi, p as i64, 0) };
+                    let z_plane = if stack { z_plane } else { fx.ptr_at(dz, z_plane) };
                     let o = fx.mul_add(fi, pp as i64, 0);
                     let (yf, dyf, af) = (fx.ptr_at(yn, o), fx.ptr_at(dyn_, o), fx.ptr_at(an, o));
                     // A scatter: one output at a time, unrolled by rows.

@@ -18,6 +18,7 @@ pub use network::JitNetwork;
 use std::fmt;
 use std::time::Instant;
 
+use convc_runtime::compiled::rows::{self, Im2col};
 use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
@@ -176,6 +177,59 @@ unsafe extern "C" fn convc_gemv(w: *const f32, rows: usize, depth: usize, x: *co
     gemv(w, rows, depth, x, images, y);
 }
 
+/// [`rows::im2col`] for JIT code: one image `x` (`c × h × w`) into `cols`,
+/// through the zero-bordered `xpad` when padded.
+///
+/// # Safety
+/// `x`, `xpad` and `cols` hold the geometry's image, `xpad_len()` and
+/// `cols_len()` values; `xpad` and `cols` overlap nothing else.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_im2col(
+    x: *const f32,
+    xpad: *mut f32,
+    cols: *mut f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    if d.cols_len() == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (x, xpad, cols) = unsafe {
+        let xpad = if d.xpad_len() == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(xpad, d.xpad_len()) };
+        (view(x, c * h * w), xpad, std::slice::from_raw_parts_mut(cols, d.cols_len()))
+    };
+    rows::im2col(&d, x, xpad, cols);
+}
+
+/// [`rows::max_pool_2x2`] for JIT code; `argmax` null when not recorded.
+///
+/// # Safety
+/// `x` holds `planes × h × w` values, `y` (and `argmax` unless null)
+/// `planes × (h/2) × (w/2)`, overlapping nothing else.
+unsafe extern "C" fn convc_max_pool_2x2(x: *const f32, planes: usize, h: usize, w: usize, y: *mut f32, argmax: *mut u32) {
+    let outs = planes * (h / 2) * (w / 2);
+    if outs == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (x, y, argmax) = unsafe {
+        let argmax = if argmax.is_null() { &mut [][..] } else { std::slice::from_raw_parts_mut(argmax, outs) };
+        (view(x, planes * h * w), std::slice::from_raw_parts_mut(y, outs), argmax)
+    };
+    rows::max_pool_2x2(x, planes, h, w, y, argmax);
+}
+
 /// Options of [`compile_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct JitOptions {
@@ -263,6 +317,8 @@ struct Jit {
     gemm_into: FuncId,
     gemm_abt: FuncId,
     gemv: FuncId,
+    im2col: FuncId,
+    max_pool: FuncId,
     /// See `Fx::unaligned_vectors`.
     unaligned_vectors: bool,
 }
@@ -292,6 +348,8 @@ impl Jit {
         builder.symbol("convc_gemm_into", convc_gemm_into as *const u8);
         builder.symbol("convc_gemm_abt", convc_gemm_abt as *const u8);
         builder.symbol("convc_gemv", convc_gemv as *const u8);
+        builder.symbol("convc_im2col", convc_im2col as *const u8);
+        builder.symbol("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8);
         let mut module = JITModule::new(builder);
         let mut unary = module.make_signature();
         unary.params.push(AbiParam::new(types::F32));
@@ -303,17 +361,32 @@ impl Jit {
             sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
             sig
         };
-        let (packed_sig, acc_sig, abt_sig, gemv_sig) = (ints(8), ints(12), ints(9), ints(6));
+        let (packed_sig, acc_sig, abt_sig, gemv_sig, im2col_sig, pool_sig) = (ints(8), ints(12), ints(9), ints(6), ints(14), ints(6));
         let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
         let gemm_into = module.declare_function("convc_gemm_into", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
         let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
         let gemv = module.declare_function("convc_gemv", Linkage::Import, &gemv_sig).map_err(|e| err(&e))?;
+        let im2col = module.declare_function("convc_im2col", Linkage::Import, &im2col_sig).map_err(|e| err(&e))?;
+        let max_pool = module.declare_function("convc_max_pool_2x2", Linkage::Import, &pool_sig).map_err(|e| err(&e))?;
         let ctx = module.make_context();
         #[cfg(target_arch = "x86_64")]
         let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
         #[cfg(not(target_arch = "x86_64"))]
         let unaligned_vectors = true;
-        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, unaligned_vectors })
+        Ok(Self {
+            module,
+            ctx,
+            fctx: FunctionBuilderContext::new(),
+            exp,
+            tanh,
+            gemm_packed,
+            gemm_into,
+            gemm_abt,
+            gemv,
+            im2col,
+            max_pool,
+            unaligned_vectors,
+        })
     }
 
     fn signature(&self) -> Signature {
@@ -339,6 +412,8 @@ impl Jit {
             let gemm_into = self.module.declare_func_in_func(self.gemm_into, b.func);
             let gemm_abt = self.module.declare_func_in_func(self.gemm_abt, b.func);
             let gemv = self.module.declare_func_in_func(self.gemv, b.func);
+            let im2col = self.module.declare_func_in_func(self.im2col, b.func);
+            let max_pool = self.module.declare_func_in_func(self.max_pool, b.func);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -347,7 +422,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv },
+                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, im2col, max_pool },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);

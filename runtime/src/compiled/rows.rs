@@ -1,0 +1,321 @@
+//! The data movement around a conv stage's GEMM — the im2col gather and the
+//! 2×2 max pool — written once for the `network!` code and the JIT (which
+//! calls them: Cranelift's vectors are 128 bits wide), with an explicit
+//! AVX-512 path: a row of up to 16 values is one masked load and store, a
+//! 2×2 pool takes 16 outputs per step.
+
+use super::{CpuLevel, cpu_level};
+
+/// What im2col needs of a conv: input `c × h × w`, kernel, stride,
+/// padding, output `oh × ow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Im2col {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Im2col {
+    /// The zero-bordered image's height and width.
+    pub const fn padded(&self) -> (usize, usize) {
+        (self.h + 2 * self.pad[0], self.w + 2 * self.pad[1])
+    }
+
+    /// The zero-bordered copy's length (0 without padding: im2col reads the image).
+    pub const fn xpad_len(&self) -> usize {
+        if self.pad[0] == 0 && self.pad[1] == 0 {
+            0
+        } else {
+            let (hp, wp) = self.padded();
+            self.c * hp * wp
+        }
+    }
+
+    /// The im2col matrix's length: taps × output positions.
+    pub const fn cols_len(&self) -> usize {
+        self.c * self.kernel[0] * self.kernel[1] * self.oh * self.ow
+    }
+}
+
+/// `cols[(ci·kh + ky)·kw + kx][oy·ow + ox] = x[ci][oy·sh + ky − ph][ox·sw + kx − pw]`,
+/// zero where that falls into the padding. The image is first copied into
+/// the interior of `xpad` (`xpad_len()` values whose borders the caller
+/// keeps zero: only the interior is written here), so that every row of
+/// `cols` is one copy of `ow` values (stride 1).
+pub fn im2col(d: &Im2col, x: &[f32], xpad: &mut [f32], cols: &mut [f32]) {
+    assert!(
+        x.len() >= d.c * d.h * d.w && xpad.len() >= d.xpad_len() && cols.len() >= d.cols_len(),
+        "im2col: buffers shorter than the geometry"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if cpu_level() == CpuLevel::Avx512 {
+        // SAFETY: `cpu_level` found AVX-512 on this CPU.
+        return unsafe { x86::im2col_avx512(d, x, xpad, cols) };
+    }
+    im2col_with::<false>(d, x, xpad, cols);
+}
+
+/// [`im2col`] with each row copied by masked AVX-512 moves (`AVX512`) or
+/// by `copy_from_slice`.
+#[inline(always)]
+fn im2col_with<const AVX512: bool>(d: &Im2col, x: &[f32], xpad: &mut [f32], cols: &mut [f32]) {
+    let copy = |dst: &mut [f32], src: &[f32]| {
+        #[cfg(target_arch = "x86_64")]
+        if AVX512 {
+            // SAFETY: AVX512 is set only by `x86::im2col_avx512`, whose
+            // caller checked the CPU; the slices have equal lengths.
+            return unsafe { x86::copy_avx512(dst, src) };
+        }
+        dst.copy_from_slice(src);
+    };
+    let [kh, kw] = d.kernel;
+    let [sh, sw] = d.stride;
+    let [ph, pw] = d.pad;
+    let (hp, wp) = d.padded();
+    let (plane, ow) = (d.oh * d.ow, d.ow);
+    let padded: &[f32] = if d.xpad_len() == 0 {
+        x
+    } else {
+        for (ci, xp) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
+            for (iy, row) in xp.chunks_exact(d.w).enumerate() {
+                copy(&mut xpad[(ci * hp + iy + ph) * wp + pw..][..d.w], row);
+            }
+        }
+        xpad
+    };
+    for ci in 0..d.c {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut cols[((ci * kh + ky) * kw + kx) * plane..][..plane];
+                for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+                    let src = &padded[(ci * hp + oy * sh + ky) * wp + kx..];
+                    if sw == 1 {
+                        copy(out, &src[..ow]);
+                    } else {
+                        for (ox, o) in out.iter_mut().enumerate() {
+                            *o = src[ox * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2×2 max pooling with stride 2 over `planes` planes of `h × w` (`x`)
+/// into `planes × (h/2) × (w/2)` (`y`); with `argmax` non-empty, each
+/// output's maximum as an index into `x`. The interpreter's rule: taps in
+/// row order, a later tap wins when greater or NaN.
+pub fn max_pool_2x2(x: &[f32], planes: usize, h: usize, w: usize, y: &mut [f32], argmax: &mut [u32]) {
+    let (oh, ow) = (h / 2, w / 2);
+    assert!(
+        x.len() >= planes * h * w && y.len() >= planes * oh * ow && (argmax.is_empty() || argmax.len() >= planes * oh * ow),
+        "max_pool_2x2: buffers shorter than the geometry"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if cpu_level() == CpuLevel::Avx512 {
+        // SAFETY: `cpu_level` found AVX-512 on this CPU; the assert bounds
+        // every row the kernel reads and writes.
+        return unsafe { x86::max_pool_2x2_avx512(x, planes, h, w, y, argmax) };
+    }
+    max_pool_2x2_portable(x, planes, h, w, y, argmax);
+}
+
+/// [`max_pool_2x2`] in plain Rust: each output reads two pairs of adjacent
+/// inputs (LLVM vectorises it with deinterleaving shuffles where the
+/// sizes are constants).
+#[inline(always)]
+pub(super) fn max_pool_2x2_portable(x: &[f32], planes: usize, h: usize, w: usize, y: &mut [f32], argmax: &mut [u32]) {
+    let (oh, ow) = (h / 2, w / 2);
+    let wins = |v: f32, best: f32| v > best || v.is_nan();
+    for c in 0..planes {
+        for oy in 0..oh {
+            let first = (c * h + 2 * oy) * w;
+            let (top, bottom) = (&x[first..][..2 * ow], &x[first + w..][..2 * ow]);
+            let out = &mut y[(c * oh + oy) * ow..][..ow];
+            if argmax.is_empty() {
+                for ((o, t), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+                    let mut best = t[0];
+                    for v in [t[1], b[0], b[1]] {
+                        if wins(v, best) {
+                            best = v;
+                        }
+                    }
+                    *o = best;
+                }
+                continue;
+            }
+            let at = &mut argmax[(c * oh + oy) * ow..][..ow];
+            for (ox, ((o, t), b)) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)).enumerate() {
+                let (mut best, mut best_at) = (t[0], 0);
+                for (v, k) in [(t[1], 1), (b[0], w), (b[1], w + 1)] {
+                    if wins(v, best) {
+                        best = v;
+                        best_at = k;
+                    }
+                }
+                *o = best;
+                at[ox] = (first + 2 * ox + best_at) as u32;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Im2col, im2col_with};
+
+    /// The first `n ≤ 16` lanes.
+    #[inline(always)]
+    fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn im2col_avx512(d: &Im2col, x: &[f32], xpad: &mut [f32], cols: &mut [f32]) {
+        im2col_with::<true>(d, x, xpad, cols)
+    }
+
+    /// `dst.copy_from_slice(src)`, 16 values per masked move.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn copy_avx512(dst: &mut [f32], src: &[f32]) {
+        assert_eq!(dst.len(), src.len());
+        let (n, d, s) = (dst.len(), dst.as_mut_ptr(), src.as_ptr());
+        let mut i = 0;
+        while i < n {
+            let m = lanes(n - i);
+            // SAFETY: the unmasked lanes i.. < n are inside both slices.
+            unsafe { _mm512_mask_storeu_ps(d.add(i), m, _mm512_maskz_loadu_ps(m, s.add(i))) };
+            i += 16;
+        }
+    }
+
+    /// [`super::max_pool_2x2`], 16 outputs per step: the even and odd
+    /// columns of two input rows (one two-source permute each), then the
+    /// taps in the scalar order with a mask per step.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW; the buffers hold the planes (checked by the caller).
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn max_pool_2x2_avx512(x: &[f32], planes: usize, h: usize, w: usize, y: &mut [f32], argmax: &mut [u32]) {
+        let (oh, ow) = (h / 2, w / 2);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let record = !argmax.is_empty();
+        let (xp, yp, ap) = (x.as_ptr(), y.as_mut_ptr(), argmax.as_mut_ptr());
+        for c in 0..planes {
+            for oy in 0..oh {
+                let first = (c * h + 2 * oy) * w;
+                let out = (c * oh + oy) * ow;
+                let mut ox = 0;
+                while ox < ow {
+                    let n = (ow - ox).min(16);
+                    let (lo, hi) = (lanes(2 * n), lanes((2 * n).saturating_sub(16)));
+                    // The row pair's columns 2·ox .. 2·(ox + n), deinterleaved.
+                    let row = |r: usize| {
+                        // SAFETY: the unmasked lanes are columns < 2·ow ≤ w of
+                        // row 2·oy + r < h of plane c.
+                        let p = unsafe { xp.add(first + r * w + 2 * ox) };
+                        let (a, b) = unsafe { (_mm512_maskz_loadu_ps(lo, p), _mm512_maskz_loadu_ps(hi, p.add(16))) };
+                        (_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b))
+                    };
+                    let ((t0, t1), (b0, b1)) = (row(0), row(1));
+                    let mut best = t0;
+                    let mut at = _mm512_setzero_si512();
+                    for (v, k) in [(t1, 1), (b0, w as i32), (b1, w as i32 + 1)] {
+                        let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                        best = _mm512_mask_mov_ps(best, wins, v);
+                        if record {
+                            at = _mm512_mask_mov_epi32(at, wins, _mm512_set1_epi32(k));
+                        }
+                    }
+                    let m = lanes(n);
+                    // SAFETY: outputs out + ox .. out + ox + n are in plane c's row oy.
+                    unsafe { _mm512_mask_storeu_ps(yp.add(out + ox), m, best) };
+                    if record {
+                        let base = _mm512_set1_epi32((first + 2 * ox) as i32);
+                        let at = _mm512_add_epi32(_mm512_add_epi32(base, even), at);
+                        // SAFETY: as above; `argmax` has an entry per output.
+                        unsafe { _mm512_mask_storeu_epi32(ap.add(out + ox).cast(), m, at) };
+                    }
+                    ox += 16;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// Values with ties (few distinct values) and, with `nans`, some NaNs.
+    fn values(rng: &mut Rng, len: usize, nans: bool) -> Vec<f32> {
+        (0..len)
+            .map(|_| match rng.below(10) {
+                0 if nans => f32::NAN,
+                k => (k % 4) as f32 - 1.5,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_pool_2x2_matches_the_scalar_rule_at_every_width() {
+        let mut rng = Rng::new(7);
+        for w in (2..=40).step_by(2) {
+            for (h, planes) in [(2, 1), (6, 3)] {
+                let x = values(&mut rng, planes * h * w, w % 4 == 0);
+                let outs = planes * (h / 2) * (w / 2);
+                let (mut y, mut at) = (vec![0.0; outs], vec![0; outs]);
+                let (mut y_ref, mut at_ref) = (vec![0.0; outs], vec![0; outs]);
+                max_pool_2x2(&x, planes, h, w, &mut y, &mut at);
+                max_pool_2x2_portable(&x, planes, h, w, &mut y_ref, &mut at_ref);
+                assert_eq!(at, at_ref, "argmax, width {w}");
+                let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(same(&y, &y_ref), "values, width {w}");
+                // Every recorded index points at its output's value.
+                assert!(y.iter().zip(&at).all(|(v, &i)| v.to_bits() == x[i as usize].to_bits()));
+                let mut y_only = vec![0.0; outs];
+                max_pool_2x2(&x, planes, h, w, &mut y_only, &mut []);
+                assert!(same(&y_only, &y_ref), "values without argmax, width {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn im2col_gathers_each_tap_or_zero() {
+        let mut rng = Rng::new(3);
+        for (c, h, w, k, s, p) in [(1, 28, 28, 5, 1, 2), (3, 9, 7, 3, 2, 1), (2, 6, 20, 3, 1, 0), (4, 5, 5, 1, 1, 0), (2, 7, 9, 2, 3, 2)] {
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let d = Im2col { c, h, w, kernel: [k, k], stride: [s, s], pad: [p, p], oh, ow };
+            let x: Vec<f32> = (0..c * h * w).map(|_| rng.next_f32()).collect();
+            let (mut xpad, mut cols) = (vec![0.0; d.xpad_len()], vec![f32::NAN; d.cols_len()]);
+            im2col(&d, &x, &mut xpad, &mut cols);
+            for ci in 0..c {
+                for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
+                    for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
+                        let (iy, ix) = ((oy * s + ky) as isize - p as isize, (ox * s + kx) as isize - p as isize);
+                        let inside = (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                        let want = if inside { x[(ci * h + iy as usize) * w + ix as usize] } else { 0.0 };
+                        let got = cols[((ci * k + ky) * k + kx) * oh * ow + oy * ow + ox];
+                        assert_eq!(got, want, "c{c} {h}×{w} k{k} s{s} p{p}: tap ({ci},{ky},{kx}) at ({oy},{ox})");
+                    }
+                }
+            }
+        }
+    }
+}
