@@ -236,9 +236,6 @@ impl<'a> Fx<'a> {
         self.b.ins().call(f, &[m, k, n, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]]);
     }
 
-    /// `c += a·bᵀ` (`m × k` by `(n × k)ᵀ`, rows `lda`, `ldb`, `ldc` apart)
-    /// on the runtime's dot-product blocks.
-    #[allow(clippy::too_many_arguments)]
     /// im2col of the image at `x` into `cols` (through `xpad` when padded).
     pub fn im2col(&mut self, g: &ConvGeom, x: Value, xpad: Value, cols: Value) {
         let [kh, kw] = g.conv.kernel;
@@ -260,6 +257,9 @@ impl<'a> Fx<'a> {
         self.b.ins().call(f, &[x, planes, h, w, y, argmax]);
     }
 
+    /// `c += a·bᵀ` (`m × k` by `(n × k)ᵀ`, rows `lda`, `ldb`, `ldc` apart)
+    /// on the runtime's dot-product blocks.
+    #[allow(clippy::too_many_arguments)]
     pub fn gemm_abt(&mut self, a: Value, lda: Value, b: Value, ldb: Value, [m, n, k]: [Value; 3], c: Value, ldc: Value) {
         let f = self.runtime.gemm_abt;
         self.b.ins().call(f, &[a, lda, b, ldb, m, n, k, c, ldc]);
