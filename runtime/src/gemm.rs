@@ -306,6 +306,28 @@ pub fn gemm_abt_at(
     }
 }
 
+/// `dst[c·rows + r] = src[r·cols + c]`: the transpose of a row-major
+/// `rows × cols` matrix, in 16 × 16 blocks so that reads and writes both
+/// run along cache lines (a dense layer's chunk is transposed in and out of
+/// its GEMM).
+///
+/// # Panics
+/// When a buffer is shorter than `rows × cols`.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for c in c0..(c0 + B).min(cols) {
+                let out = &mut dst[c * rows..][r0..(r0 + B).min(rows)];
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = src[(r0 + r) * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// `y[n·rows + r] += Σₖ w[r·depth + k] · x[n·depth + k]` for `r < rows`,
 /// `n < images`: a few images through a row-major weight matrix, each row
 /// read once and dotted with every image. Dense layers at small batches,
@@ -426,10 +448,17 @@ mod x86 {
                 let w = (n - j).min(32);
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
-                    if w > 16 {
-                        tile_avx512::<2>(a, p, b, ldb, j, w, bias, relu, c, ldc);
-                    } else {
-                        tile_avx512::<1>(a, p, b, ldb, j, w, bias, relu, c, ldc);
+                    match w {
+                        17.. => tile_avx512::<2>(a, p, b, ldb, j, w, bias, relu, c, ldc),
+                        9.. => tile_avx512::<1>(a, p, b, ldb, j, w, bias, relu, c, ldc),
+                        8 => columns_avx512::<8>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        7 => columns_avx512::<7>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        6 => columns_avx512::<6>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        5 => columns_avx512::<5>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        4 => columns_avx512::<4>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        3 => columns_avx512::<3>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        2 => columns_avx512::<2>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        _ => columns_avx512::<1>(a, p, b, ldb, j, bias, relu, c, ldc),
                     }
                 }
                 j += w;
@@ -497,6 +526,70 @@ mod x86 {
                 // SAFETY: row p·MR + r, columns j..j+w of c are in bounds;
                 // masked-off lanes are not written.
                 unsafe { _mm512_mask_storeu_ps(cp.wrapping_add((p * MR + r) * ldc + j + 16 * v), masks[v], x) };
+            }
+        }
+    }
+
+    /// Rows `p·MR..` (one panel) × the last `W ≤ 8` columns from `j`: a
+    /// ragged right edge (a 14 × 14 plane has 196 = 12·16 + 4 columns). A
+    /// row-wise tile would spend a full zmm FMA per row on a few lanes;
+    /// here each column is one ymm accumulator over the panel's 8 rows (one
+    /// load per depth step, the `b` values broadcast), with two sets of
+    /// accumulators for even and odd depths to hide the FMA latency.
+    ///
+    /// # Safety
+    /// As for [`gemm_avx512`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn columns_avx512<const W: usize>(
+        a: &PackedA,
+        p: usize,
+        b: &[f32],
+        ldb: usize,
+        j: usize,
+        bias: &[f32],
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        const { assert!(MR == 8 && W <= 8) };
+        let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), a.panel(p).as_ptr());
+        let rows = MR.min(a.rows - p * MR);
+        let mut init = [0.0f32; MR];
+        for (r, v) in init.iter_mut().enumerate().take(rows) {
+            *v = bias.get(p * MR + r).copied().unwrap_or(0.0);
+        }
+        // SAFETY: `init` holds 8 values.
+        let mut acc = [[unsafe { _mm256_loadu_ps(init.as_ptr()) }; W], [_mm256_setzero_ps(); W]];
+        let step = |acc: &mut [__m256; W], k: usize| {
+            // SAFETY: the panel holds depth × MR values; columns j..j+W of
+            // row k of b are in bounds (the caller's assert).
+            let av = unsafe { _mm256_loadu_ps(panel.add(k * MR)) };
+            for (col, x) in acc.iter_mut().enumerate() {
+                *x = _mm256_fmadd_ps(av, _mm256_set1_ps(unsafe { *bp.add(k * ldb + j + col) }), *x);
+            }
+        };
+        let mut k = 0;
+        while k + 2 <= a.depth {
+            step(&mut acc[0], k);
+            step(&mut acc[1], k + 1);
+            k += 2;
+        }
+        if k < a.depth {
+            step(&mut acc[0], k);
+        }
+        for col in 0..W {
+            let mut x = _mm256_add_ps(acc[0][col], acc[1][col]);
+            if relu {
+                x = _mm256_max_ps(x, _mm256_setzero_ps());
+            }
+            let mut out = [0.0f32; MR];
+            // SAFETY: `out` holds 8 values.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), x) };
+            for (r, v) in out.iter().enumerate().take(rows) {
+                // SAFETY: row p·MR + r, column j + col of c is in bounds.
+                unsafe { *cp.add((p * MR + r) * ldc + j + col) = *v };
             }
         }
     }
@@ -771,6 +864,20 @@ mod x86 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn transpose_moves_every_element_once() {
+        for (rows, cols) in [(1, 1), (3, 70), (64, 3136), (17, 33), (1024, 5)] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                }
+            }
+        }
+    }
+
     fn naive(a: &[f32], la: Layout, b: &[f32], lb: Layout) -> Vec<f32> {
         let mut c = vec![0.0; la.rows * lb.cols];
         for i in 0..la.rows {
@@ -814,6 +921,9 @@ mod tests {
             [CpuLevel::Baseline, CpuLevel::Avx2, CpuLevel::Avx512].into_iter().filter(|&l| l <= cpu_level()).collect();
         for (rows, depth, n, pad) in
             [(1, 1, 1, 0), (6, 25, 784, 0), (8, 3, 33, 5), (16, 150, 100, 0), (13, 7, 47, 3), (64, 40, 196, 1), (9, 0, 5, 0)]
+                .into_iter()
+                // Every ragged right edge of one to eight columns.
+                .chain([(5, 9, 40, 0), (12, 4, 7, 2), (3, 5, 35, 0), (8, 2, 34, 1), (10, 11, 38, 0)])
         {
             let (ldb, ldc) = (n + pad, n + 2 * pad);
             let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();

@@ -19,7 +19,7 @@
 //! same epilogue.
 
 use super::rows::{self, Im2col};
-use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv};
+use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv, transpose};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
 use crate::layer::{Conv, Pool};
@@ -512,18 +512,10 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
         // registers: transpose the chunk's inputs in, the outputs back.
         let Scratch { cols: xt, plane: yt, .. } = io.scratch;
         let (xt, yt) = (sized(xt, i * b), sized(yt, u * b));
-        for (n, x) in io.x.chunks_exact(i).enumerate() {
-            for (k, v) in x.iter().enumerate() {
-                xt[k * b + n] = *v;
-            }
-        }
+        transpose(io.x, b, i, xt);
         let relu = g.activation == Activation::Relu;
         gemm_packed(io.packed, xt, b, b, io.bias, relu, yt, b);
-        for (n, y) in io.y.chunks_exact_mut(u).enumerate() {
-            for (unit, v) in y.iter_mut().enumerate() {
-                *v = yt[unit * b + n];
-            }
-        }
+        transpose(yt, u, b, io.y);
         if !relu {
             activate(g.activation, io.y);
         }
@@ -570,15 +562,7 @@ pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
     // of W on every call): transpose dz in, dx back out.
     let Scratch { cols: dzt, dcols: dxt, .. } = io.scratch;
     let (dzt, dxt) = (sized(dzt, u * b), sized(dxt, i * b));
-    for (n, row) in dz.chunks_exact(u).enumerate() {
-        for (unit, v) in row.iter().enumerate() {
-            dzt[unit * b + n] = *v;
-        }
-    }
+    transpose(dz, b, u, dzt);
     gemm_packed(io.packed_t, dzt, b, b, &[], false, dxt, b);
-    for (n, dx) in io.dx.chunks_exact_mut(i).enumerate() {
-        for (k, v) in dx.iter_mut().enumerate() {
-            *v = dxt[k * b + n];
-        }
-    }
+    transpose(dxt, i, b, io.dx);
 }

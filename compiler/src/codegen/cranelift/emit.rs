@@ -37,7 +37,7 @@ impl At {
 }
 
 /// Functions of the runtime that kernels call: transcendental math, the
-/// GEMMs, im2col and the 2×2 max pool (wrapped in `super`).
+/// GEMMs, im2col, the 2×2 max pool and transposes (wrapped in `super`).
 #[derive(Clone, Copy)]
 pub struct RuntimeFns {
     pub exp: FuncRef,
@@ -48,6 +48,7 @@ pub struct RuntimeFns {
     pub gemv: FuncRef,
     pub im2col: FuncRef,
     pub max_pool: FuncRef,
+    pub transpose: FuncRef,
 }
 
 pub struct Fx<'a> {
@@ -255,6 +256,12 @@ impl<'a> Fx<'a> {
         let [planes, h, w] = [planes, h, w].map(|v| self.int(v as i64));
         let f = self.runtime.max_pool;
         self.b.ins().call(f, &[x, planes, h, w, y, argmax]);
+    }
+
+    /// `dst` (`cols × rows`) = the transpose of `src` (`rows × cols`).
+    pub fn transpose(&mut self, src: Value, rows: Value, cols: Value, dst: Value) {
+        let f = self.runtime.transpose;
+        self.b.ins().call(f, &[src, rows, cols, dst]);
     }
 
     /// `c += a·bᵀ` (`m × k` by `(n × k)ᵀ`, rows `lda`, `ldb`, `ldc` apart)

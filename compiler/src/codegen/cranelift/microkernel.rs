@@ -550,21 +550,6 @@ fn row_sum(fx: &mut Fx, ptr: Value, len: usize) -> Value {
     fx.b.ins().fadd(v, s)
 }
 
-/// `dst[j·rows + i] = src[i·cols + j]` for a `rows × cols` matrix, one of
-/// whose sizes is the chunk's image count (a run-time value).
-fn emit_transpose(fx: &mut Fx, src: Value, dst: Value, rows: Value, cols: Value) {
-    fx.for_to(0, rows, 1, |fx, i| {
-        let s_row = fx.b.ins().imul(i, cols);
-        fx.for_to(0, cols, 1, |fx, j| {
-            let s = fx.b.ins().iadd(s_row, j);
-            let d = fx.b.ins().imul(j, rows);
-            let d = fx.b.ins().iadd(d, i);
-            let v = fx.load(F32, src, s, 0);
-            fx.store(v, dst, d, 0);
-        });
-    });
-}
-
 /// `y = a(x·Wᵀ + b)` for the chunk: `yᵀ = a(W·xᵀ + b)` on the microkernel
 /// over the packed weight, the chunk transposed in and out — or, for up to
 /// [`GEMV_MAX_BATCH`] images, dot products over the weight's rows.
@@ -597,9 +582,9 @@ pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
             }
         },
         |fx| {
-            emit_transpose(fx, x, xt, batch, inputs);
+            fx.transpose(x, batch, inputs, xt);
             fx.gemm_packed(packed, xt, batch, batch, bias, relu, yt, batch);
-            emit_transpose(fx, yt, y, units, batch);
+            fx.transpose(yt, units, batch, y);
         },
     );
     if !in_registers(g.activation) {
@@ -647,8 +632,8 @@ pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
     fx.gemm_into([uv, batch, iv], [dz, one, uv], [x, iv, one], [gw, iv, one]);
     fx.if_nonnull(dx, |fx| {
         let null = fx.int(0);
-        emit_transpose(fx, dz, dzt, batch, uv);
+        fx.transpose(dz, batch, uv, dzt);
         fx.gemm_packed(packed_t, dzt, batch, batch, null, false, dxt, batch);
-        emit_transpose(fx, dxt, dx, iv, batch);
+        fx.transpose(dxt, iv, batch, dx);
     });
 }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::time::Instant;
 
 use convc_runtime::compiled::rows::{self, Im2col};
-use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv};
+use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv, transpose};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -230,6 +230,19 @@ unsafe extern "C" fn convc_max_pool_2x2(x: *const f32, planes: usize, h: usize, 
     rows::max_pool_2x2(x, planes, h, w, y, argmax);
 }
 
+/// [`convc_runtime::gemm::transpose`] for JIT code: `dst` (`cols × rows`) = `srcᵀ`.
+///
+/// # Safety
+/// `src` and `dst` hold `rows × cols` values each and do not overlap.
+unsafe extern "C" fn convc_transpose(src: *const f32, rows: usize, cols: usize, dst: *mut f32) {
+    if rows * cols == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (src, dst) = unsafe { (view(src, rows * cols), std::slice::from_raw_parts_mut(dst, rows * cols)) };
+    transpose(src, rows, cols, dst);
+}
+
 /// Options of [`compile_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct JitOptions {
@@ -319,6 +332,7 @@ struct Jit {
     gemv: FuncId,
     im2col: FuncId,
     max_pool: FuncId,
+    transpose: FuncId,
     /// See `Fx::unaligned_vectors`.
     unaligned_vectors: bool,
 }
@@ -350,6 +364,7 @@ impl Jit {
         builder.symbol("convc_gemv", convc_gemv as *const u8);
         builder.symbol("convc_im2col", convc_im2col as *const u8);
         builder.symbol("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8);
+        builder.symbol("convc_transpose", convc_transpose as *const u8);
         let mut module = JITModule::new(builder);
         let mut unary = module.make_signature();
         unary.params.push(AbiParam::new(types::F32));
@@ -361,13 +376,14 @@ impl Jit {
             sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
             sig
         };
-        let (packed_sig, acc_sig, abt_sig, gemv_sig, im2col_sig, pool_sig) = (ints(8), ints(12), ints(9), ints(6), ints(14), ints(6));
+        let [packed_sig, acc_sig, abt_sig, gemv_sig, im2col_sig, pool_sig, transpose_sig] = [8, 12, 9, 6, 14, 6, 4].map(ints);
         let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
         let gemm_into = module.declare_function("convc_gemm_into", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
         let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
         let gemv = module.declare_function("convc_gemv", Linkage::Import, &gemv_sig).map_err(|e| err(&e))?;
         let im2col = module.declare_function("convc_im2col", Linkage::Import, &im2col_sig).map_err(|e| err(&e))?;
         let max_pool = module.declare_function("convc_max_pool_2x2", Linkage::Import, &pool_sig).map_err(|e| err(&e))?;
+        let transpose = module.declare_function("convc_transpose", Linkage::Import, &transpose_sig).map_err(|e| err(&e))?;
         let ctx = module.make_context();
         #[cfg(target_arch = "x86_64")]
         let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
@@ -385,6 +401,7 @@ impl Jit {
             gemv,
             im2col,
             max_pool,
+            transpose,
             unaligned_vectors,
         })
     }
@@ -414,6 +431,7 @@ impl Jit {
             let gemv = self.module.declare_func_in_func(self.gemv, b.func);
             let im2col = self.module.declare_func_in_func(self.im2col, b.func);
             let max_pool = self.module.declare_func_in_func(self.max_pool, b.func);
+            let transpose = self.module.declare_func_in_func(self.transpose, b.func);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -422,7 +440,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, im2col, max_pool },
+                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, im2col, max_pool, transpose },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);
