@@ -579,8 +579,8 @@ mod x86 {
         if k < a.depth {
             step(&mut acc[0], k);
         }
-        for col in 0..W {
-            let mut x = _mm256_add_ps(acc[0][col], acc[1][col]);
+        for (col, (&even, &odd)) in acc[0].iter().zip(&acc[1]).enumerate() {
+            let mut x = _mm256_add_ps(even, odd);
             if relu {
                 x = _mm256_max_ps(x, _mm256_setzero_ps());
             }
