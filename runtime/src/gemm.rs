@@ -205,11 +205,59 @@ pub fn gemm_packed_at(
     c: &mut [f32],
     ldc: usize,
 ) {
+    packed_at(level, a, b, ldb, n, Start::Bias(bias), relu, c, ldc);
+}
+
+/// `c[i][j] += Σₖ a[i][k]·b[k][j]`: [`gemm_packed`] accumulating into `c`
+/// (a weight gradient summed over images).
+pub fn gemm_packed_acc(a: &PackedA, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize) {
+    gemm_packed_acc_at(crate::compiled::cpu_level(), a, b, ldb, n, c, ldc);
+}
+
+/// [`gemm_packed_acc`] at a given level.
+pub fn gemm_packed_acc_at(level: crate::compiled::CpuLevel, a: &PackedA, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize) {
+    packed_at(level, a, b, ldb, n, Start::C, false, c, ldc);
+}
+
+/// What the accumulators of [`gemm_packed`] start from.
+#[derive(Debug, Clone, Copy)]
+enum Start<'a> {
+    /// Each row's bias (zero when empty): `c` is only written.
+    Bias(&'a [f32]),
+    /// `c` itself: the product is added to it.
+    C,
+}
+
+impl Start<'_> {
+    /// Row `i`'s bias, or `None` to start from `c`.
+    #[inline(always)]
+    fn bias(self, i: usize) -> Option<f32> {
+        match self {
+            Start::Bias(bias) => Some(bias.get(i).copied().unwrap_or(0.0)),
+            Start::C => None,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn packed_at(
+    level: crate::compiled::CpuLevel,
+    a: &PackedA,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    start: Start<'_>,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let (rows, depth) = (a.rows, a.depth);
     if rows == 0 || n == 0 {
         return;
     }
-    assert!(bias.is_empty() || bias.len() == rows, "gemm_packed: {} biases for {rows} rows", bias.len());
+    if let Start::Bias(bias) = start {
+        assert!(bias.is_empty() || bias.len() == rows, "gemm_packed: {} biases for {rows} rows", bias.len());
+    }
     assert!(depth == 0 || (ldb >= n && b.len() >= (depth - 1) * ldb + n), "gemm_packed: b view out of bounds");
     assert!(ldc >= n && c.len() >= (rows - 1) * ldc + n, "gemm_packed: c view out of bounds");
     #[cfg(target_arch = "x86_64")]
@@ -218,24 +266,26 @@ pub fn gemm_packed_at(
         match level {
             // SAFETY: `cpu_level` (or the test, from it) found AVX-512F on
             // this CPU; the asserts above bound every access the kernel makes.
-            CpuLevel::Avx512 => return unsafe { x86::gemm_avx512(a, b, ldb, n, bias, relu, c, ldc) },
+            CpuLevel::Avx512 => return unsafe { x86::gemm_avx512(a, b, ldb, n, start, relu, c, ldc) },
             // SAFETY: as above, for AVX2 and FMA.
-            CpuLevel::Avx2 => return unsafe { x86::gemm_avx2(a, b, ldb, n, bias, relu, c, ldc) },
+            CpuLevel::Avx2 => return unsafe { x86::gemm_avx2(a, b, ldb, n, start, relu, c, ldc) },
             CpuLevel::Baseline => {}
         }
     }
     let _ = level;
-    gemm_portable(a, b, ldb, 0, n, bias, relu, c, ldc);
+    gemm_portable(a, b, ldb, 0, n, start, relu, c, ldc);
 }
 
 /// Columns `j0..n` of [`gemm_packed`] in plain Rust (the baseline, and the
 /// AVX2 kernel's ragged right edge).
 #[allow(clippy::too_many_arguments)]
-fn gemm_portable(a: &PackedA, b: &[f32], ldb: usize, j0: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+fn gemm_portable(a: &PackedA, b: &[f32], ldb: usize, j0: usize, n: usize, start: Start<'_>, relu: bool, c: &mut [f32], ldc: usize) {
     for i in 0..a.rows {
         let panel = a.panel(i / MR);
         let out = &mut c[i * ldc + j0..i * ldc + n];
-        out.fill(bias.get(i).copied().unwrap_or(0.0));
+        if let Some(bias) = start.bias(i) {
+            out.fill(bias);
+        }
         for k in 0..a.depth {
             let av = panel[k * MR + i % MR];
             for (o, bv) in out.iter_mut().zip(&b[k * ldb + j0..k * ldb + n]) {
@@ -398,7 +448,7 @@ macro_rules! abt_blocks {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{MR, PackedA, gemm_portable};
+    use super::{MR, PackedA, Start, gemm_portable};
 
     /// `pub(super) unsafe fn $name(a, lda, b, ldb, m, n, k, c, ldc)`: the
     /// blocks of [`super::gemm_abt`], `$size × $size` where they fit, each
@@ -441,7 +491,16 @@ mod x86 {
     /// The CPU has AVX-512F; the views are in bounds (checked by the caller).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm_avx512(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+    pub(super) unsafe fn gemm_avx512(
+        a: &PackedA,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        start: Start<'_>,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
         for p in 0..a.rows.div_ceil(MR) {
             let mut j = 0;
             while j < n {
@@ -449,16 +508,16 @@ mod x86 {
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
                     match w {
-                        17.. => tile_avx512::<2>(a, p, b, ldb, j, w, bias, relu, c, ldc),
-                        9.. => tile_avx512::<1>(a, p, b, ldb, j, w, bias, relu, c, ldc),
-                        8 => columns_avx512::<8>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        7 => columns_avx512::<7>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        6 => columns_avx512::<6>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        5 => columns_avx512::<5>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        4 => columns_avx512::<4>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        3 => columns_avx512::<3>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        2 => columns_avx512::<2>(a, p, b, ldb, j, bias, relu, c, ldc),
-                        _ => columns_avx512::<1>(a, p, b, ldb, j, bias, relu, c, ldc),
+                        17.. => tile_avx512::<2>(a, p, b, ldb, j, w, start, relu, c, ldc),
+                        9.. => tile_avx512::<1>(a, p, b, ldb, j, w, start, relu, c, ldc),
+                        8 => columns_avx512::<8>(a, p, b, ldb, j, start, relu, c, ldc),
+                        7 => columns_avx512::<7>(a, p, b, ldb, j, start, relu, c, ldc),
+                        6 => columns_avx512::<6>(a, p, b, ldb, j, start, relu, c, ldc),
+                        5 => columns_avx512::<5>(a, p, b, ldb, j, start, relu, c, ldc),
+                        4 => columns_avx512::<4>(a, p, b, ldb, j, start, relu, c, ldc),
+                        3 => columns_avx512::<3>(a, p, b, ldb, j, start, relu, c, ldc),
+                        2 => columns_avx512::<2>(a, p, b, ldb, j, start, relu, c, ldc),
+                        _ => columns_avx512::<1>(a, p, b, ldb, j, start, relu, c, ldc),
                     }
                 }
                 j += w;
@@ -481,7 +540,7 @@ mod x86 {
         ldb: usize,
         j: usize,
         w: usize,
-        bias: &[f32],
+        start: Start<'_>,
         relu: bool,
         c: &mut [f32],
         ldc: usize,
@@ -495,8 +554,15 @@ mod x86 {
         }
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         for (r, vs) in acc.iter_mut().enumerate().take(rows) {
-            if let Some(&v) = bias.get(p * MR + r) {
-                *vs = [_mm512_set1_ps(v); V];
+            match start.bias(p * MR + r) {
+                Some(v) => *vs = [_mm512_set1_ps(v); V],
+                None => {
+                    for (v, x) in vs.iter_mut().enumerate() {
+                        // SAFETY: row p·MR + r, columns j..j+w of c are in
+                        // bounds; masked-off lanes are not read.
+                        *x = unsafe { _mm512_maskz_loadu_ps(masks[v], cp.wrapping_add((p * MR + r) * ldc + j + 16 * v)) };
+                    }
+                }
             }
         }
         for k in 0..a.depth {
@@ -548,7 +614,7 @@ mod x86 {
         b: &[f32],
         ldb: usize,
         j: usize,
-        bias: &[f32],
+        start: Start<'_>,
         relu: bool,
         c: &mut [f32],
         ldc: usize,
@@ -556,12 +622,16 @@ mod x86 {
         const { assert!(MR == 8 && W <= 8) };
         let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), a.panel(p).as_ptr());
         let rows = MR.min(a.rows - p * MR);
-        let mut init = [0.0f32; MR];
-        for (r, v) in init.iter_mut().enumerate().take(rows) {
-            *v = bias.get(p * MR + r).copied().unwrap_or(0.0);
+        let mut acc = [[_mm256_setzero_ps(); W], [_mm256_setzero_ps(); W]];
+        for (col, x) in acc[0].iter_mut().enumerate() {
+            let mut init = [0.0f32; MR];
+            for (r, v) in init.iter_mut().enumerate().take(rows) {
+                // SAFETY: row p·MR + r, column j + col of c is in bounds.
+                *v = start.bias(p * MR + r).unwrap_or_else(|| unsafe { *cp.add((p * MR + r) * ldc + j + col) });
+            }
+            // SAFETY: `init` holds 8 values.
+            *x = unsafe { _mm256_loadu_ps(init.as_ptr()) };
         }
-        // SAFETY: `init` holds 8 values.
-        let mut acc = [[unsafe { _mm256_loadu_ps(init.as_ptr()) }; W], [_mm256_setzero_ps(); W]];
         let step = |acc: &mut [__m256; W], k: usize| {
             // SAFETY: the panel holds depth × MR values; columns j..j+W of
             // row k of b are in bounds (the caller's assert).
@@ -601,7 +671,7 @@ mod x86 {
     /// The CPU has AVX2 and FMA; the views are in bounds (checked by the caller).
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm_avx2(a: &PackedA, b: &[f32], ldb: usize, n: usize, bias: &[f32], relu: bool, c: &mut [f32], ldc: usize) {
+    pub(super) unsafe fn gemm_avx2(a: &PackedA, b: &[f32], ldb: usize, n: usize, start: Start<'_>, relu: bool, c: &mut [f32], ldc: usize) {
         const R: usize = 4;
         let (bp, cp) = (b.as_ptr(), c.as_mut_ptr());
         let full = n / 16 * 16;
@@ -616,9 +686,14 @@ mod x86 {
                 for j in (0..full).step_by(16) {
                     let mut acc = [[_mm256_setzero_ps(); 2]; R];
                     for (r, pair) in acc.iter_mut().enumerate().take(rows) {
-                        if let Some(&v) = bias.get(first + r) {
-                            *pair = [_mm256_set1_ps(v); 2];
-                        }
+                        *pair = match start.bias(first + r) {
+                            Some(v) => [_mm256_set1_ps(v); 2],
+                            // SAFETY: row first + r, columns j..j+16 ≤ n of c are in bounds.
+                            None => unsafe {
+                                let row = cp.add((first + r) * ldc + j);
+                                [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))]
+                            },
+                        };
                     }
                     for k in 0..a.depth {
                         // SAFETY: columns j..j+16 ≤ n of row k are in bounds.
@@ -650,7 +725,7 @@ mod x86 {
             }
         }
         if full < n {
-            gemm_portable(a, b, ldb, full, n, bias, relu, c, ldc);
+            gemm_portable(a, b, ldb, full, n, start, relu, c, ldc);
         }
     }
 
@@ -959,6 +1034,24 @@ mod tests {
                                 "{level:?} {rows}×{depth}×{n} [{i}][{j}]: {got} vs {want}"
                             );
                         }
+                    }
+                }
+                // Accumulating: c += a·b, columns past n untouched.
+                let before: Vec<f32> = (0..rows * ldc).map(|t| if t % ldc < n { (t as f32 * 0.7).sin() } else { f32::NAN }).collect();
+                let mut c = before.clone();
+                gemm_packed_acc_at(level, &packed, &b, ldb, n, &mut c, ldc);
+                for i in 0..rows {
+                    for j in 0..ldc {
+                        let got = c[i * ldc + j];
+                        if j >= n {
+                            assert!(got.is_nan(), "{level:?}: accumulated past column {n}");
+                            continue;
+                        }
+                        let want = before[i * ldc + j] + (0..depth).map(|k| a[i * depth + k] * b[k * ldb + j]).sum::<f32>();
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{level:?} acc {rows}×{depth}×{n} [{i}][{j}]: {got} vs {want}"
+                        );
                     }
                 }
             }

@@ -190,12 +190,18 @@ pub struct ConvBackward<'a> {
 /// its interior is ever written, so its borders stay zero.
 #[inline(always)]
 fn im2col(g: &ConvGeom, x: &[f32], xpad: &mut Vec<f32>, cols: &mut [f32]) {
-    let d = g.im2col();
-    if xpad.len() != d.xpad_len() {
+    rows::im2col(&g.im2col(), x, sized_xpad(g, xpad), cols);
+}
+
+/// `xpad` sized for stage `g`, zeroed when (re)sized.
+#[inline(always)]
+fn sized_xpad<'a>(g: &ConvGeom, xpad: &'a mut Vec<f32>) -> &'a mut [f32] {
+    let len = g.im2col().xpad_len();
+    if xpad.len() != len {
         xpad.clear();
-        xpad.resize(d.xpad_len(), 0.0);
+        xpad.resize(len, 0.0);
     }
-    rows::im2col(&d, x, xpad, cols);
+    xpad
 }
 
 /// The adjoint of [`im2col`]: `dx += ` every column entry at its input position.
@@ -428,9 +434,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             }
             continue;
         }
-        let cols = sized(cols, k * p);
-        im2col(g, x, xpad, cols);
-        gemm_abt(dz, p, cols, p, f, k, p, io.gw, k);
+        rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw);
         if dx.is_empty() {
             continue;
         }

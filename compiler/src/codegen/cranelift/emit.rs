@@ -37,7 +37,8 @@ impl At {
 }
 
 /// Functions of the runtime that kernels call: transcendental math, the
-/// GEMMs, im2col, the 2×2 max pool and transposes (wrapped in `super`).
+/// GEMMs, im2col, the 2×2 max pool, transposes and conv weight gradients
+/// (wrapped in `super`).
 #[derive(Clone, Copy)]
 pub struct RuntimeFns {
     pub exp: FuncRef,
@@ -49,6 +50,7 @@ pub struct RuntimeFns {
     pub im2col: FuncRef,
     pub max_pool: FuncRef,
     pub transpose: FuncRef,
+    pub weight_grad: FuncRef,
 }
 
 pub struct Fx<'a> {
@@ -239,15 +241,29 @@ impl<'a> Fx<'a> {
 
     /// im2col of the image at `x` into `cols` (through `xpad` when padded).
     pub fn im2col(&mut self, g: &ConvGeom, x: Value, xpad: Value, cols: Value) {
+        let mut args = vec![x, xpad, cols];
+        args.extend(self.geometry(g));
+        let f = self.runtime.im2col;
+        self.b.ins().call(f, &args);
+    }
+
+    /// `gw += dz · im2row(x)`: the weight gradient of the image at `x`,
+    /// `rows` (and `xpad`) scratch.
+    pub fn weight_grad(&mut self, g: &ConvGeom, [x, xpad, rows]: [Value; 3], dz: Value, gw: Value) {
+        let filters = self.int(g.conv.filters as i64);
+        let mut args = vec![x, xpad, rows, dz, gw, filters];
+        args.extend(self.geometry(g));
+        let f = self.runtime.weight_grad;
+        self.b.ins().call(f, &args);
+    }
+
+    /// A conv's `c, h, w, kh, kw, sh, sw, ph, pw, oh, ow`, as the runtime's
+    /// gathers take them.
+    fn geometry(&mut self, g: &ConvGeom) -> Vec<Value> {
         let [kh, kw] = g.conv.kernel;
         let [sh, sw] = g.conv.stride;
         let [ph, pw] = g.conv.pad;
-        let mut args = vec![x, xpad, cols];
-        for v in [g.c, g.h, g.w, kh, kw, sh, sw, ph, pw, g.oh, g.ow] {
-            args.push(self.int(v as i64));
-        }
-        let f = self.runtime.im2col;
-        self.b.ins().call(f, &args);
+        [g.c, g.h, g.w, kh, kw, sh, sw, ph, pw, g.oh, g.ow].iter().map(|&v| self.int(v as i64)).collect()
     }
 
     /// 2×2 stride-2 max pooling of `planes` planes of `h × w` at `x` into

@@ -4,15 +4,16 @@
 //! microkernels, compiled by rustc for AVX-512 and AVX2+FMA and chosen at
 //! run time, do 2–4× the work per instruction. So the GEMM at the heart of
 //! each stage is a call into the runtime (`convc_gemm_packed` over weights
-//! packed once per change; for weight gradients `convc_gemm_abt` in conv
-//! stages and `convc_gemm_into` in dense ones), and the
-//! JIT specialises everything around it to the stage's constants: the loop
-//! over the chunk's images, the zero-bordered copy and the im2col gather
-//! (copies of whole output rows, the kernel window unrolled), the
-//! epilogue — activations other than ReLU (which the microkernel applies in
-//! registers), the fused pool with its argmax, what training keeps — and in
-//! backward the pool's and activation's gradient, the bias gradient and the
-//! col2im scatter with every window edge resolved at compile time.
+//! packed once per change; for weight gradients `convc_weight_grad` in conv
+//! stages and `convc_gemm_into` in dense ones), as are the data movements
+//! that gain most from 512-bit vectors — im2col, the 2×2 max pool, the
+//! dense layers' transposes (`rows.rs` in the runtime). The JIT specialises
+//! everything around them to the stage's constants: the loop over the
+//! chunk's images, the epilogue — activations other than ReLU (which the
+//! microkernel applies in registers), other pools with their argmax, what
+//! training keeps — and in backward the pool's and activation's gradient,
+//! the bias gradient and the col2im scatter with every window edge
+//! resolved at compile time.
 //!
 //! Layouts are the runtime's own ([`ConvGeom`]): a stage's kept state and
 //! argmax are what the shared executor sizes, so the JIT's stages drop into
@@ -511,12 +512,17 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 fx.add_to(F32, gb, fi, 0, s);
             });
         });
-        // gw += dz · colsᵀ (filters × plane by (taps × plane)ᵀ).
+        // gw += dz · colsᵀ (filters × plane by (taps × plane)ᵀ): for a
+        // pointwise conv the input is cols; else the runtime's packed GEMM
+        // over the transposed gather.
         let xn = fx.mul_add(n, in_len as i64, 0);
         let xn = fx.ptr_at(x, xn);
-        let b = emit_cols(fx, g, xn, xpad, cols);
         let [pv, kv, fv] = [p, k, f].map(|v| fx.int(v as i64));
-        fx.gemm_abt(dz, pv, b, pv, [fv, kv, pv], gw, kv);
+        if g.pointwise() {
+            fx.gemm_abt(dz, pv, xn, pv, [fv, kv, pv], gw, kv);
+        } else {
+            fx.weight_grad(g, [xn, xpad, cols], dz, gw);
+        }
         // dx = col2im(Wᵀ · dz), over the packed transpose.
         fx.if_nonnull(dx, |fx| {
             let null = fx.int(0);

@@ -212,6 +212,52 @@ unsafe extern "C" fn convc_im2col(
     rows::im2col(&d, x, xpad, cols);
 }
 
+/// [`rows::weight_grad`] for JIT code: `gw += dz · im2row(x)` for one
+/// image, `rows` (and `xpad` when padded) scratch.
+///
+/// # Safety
+/// `x` holds the geometry's image, `xpad` `xpad_len()` and `rows`
+/// `cols_len()` values, `dz` `filters × oh·ow` and `gw` `filters × taps`;
+/// the written buffers overlap nothing else.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_weight_grad(
+    x: *const f32,
+    xpad: *mut f32,
+    rows: *mut f32,
+    dz: *const f32,
+    gw: *mut f32,
+    filters: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    if d.cols_len() == 0 || filters == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (x, xpad, rows, dz, gw) = unsafe {
+        let xpad = if d.xpad_len() == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(xpad, d.xpad_len()) };
+        let taps = c * kh * kw;
+        (
+            view(x, c * h * w),
+            xpad,
+            std::slice::from_raw_parts_mut(rows, d.cols_len()),
+            view(dz, filters * oh * ow),
+            std::slice::from_raw_parts_mut(gw, filters * taps),
+        )
+    };
+    rows::weight_grad(&d, x, xpad, rows, dz, filters, gw);
+}
+
 /// [`rows::max_pool_2x2`] for JIT code; `argmax` null when not recorded.
 ///
 /// # Safety
@@ -333,6 +379,7 @@ struct Jit {
     im2col: FuncId,
     max_pool: FuncId,
     transpose: FuncId,
+    weight_grad: FuncId,
     /// See `Fx::unaligned_vectors`.
     unaligned_vectors: bool,
 }
@@ -365,6 +412,7 @@ impl Jit {
         builder.symbol("convc_im2col", convc_im2col as *const u8);
         builder.symbol("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8);
         builder.symbol("convc_transpose", convc_transpose as *const u8);
+        builder.symbol("convc_weight_grad", convc_weight_grad as *const u8);
         let mut module = JITModule::new(builder);
         let mut unary = module.make_signature();
         unary.params.push(AbiParam::new(types::F32));
@@ -376,7 +424,8 @@ impl Jit {
             sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
             sig
         };
-        let [packed_sig, acc_sig, abt_sig, gemv_sig, im2col_sig, pool_sig, transpose_sig] = [8, 12, 9, 6, 14, 6, 4].map(ints);
+        let [packed_sig, acc_sig, abt_sig, gemv_sig, im2col_sig, pool_sig, transpose_sig, weight_grad_sig] =
+            [8, 12, 9, 6, 14, 6, 4, 17].map(ints);
         let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
         let gemm_into = module.declare_function("convc_gemm_into", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
         let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
@@ -384,6 +433,7 @@ impl Jit {
         let im2col = module.declare_function("convc_im2col", Linkage::Import, &im2col_sig).map_err(|e| err(&e))?;
         let max_pool = module.declare_function("convc_max_pool_2x2", Linkage::Import, &pool_sig).map_err(|e| err(&e))?;
         let transpose = module.declare_function("convc_transpose", Linkage::Import, &transpose_sig).map_err(|e| err(&e))?;
+        let weight_grad = module.declare_function("convc_weight_grad", Linkage::Import, &weight_grad_sig).map_err(|e| err(&e))?;
         let ctx = module.make_context();
         #[cfg(target_arch = "x86_64")]
         let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
@@ -402,6 +452,7 @@ impl Jit {
             im2col,
             max_pool,
             transpose,
+            weight_grad,
             unaligned_vectors,
         })
     }
@@ -432,6 +483,7 @@ impl Jit {
             let im2col = self.module.declare_func_in_func(self.im2col, b.func);
             let max_pool = self.module.declare_func_in_func(self.max_pool, b.func);
             let transpose = self.module.declare_func_in_func(self.transpose, b.func);
+            let weight_grad = self.module.declare_func_in_func(self.weight_grad, b.func);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -440,7 +492,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, im2col, max_pool, transpose },
+                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, im2col, max_pool, transpose, weight_grad },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);
