@@ -112,7 +112,30 @@ impl PackedA {
     /// [`PackedA::pack`] on up to `threads` threads (large matrices only).
     pub fn pack_on(&mut self, a: &[f32], rows: usize, depth: usize, threads: usize) {
         assert_eq!(a.len(), rows * depth, "PackedA::pack: {rows}×{depth} matrix expected");
-        self.fill(rows, depth, threads, |i, k| a[i * depth + k]);
+        self.fill(rows, depth, threads, |p, live, panel| {
+            let src = |r: usize| &a[(p * MR + r) * depth..][..depth];
+            if live < MR {
+                for r in 0..live {
+                    for (k, &v) in src(r).iter().enumerate() {
+                        panel[k * MR + r] = v;
+                    }
+                }
+                return;
+            }
+            // 8 × 8 blocks: eight rows' runs in, one contiguous run out.
+            let rows: [&[f32]; MR] = std::array::from_fn(src);
+            let mut k0 = 0;
+            while k0 < depth {
+                let width = MR.min(depth - k0);
+                let out = &mut panel[k0 * MR..][..width * MR];
+                for (r, row) in rows.iter().enumerate() {
+                    for (kk, &v) in row[k0..k0 + width].iter().enumerate() {
+                        out[kk * MR + r] = v;
+                    }
+                }
+                k0 += width;
+            }
+        });
     }
 
     /// Pack the transpose of `a` (`a_rows × a_cols`, row-major): the packed
@@ -124,32 +147,44 @@ impl PackedA {
     /// [`PackedA::pack_transposed`] on up to `threads` threads (large matrices only).
     pub fn pack_transposed_on(&mut self, a: &[f32], a_rows: usize, a_cols: usize, threads: usize) {
         assert_eq!(a.len(), a_rows * a_cols, "PackedA::pack_transposed: {a_rows}×{a_cols} matrix expected");
-        self.fill(a_cols, a_rows, threads, |i, k| a[k * a_cols + i]);
+        // Packed element (i, k) is a[k][i]: each depth step's MR values are
+        // adjacent in a row of `a`.
+        self.fill(a_cols, a_rows, threads, |p, live, panel| {
+            for (k, lanes) in panel.chunks_exact_mut(MR).enumerate() {
+                let src = &a[k * a_cols + p * MR..];
+                if live == MR {
+                    // A constant length: a move, not a call to memmove.
+                    lanes.copy_from_slice(&src[..MR]);
+                } else {
+                    lanes[..live].copy_from_slice(&src[..live]);
+                }
+            }
+        });
     }
 
-    /// Element `(i, k)` of the packed `rows × depth` matrix is `at(i, k)`.
-    /// Each panel is written in order (a weight matrix of megabytes is
-    /// repacked after every optimizer step: scattered writes cost several
-    /// times more), large matrices' panels split over `threads`.
+    /// Size for a packed `rows × depth` matrix and let `panel(p, live,
+    /// values)` write panel `p` (`live` of its `MR` rows real): each panel
+    /// written in order (a weight matrix of megabytes is repacked after
+    /// every optimizer step: scattered writes cost several times more),
+    /// large matrices' panels split over `threads`. The padding rows of the
+    /// last panel are zeroed when the shape changes and never written.
     #[inline(always)]
-    fn fill(&mut self, rows: usize, depth: usize, threads: usize, at: impl Fn(usize, usize) -> f32 + Sync) {
-        self.data.clear();
-        self.data.resize(rows.div_ceil(MR) * depth * MR, 0.0);
-        self.rows = rows;
-        self.depth = depth;
+    fn fill(&mut self, rows: usize, depth: usize, threads: usize, panel: impl Fn(usize, usize, &mut [f32]) + Sync) {
+        let len = rows.div_ceil(MR) * depth * MR;
+        if (rows, depth, len) != (self.rows, self.depth, self.data.len()) {
+            self.data.clear();
+            self.data.resize(len, 0.0);
+            self.rows = rows;
+            self.depth = depth;
+        }
         if depth == 0 || rows == 0 {
             return;
         }
         let panels = rows.div_ceil(MR);
         let fill = |first: usize, chunk: &mut [f32]| {
-            for (q, panel) in chunk.chunks_exact_mut(depth * MR).enumerate() {
+            for (q, values) in chunk.chunks_exact_mut(depth * MR).enumerate() {
                 let p = first + q;
-                let live = MR.min(rows - p * MR);
-                for (k, lanes) in panel.chunks_exact_mut(MR).enumerate() {
-                    for (r, v) in lanes.iter_mut().enumerate().take(live) {
-                        *v = at(p * MR + r, k);
-                    }
-                }
+                panel(p, MR.min(rows - p * MR), values);
             }
         };
         if threads <= 1 || self.data.len() < crate::compiled::PARALLEL_MIN {
