@@ -19,7 +19,7 @@
 //! same epilogue.
 
 use super::rows::{self, Im2col};
-use crate::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv, transpose};
+use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
 use crate::layer::{Conv, Pool};
@@ -501,7 +501,11 @@ pub struct DenseBackward<'a> {
     pub packed_t: &'a PackedA,
     pub dy: &'a [f32],
     pub dx: &'a mut [f32],
-    pub gw: &'a mut [f32],
+    /// Written: the gradient at the layer's output before its activation
+    /// (`images × units`). The executor forms the weight gradient from it
+    /// over the whole batch, split by units over the threads — not per
+    /// chunk and summed, which cost every thread a full-size gradient.
+    pub dz: &'a mut [f32],
     pub gb: &'a mut [f32],
     pub scratch: &'a mut Scratch,
 }
@@ -541,11 +545,13 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
 /// on the weights either way; see [`gemv`]).
 pub const GEMV_MAX_BATCH: usize = 4;
 
+/// `dz = dy ⊙ a'(y)`, the bias gradient (the chunk's sum) and `dx = dz·W`
+/// for a chunk of images; the weight gradient is the executor's.
 #[inline(always)]
 pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
     let (i, u) = (g.inputs, g.units);
     let b = io.x.len() / i;
-    let dz = sized(&mut io.scratch.plane, b * u);
+    let dz = &mut *io.dz;
     for ((d, &g1), &out) in dz.iter_mut().zip(io.dy).zip(io.y) {
         *d = g1 * g.activation.derivative_at_output(out);
     }
@@ -557,8 +563,6 @@ pub fn dense_backward(g: &DenseGeom, io: DenseBackward<'_>) {
             }
         }
     }
-    // Overwritten (β = 0): no pass to zero a dense layer's megabytes first.
-    gemm(1.0, dz, Layout::transposed(u, b), io.x, Layout::rows(b, i), 0.0, io.gw, Layout::rows(u, i));
     if io.dx.is_empty() {
         return;
     }

@@ -24,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 pub use kernels::*;
 
 use crate::elementwise;
+use crate::gemm::{Layout, gemm};
 use crate::init;
 use crate::layer::{LayerDef, Shape};
 use crate::model::{Mode, Model, ModelError, ParamMut, ParamRef, check_input, expect_len};
@@ -259,6 +260,9 @@ struct StageState {
     keep: Vec<f32>,
     argmax: Vec<u32>,
     mask: Vec<f32>,
+    /// Dense stages in backward: the whole batch's gradient at the
+    /// pre-activation output, from which the weight gradient is formed.
+    dz: Vec<f32>,
     workers: Vec<Worker>,
 }
 
@@ -397,6 +401,40 @@ impl Network {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Every dense stage's `gw = dzᵀ · x` (`units × inputs`) over the whole
+    /// batch, written (β = 0): each thread takes a slice of every layer's
+    /// units — its rows of the gradient at the batch's full depth — so no
+    /// partial gradients are summed and the result does not depend on the
+    /// thread count.
+    fn dense_weight_grads(&mut self, batch: usize) {
+        let threads = self.threads.max(1);
+        let mut slices: Vec<Vec<(&[f32], &[f32], usize, usize, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut grads: Vec<Option<&mut Vec<f32>>> = self.grads.iter_mut().map(Some).collect();
+        for ((def, s), x) in self.stages.iter().zip(&self.state).zip(&self.acts) {
+            let (StageKernels::Dense { geom, .. }, Some(w)) = (&def.kernels, s.weight) else { continue };
+            let (units, inputs) = (geom.units, geom.inputs);
+            let Some(gw) = grads[w].take() else { continue };
+            let per = units.div_ceil(threads);
+            for (t, rows) in gw.chunks_mut((per * inputs).max(1)).enumerate() {
+                slices[t].push((&s.dz[t * per..], x.as_slice(), units, inputs, rows));
+            }
+        }
+        run(slices
+            .into_iter()
+            .filter(|jobs| !jobs.is_empty())
+            .map(|jobs| {
+                move || {
+                    for (dz, x, units, inputs, rows) in jobs {
+                        // This slice's rows of dzᵀ: columns of dz (batch × units).
+                        let count = rows.len() / inputs;
+                        let dzt = Layout { rows: count, cols: batch, row_stride: 1, col_stride: units };
+                        gemm(1.0, dz, dzt, x, Layout::rows(batch, inputs), 0.0, rows, Layout::rows(count, inputs));
+                    }
+                }
+            })
+            .collect());
     }
 
     /// The stages, e.g. `conv1+pool1`, in order.
@@ -553,13 +591,20 @@ impl Model for Network {
         let mut masks = Vec::new();
         let mut grads = Vec::new();
         let mut packs = Vec::new();
+        let mut dzs = Vec::new();
         for (def, s) in self.stages.iter().zip(&mut self.state) {
             packs.push(&s.packed_t);
+            let dense = matches!(def.kernels, StageKernels::Dense { .. });
+            let dz_len = if dense { def.output_len } else { 0 };
+            s.dz.resize(batch * dz_len, 0.0);
+            dzs.push(split_mut(&mut s.dz, &parts, dz_len));
             let (keep_len, argmax_len) = def.kept_per_image();
             keeps.push(split(&s.keep, &parts, keep_len));
             argmaxes.push(split(&s.argmax, &parts, argmax_len));
             masks.push(split(&s.mask, &parts, def.input_len));
-            let own_w: &mut [f32] = s.weight.and_then(|w| own[w].take()).map_or(&mut [], |g| g.as_mut_slice());
+            // A dense stage's weight gradient is formed after the pass, below.
+            let own_w: &mut [f32] =
+                if dense { &mut [] } else { s.weight.and_then(|w| own[w].take()).map_or(&mut [], |g| g.as_mut_slice()) };
             let own_b: &mut [f32] = s.bias.and_then(|b| own[b].take()).map_or(&mut [], |g| g.as_mut_slice());
             let (gw_len, gb_len) = (own_w.len(), own_b.len());
             let mut per_thread = vec![(own_w, own_b, None)];
@@ -576,9 +621,16 @@ impl Model for Network {
             grads.push(per_thread);
         }
         let stages = &self.stages;
-        let jobs = dacts.into_iter().zip(acts).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(grads));
+        let jobs = dacts
+            .into_iter()
+            .zip(acts)
+            .zip(transpose(keeps))
+            .zip(transpose(argmaxes))
+            .zip(transpose(masks))
+            .zip(transpose(grads))
+            .zip(transpose(dzs));
         run(jobs
-            .map(|(((((mut dacts, acts), keeps), argmaxes), masks), mut grads)| {
+            .map(|((((((mut dacts, acts), keeps), argmaxes), masks), mut grads), mut dzs)| {
                 let (weights, packs) = (&weights, &packs);
                 move || {
                     for (i, def) in stages.iter().enumerate().rev() {
@@ -607,7 +659,8 @@ impl Model for Network {
                             StageKernels::Pool { backward, .. } => backward(PoolBackward { x, y, argmax: argmaxes[i], dy, dx }),
                             StageKernels::Dense { backward, .. } => {
                                 let scratch = scratch.as_deref_mut().expect("a worker per thread");
-                                backward(DenseBackward { x, y, weight, packed_t: packs[i], dy, dx, gw, gb, scratch })
+                                let dz = std::mem::take(&mut dzs[i]);
+                                backward(DenseBackward { x, y, weight, packed_t: packs[i], dy, dx, dz, gb, scratch })
                             }
                             _ if dx.is_empty() => {}
                             &StageKernels::Activation(a) => elementwise::activation_backward(a, dy, y, dx),
@@ -618,9 +671,11 @@ impl Model for Network {
                 }
             })
             .collect());
-        for s in &self.state {
+        self.dense_weight_grads(batch);
+        for (i, s) in self.state.iter().enumerate() {
             let others = s.workers.iter().take(parts.len()).skip(1);
-            if let Some(w) = s.weight {
+            let dense = matches!(self.stages[i].kernels, StageKernels::Dense { .. });
+            if let (Some(w), false) = (s.weight, dense) {
                 reduce(&mut self.grads[w], &others.clone().map(|k| k.gw.as_slice()).collect::<Vec<_>>(), self.threads);
             }
             if let Some(b) = s.bias {

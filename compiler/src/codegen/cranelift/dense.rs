@@ -20,16 +20,16 @@ pub mod fwd {
     pub const Y: usize = 3;
 }
 
+/// Backward's slots (the weight gradient is the executor's, from `DZ`).
 pub mod bwd {
-    pub const X: usize = 0;
-    pub const WEIGHT: usize = 1;
-    pub const DY: usize = 2;
-    pub const Y: usize = 3;
-    pub const GW: usize = 4;
-    pub const GB: usize = 5;
-    pub const DX: usize = 6;
-    /// `batch × units` gradient at the pre-activation output.
-    pub const DZ: usize = 7;
+    pub const WEIGHT: usize = 0;
+    pub const DY: usize = 1;
+    pub const Y: usize = 2;
+    pub const GB: usize = 3;
+    pub const DX: usize = 4;
+    /// Written: the `batch × units` gradient at the pre-activation output.
+    pub const DZ: usize = 5;
+    pub const SLOTS: usize = 6;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -99,11 +99,9 @@ fn forward_block(fx: &mut Fx, g: DenseGeom, x: Value, w: Value, b: Value, y: Val
 }
 
 pub fn emit_backward(fx: &mut Fx, g: DenseGeom) {
-    let x = fx.arg(bwd::X);
     let w = fx.arg(bwd::WEIGHT);
     let dy = fx.arg(bwd::DY);
     let y = fx.arg(bwd::Y);
-    let gw = fx.arg(bwd::GW);
     let gb = fx.arg(bwd::GB);
     let dx = fx.arg(bwd::DX);
     let dz = fx.arg(bwd::DZ);
@@ -123,64 +121,6 @@ pub fn emit_backward(fx: &mut Fx, g: DenseGeom) {
     });
     let step = VECTORS * LANES;
     let main = g.inputs / step * step;
-    // gw[u, i] += Σ_n dz[n, u] · x[n, i]: blocks of IMAGES units × one step
-    // of inputs stay in registers over the whole batch, so the gradient is
-    // read and written once per batch.
-    let units_main = g.units / IMAGES * IMAGES;
-    let weight_block = |fx: &mut Fx, u: Value, count: usize| {
-        fx.for_range(0, main as i64, step as i64, |fx, i| {
-            let rows: Vec<Value> = (0..count).map(|k| fx.mul_add(u, g.inputs as i64, (k * g.inputs) as i64)).collect();
-            let rows: Vec<Value> = rows.into_iter().map(|r| fx.b.ins().iadd(r, i)).collect();
-            let mut accs = Vec::new();
-            for r in &rows {
-                for v in 0..VECTORS {
-                    let old = fx.load(F32X4, gw, *r, (v * LANES) as i64);
-                    accs.push(fx.var(F32X4, old));
-                }
-            }
-            fx.for_to(0, fx.batch, 1, |fx, n| {
-                let xi = fx.mul_add(n, g.inputs as i64, 0);
-                let xi = fx.b.ins().iadd(xi, i);
-                let xs: Vec<Value> = (0..VECTORS).map(|v| fx.load(F32X4, x, xi, (v * LANES) as i64)).collect();
-                let zi = fx.mul_add(n, g.units as i64, 0);
-                let zi = fx.b.ins().iadd(zi, u);
-                for k in 0..count {
-                    let d = fx.load(F32, dz, zi, k as i64);
-                    let d = fx.splat(d);
-                    for (v, xv) in xs.iter().enumerate() {
-                        let acc = accs[k * VECTORS + v];
-                        let a = fx.b.use_var(acc);
-                        let a = fx.fma(d, *xv, a);
-                        fx.b.def_var(acc, a);
-                    }
-                }
-            });
-            for (k, r) in rows.iter().enumerate() {
-                for v in 0..VECTORS {
-                    let a = fx.b.use_var(accs[k * VECTORS + v]);
-                    fx.store(a, gw, *r, (v * LANES) as i64);
-                }
-            }
-        });
-    };
-    fx.for_range(0, units_main as i64, IMAGES as i64, |fx, u| weight_block(fx, u, IMAGES));
-    fx.for_range(units_main as i64, g.units as i64, 1, |fx, u| weight_block(fx, u, 1));
-    if main < g.inputs {
-        fx.for_range(0, g.units as i64, 1, |fx, u| {
-            let wrow = fx.mul_add(u, g.inputs as i64, 0);
-            fx.for_to(0, fx.batch, 1, |fx, n| {
-                let zi = fx.mul_add(n, g.units as i64, 0);
-                let zi = fx.b.ins().iadd(zi, u);
-                let gz = fx.load(F32, dz, zi, 0);
-                let xrow = fx.mul_add(n, g.inputs as i64, 0);
-                for i in main..g.inputs {
-                    let xv = fx.load(F32, x, xrow, i as i64);
-                    let v = fx.b.ins().fmul(gz, xv);
-                    fx.add_to(F32, gw, wrow, i as i64, v);
-                }
-            });
-        });
-    }
     // dx[n, i] = Σ_u dz[n, u] · w[u, i]: blocks of IMAGES images × one step
     // of inputs in registers, so the weights are read once per block.
     let input_block = |fx: &mut Fx, n: Value, count: usize| {

@@ -44,7 +44,6 @@ pub struct RuntimeFns {
     pub exp: FuncRef,
     pub tanh: FuncRef,
     pub gemm_packed: FuncRef,
-    pub gemm_into: FuncRef,
     pub gemm_abt: FuncRef,
     pub gemv: FuncRef,
     pub im2col: FuncRef,
@@ -230,13 +229,6 @@ impl<'a> Fx<'a> {
         let relu = self.int(relu as i64);
         let f = self.runtime.gemm_packed;
         self.b.ins().call(f, &[a, b, ldb, n, bias, relu, c, ldc]);
-    }
-
-    /// `c = a·b` (`m × k` by `k × n`, every operand with its row and
-    /// column strides; `c` overwritten) on the runtime's GEMM.
-    pub fn gemm_into(&mut self, [m, k, n]: [Value; 3], a: [Value; 3], b: [Value; 3], c: [Value; 3]) {
-        let f = self.runtime.gemm_into;
-        self.b.ins().call(f, &[m, k, n, a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]]);
     }
 
     /// im2col of the image at `x` into `cols` (through `xpad` when padded).

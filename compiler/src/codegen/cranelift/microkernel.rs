@@ -4,8 +4,8 @@
 //! microkernels, compiled by rustc for AVX-512 and AVX2+FMA and chosen at
 //! run time, do 2–4× the work per instruction. So the GEMM at the heart of
 //! each stage is a call into the runtime (`convc_gemm_packed` over weights
-//! packed once per change; for weight gradients `convc_weight_grad` in conv
-//! stages and `convc_gemm_into` in dense ones), as are the data movements
+//! packed once per change; for conv weight gradients `convc_weight_grad`;
+//! dense ones the executor forms over the whole batch), as are the data movements
 //! that gain most from 512-bit vectors — im2col, the 2×2 max pool, the
 //! dense layers' transposes (`rows.rs` in the runtime). The JIT specialises
 //! everything around them to the stage's constants: the loop over the
@@ -82,20 +82,20 @@ pub mod dense_fwd {
 }
 
 pub mod dense_bwd {
-    pub const X: usize = 0;
-    pub const Y: usize = 1;
-    pub const PACKED_T: usize = 2;
-    pub const DY: usize = 3;
+    pub const Y: usize = 0;
+    pub const PACKED_T: usize = 1;
+    pub const DY: usize = 2;
     /// Null when the input gradient is not wanted.
-    pub const DX: usize = 4;
-    pub const GW: usize = 5;
+    pub const DX: usize = 3;
     /// Null without a bias.
-    pub const GB: usize = 6;
-    /// Scratch: dz (images × units), its transpose and dx transposed.
-    pub const DZ: usize = 7;
-    pub const DZT: usize = 8;
-    pub const DXT: usize = 9;
-    pub const SLOTS: usize = 10;
+    pub const GB: usize = 4;
+    /// Written: dz (images × units), from which the executor forms the
+    /// weight gradient over the whole batch.
+    pub const DZ: usize = 5;
+    /// Scratch: dz transposed and dx transposed.
+    pub const DZT: usize = 6;
+    pub const DXT: usize = 7;
+    pub const SLOTS: usize = 8;
 }
 
 /// Zero-bordered input sizes `(hp, wp)`.
@@ -602,12 +602,12 @@ pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
     }
 }
 
-/// Backward of a dense stage: `dz = dy ⊙ a'(y)`, `gb = Σ dz`,
-/// `gw = dzᵀ·x` (written, not accumulated: no pass zeroing megabytes of
-/// weights first), `dx = dz·W` (over the packed transpose).
+/// Backward of a dense stage: `dz = dy ⊙ a'(y)`, `gb = Σ dz`, `dx = dz·W`
+/// (over the packed transpose). The weight gradient, `dzᵀ·x`, is the
+/// executor's, over the whole batch.
 pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
     use dense_bwd::*;
-    let [x, y, packed_t, dy, dx, gw, gb, dz, dzt, dxt] = [X, Y, PACKED_T, DY, DX, GW, GB, DZ, DZT, DXT].map(|k| fx.arg(k));
+    let [y, packed_t, dy, dx, gb, dz, dzt, dxt] = [Y, PACKED_T, DY, DX, GB, DZ, DZT, DXT].map(|k| fx.arg(k));
     let batch = fx.batch;
     let u = g.units;
     let row_of = |fx: &mut Fx, n: Value| fx.mul_add(n, u as i64, 0);
@@ -634,8 +634,7 @@ pub fn emit_dense_backward(fx: &mut Fx, g: &DenseGeom) {
             });
         });
     });
-    let [one, iv, uv] = [1, g.inputs, u].map(|v| fx.int(v as i64));
-    fx.gemm_into([uv, batch, iv], [dz, one, uv], [x, iv, one], [gw, iv, one]);
+    let [iv, uv] = [g.inputs, u].map(|v| fx.int(v as i64));
     fx.if_nonnull(dx, |fx| {
         let null = fx.int(0);
         fx.transpose(dz, batch, uv, dzt);

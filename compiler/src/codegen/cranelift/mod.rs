@@ -19,7 +19,7 @@ use std::fmt;
 use std::time::Instant;
 
 use convc_runtime::compiled::rows::{self, Im2col};
-use convc_runtime::gemm::{Layout, PackedA, gemm, gemm_abt, gemm_packed, gemv, transpose};
+use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -103,37 +103,6 @@ unsafe extern "C" fn convc_gemm_packed(
     // SAFETY: as above; `c` is the only view of its values.
     let c = unsafe { std::slice::from_raw_parts_mut(c, c_len) };
     gemm_packed(a, b, ldb, n, bias, relu != 0, c, ldc);
-}
-
-/// [`convc_runtime::gemm::gemm`] for JIT code: `c = a·b` (overwritten), `a` being
-/// `m × k`, `b` `k × n`, each with its row and column strides.
-///
-/// # Safety
-/// Every element of the three views lies in its buffer; `c`'s elements are
-/// distinct and overlap neither `a` nor `b`.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn convc_gemm_into(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    c: *mut f32,
-    rsc: usize,
-    csc: usize,
-) {
-    let layout = |rows, cols, row_stride, col_stride| Layout { rows, cols, row_stride, col_stride };
-    let (la, lb, lc) = (layout(m, k, rsa, csa), layout(k, n, rsb, csb), layout(m, n, rsc, csc));
-    if lc.span() == 0 {
-        return;
-    }
-    // SAFETY: the caller's contract.
-    let (a, b, c) = unsafe { (view(a, la.span()), view(b, lb.span()), std::slice::from_raw_parts_mut(c, lc.span())) };
-    gemm(1.0, a, la, b, lb, 0.0, c, lc);
 }
 
 /// [`convc_runtime::gemm::gemm_abt`] for JIT code: `c += a·bᵀ`, both
@@ -373,7 +342,6 @@ struct Jit {
     exp: FuncId,
     tanh: FuncId,
     gemm_packed: FuncId,
-    gemm_into: FuncId,
     gemm_abt: FuncId,
     gemv: FuncId,
     im2col: FuncId,
@@ -406,7 +374,6 @@ impl Jit {
         builder.symbol("convc_tanhf", convc_tanhf as *const u8);
         builder.symbol("fmaf", convc_fmaf as *const u8);
         builder.symbol("convc_gemm_packed", convc_gemm_packed as *const u8);
-        builder.symbol("convc_gemm_into", convc_gemm_into as *const u8);
         builder.symbol("convc_gemm_abt", convc_gemm_abt as *const u8);
         builder.symbol("convc_gemv", convc_gemv as *const u8);
         builder.symbol("convc_im2col", convc_im2col as *const u8);
@@ -424,10 +391,8 @@ impl Jit {
             sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
             sig
         };
-        let [packed_sig, acc_sig, abt_sig, gemv_sig, im2col_sig, pool_sig, transpose_sig, weight_grad_sig] =
-            [8, 12, 9, 6, 14, 6, 4, 17].map(ints);
+        let [packed_sig, abt_sig, gemv_sig, im2col_sig, pool_sig, transpose_sig, weight_grad_sig] = [8, 9, 6, 14, 6, 4, 17].map(ints);
         let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
-        let gemm_into = module.declare_function("convc_gemm_into", Linkage::Import, &acc_sig).map_err(|e| err(&e))?;
         let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
         let gemv = module.declare_function("convc_gemv", Linkage::Import, &gemv_sig).map_err(|e| err(&e))?;
         let im2col = module.declare_function("convc_im2col", Linkage::Import, &im2col_sig).map_err(|e| err(&e))?;
@@ -446,7 +411,6 @@ impl Jit {
             exp,
             tanh,
             gemm_packed,
-            gemm_into,
             gemm_abt,
             gemv,
             im2col,
@@ -477,7 +441,6 @@ impl Jit {
             let exp = self.module.declare_func_in_func(self.exp, b.func);
             let tanh = self.module.declare_func_in_func(self.tanh, b.func);
             let gemm_packed = self.module.declare_func_in_func(self.gemm_packed, b.func);
-            let gemm_into = self.module.declare_func_in_func(self.gemm_into, b.func);
             let gemm_abt = self.module.declare_func_in_func(self.gemm_abt, b.func);
             let gemv = self.module.declare_func_in_func(self.gemv, b.func);
             let im2col = self.module.declare_func_in_func(self.im2col, b.func);
@@ -492,7 +455,7 @@ impl Jit {
                 b,
                 args,
                 batch,
-                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_into, gemm_abt, gemv, im2col, max_pool, transpose, weight_grad },
+                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_abt, gemv, im2col, max_pool, transpose, weight_grad },
                 unaligned_vectors: self.unaligned_vectors,
             };
             body(&mut fx);

@@ -349,7 +349,7 @@ fn check_dense_backward(g: &compiled::DenseGeom, io: &DenseBackward<'_>) -> usiz
         expect("input gradient", io.dx.len(), images * g.inputs);
     }
     expect("weight", io.weight.len(), g.units * g.inputs);
-    expect("weight gradient", io.gw.len(), g.units * g.inputs);
+    expect("pre-activation gradient", io.dz.len(), images * g.units);
     expect("bias gradient", io.gb.len(), if g.bias { g.units } else { 0 });
     images
 }
@@ -387,19 +387,17 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
             let images = check_dense_backward(&g, &io);
             expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), u * i);
             let s = io.scratch;
-            let (dz, dzt, dxt) =
-                (ptr(sized(&mut s.plane, images * u)), ptr(sized(&mut s.cols, u * images)), ptr(sized(&mut s.dcols, i * images)));
+            let (dzt, dxt) = (ptr(sized(&mut s.cols, u * images)), ptr(sized(&mut s.dcols, i * images)));
             let mut args = [std::ptr::null_mut(); microkernel::dense_bwd::SLOTS];
             {
                 use microkernel::dense_bwd::*;
-                args[X] = ptr(io.x);
+
                 args[Y] = ptr(io.y);
                 args[PACKED_T] = io.packed_t as *const _ as *mut u8;
                 args[DY] = ptr(io.dy);
                 args[DX] = ptr_or_null(io.dx);
-                args[GW] = ptr(io.gw);
                 args[GB] = ptr_or_null(io.gb);
-                args[DZ] = dz;
+                args[DZ] = ptr(io.dz);
                 args[DZT] = dzt;
                 args[DXT] = dxt;
             }
@@ -516,7 +514,7 @@ fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>
 
 /// A dense stage on the direct kernels.
 fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
-    let (i, u) = (g.inputs, g.units);
+    let i = g.inputs;
     let forward = {
         let code = Arc::clone(code);
         move |io: DenseForward<'_>| {
@@ -537,22 +535,17 @@ fn dense_direct(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKe
             let _ = &code;
             let images = check_dense_backward(&g, &io);
             // The direct kernels accumulate: the chunk's sums start at zero.
-            io.gw.fill(0.0);
             io.gb.fill(0.0);
-            let s = io.scratch;
-            let dz = ptr(sized(&mut s.plane, images * u));
             // The kernel always writes an input gradient: a scratch stands in.
-            let dx = if io.dx.is_empty() { ptr(sized(&mut s.dcols, images * i)) } else { ptr(io.dx) };
-            let mut args = [std::ptr::null_mut(); 8];
-            args[dense::bwd::X] = ptr(io.x);
+            let dx = if io.dx.is_empty() { ptr(sized(&mut io.scratch.dcols, images * i)) } else { ptr(io.dx) };
+            let mut args = [std::ptr::null_mut(); dense::bwd::SLOTS];
             args[dense::bwd::WEIGHT] = ptr(io.weight);
             args[dense::bwd::DY] = ptr(io.dy);
             args[dense::bwd::Y] = ptr(io.y);
-            args[dense::bwd::GW] = ptr(io.gw);
             args[dense::bwd::GB] = ptr(io.gb);
             args[dense::bwd::DX] = dx;
-            args[dense::bwd::DZ] = dz;
-            // SAFETY: as in forward, plus dz and dx sized for `images` images.
+            args[dense::bwd::DZ] = ptr(io.dz);
+            // SAFETY: as in forward, plus dz (checked) and dx sized for `images` images.
             unsafe { call(k[2], &args, images) };
         }
     };
