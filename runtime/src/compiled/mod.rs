@@ -410,7 +410,7 @@ impl Network {
     /// thread count.
     fn dense_weight_grads(&mut self, batch: usize) {
         let threads = self.threads.max(1);
-        let mut slices: Vec<Vec<(&[f32], &[f32], usize, usize, &mut [f32])>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut slices: Vec<Vec<DenseSlice<'_>>> = (0..threads).map(|_| Vec::new()).collect();
         let mut grads: Vec<Option<&mut Vec<f32>>> = self.grads.iter_mut().map(Some).collect();
         for ((def, s), x) in self.stages.iter().zip(&self.state).zip(&self.acts) {
             let (StageKernels::Dense { geom, .. }, Some(w)) = (&def.kernels, s.weight) else { continue };
@@ -418,7 +418,7 @@ impl Network {
             let Some(gw) = grads[w].take() else { continue };
             let per = units.div_ceil(threads);
             for (t, rows) in gw.chunks_mut((per * inputs).max(1)).enumerate() {
-                slices[t].push((&s.dz[t * per..], x.as_slice(), units, inputs, rows));
+                slices[t].push(DenseSlice { dz: &s.dz[t * per..], x, units, inputs, rows });
             }
         }
         run(slices
@@ -426,7 +426,7 @@ impl Network {
             .filter(|jobs| !jobs.is_empty())
             .map(|jobs| {
                 move || {
-                    for (dz, x, units, inputs, rows) in jobs {
+                    for DenseSlice { dz, x, units, inputs, rows } in jobs {
                         // This slice's rows of dzᵀ: columns of dz (batch × units).
                         let count = rows.len() / inputs;
                         let dzt = Layout { rows: count, cols: batch, row_stride: 1, col_stride: units };
@@ -710,6 +710,16 @@ impl Model for Network {
             .map(|(i, value)| ParamMut { name: &names[i], shape: &shapes[i], value, grad: &grads[i] })
             .collect()
     }
+}
+
+/// One thread's part of a dense layer's weight gradient: `rows` of it,
+/// from `dz` (the batch's, from the slice's first unit) and the input `x`.
+struct DenseSlice<'a> {
+    dz: &'a [f32],
+    x: &'a [f32],
+    units: usize,
+    inputs: usize,
+    rows: &'a mut [f32],
 }
 
 /// Buffers at least this long are reduced (and weights packed) on every
