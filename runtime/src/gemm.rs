@@ -3,19 +3,23 @@
 //! - [`gemm_packed`]: `C = act(bias + A·B)` with `A` a weight matrix packed
 //!   once ([`PackedA`]) — our own microkernels (AVX-512 8 × 32, AVX2+FMA
 //!   4 × 16, portable Rust), chosen at run time, bias and ReLU applied in
-//!   registers before the store. Conv and dense forwards, and the input
-//!   gradients `dcols = Wᵀ·dZ` over the packed transpose.
+//!   registers before the store; a ragged right edge of up to 8 columns as
+//!   column accumulators over the panel's rows. Conv and dense forwards,
+//!   and the input gradients `dcols = Wᵀ·dZ` over the packed transpose.
+//!   [`gemm_packed_acc`] adds into `C` instead: conv weight gradients
+//!   `dW += dZ·im2row(x)`, `dZ` packed per image (it is small; see
+//!   `compiled::rows::weight_grad`).
 //! - [`gemm_abt`]: `C += A·Bᵀ` with both operands read along the depth in
 //!   place, blocks of dot products in vector accumulators (AVX-512 4 × 4,
-//!   AVX2+FMA 3 × 3). Conv weight gradients `dW += dZ·colsᵀ`: both operands
-//!   change with every image, the depth (pixels) is long, filters and taps
-//!   few — per image, packing them (as a general GEMM does) cost more than
-//!   the multiplication (measured: `matrixmultiply`'s packing 17% of a
-//!   LeNet-5 training step, its kernel 13%).
+//!   AVX2+FMA 3 × 3). Pointwise convs' weight gradients, whose input is its
+//!   own im2col matrix. (For other convs it measured 63% of peak against
+//!   the packed GEMM's 91%: every output is reduced across lanes.)
 //! - [`gemm`]: `C = α·A·B + β·C` on any strided views, by `matrixmultiply`
 //!   (it packs both operands per call, with AVX-512/AVX2+FMA microkernels
-//!   chosen at run time). Dense weight gradients, once per chunk of
-//!   images. Transposes are strides, not copies.
+//!   chosen at run time). Dense weight gradients, once per batch, each
+//!   thread a slice of the units. Transposes are strides, not copies.
+//! - [`gemv`]: dense layers of a few images; [`transpose`]: a dense layer's
+//!   chunk in and out of its GEMM.
 
 /// Where a `rows × cols` matrix lives in a slice: element `(i, j)` at
 /// `i·row_stride + j·col_stride`.
@@ -339,7 +343,9 @@ fn gemm_portable(a: &PackedA, b: &[f32], ldb: usize, j0: usize, n: usize, start:
 /// pixels) is long and contiguous in both, `m` (filters) and `n` (taps)
 /// are short — a shape a packing GEMM spends most of its time packing for.
 /// Blocks of outputs are kept as vector accumulators along the depth and
-/// reduced at the end. Runs the AVX-512 or AVX2+FMA version when
+/// reduced at the end (at a depth of a few hundred, those reductions cost
+/// a third of the time: other convs' weight gradients use
+/// [`gemm_packed_acc`]). Runs the AVX-512 or AVX2+FMA version when
 /// [`cpu_level`](crate::compiled::cpu_level) allows.
 ///
 /// # Panics

@@ -174,11 +174,22 @@ unsafe extern "C" fn convc_im2col(
         return;
     }
     // SAFETY: the caller's contract.
-    let (x, xpad, cols) = unsafe {
-        let xpad = if d.xpad_len() == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(xpad, d.xpad_len()) };
-        (view(x, c * h * w), xpad, std::slice::from_raw_parts_mut(cols, d.cols_len()))
-    };
+    let ((x, xpad), cols) = unsafe { (image_views(&d, x, xpad), std::slice::from_raw_parts_mut(cols, d.cols_len())) };
     rows::im2col(&d, x, xpad, cols);
+}
+
+/// The image and its zero-bordered copy (empty without padding), as the
+/// runtime's gathers take them.
+///
+/// # Safety
+/// `x` holds `c·h·w` values, `xpad` `xpad_len()`, not overlapping; nothing
+/// else uses `xpad` while the view lives.
+unsafe fn image_views<'a>(d: &Im2col, x: *const f32, xpad: *mut f32) -> (&'a [f32], &'a mut [f32]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let xpad = if d.xpad_len() == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(xpad, d.xpad_len()) };
+        (view(x, d.c * d.h * d.w), xpad)
+    }
 }
 
 /// [`rows::weight_grad`] for JIT code: `gw += dz · im2row(x)` for one
@@ -213,15 +224,12 @@ unsafe extern "C" fn convc_weight_grad(
         return;
     }
     // SAFETY: the caller's contract.
-    let (x, xpad, rows, dz, gw) = unsafe {
-        let xpad = if d.xpad_len() == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(xpad, d.xpad_len()) };
-        let taps = c * kh * kw;
+    let ((x, xpad), rows, dz, gw) = unsafe {
         (
-            view(x, c * h * w),
-            xpad,
+            image_views(&d, x, xpad),
             std::slice::from_raw_parts_mut(rows, d.cols_len()),
             view(dz, filters * oh * ow),
-            std::slice::from_raw_parts_mut(gw, filters * taps),
+            std::slice::from_raw_parts_mut(gw, filters * c * kh * kw),
         )
     };
     rows::weight_grad(&d, x, xpad, rows, dz, filters, gw);
