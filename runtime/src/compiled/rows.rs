@@ -1,8 +1,9 @@
-//! The data movement around a conv stage's GEMM — the im2col gather and the
-//! 2×2 max pool — written once for the `network!` code and the JIT (which
-//! calls them: Cranelift's vectors are 128 bits wide), with an explicit
-//! AVX-512 path: a row of up to 16 values is one masked load and store, a
-//! 2×2 pool takes 16 outputs per step.
+//! The data movement around a conv stage's GEMMs — the im2col gather, its
+//! transpose im2row for the weight gradient ([`weight_grad`]), and the 2×2
+//! max pool — written once for the `network!` code and the JIT (which calls
+//! them: Cranelift's vectors are 128 bits wide), with an explicit AVX-512
+//! path: a row of up to 16 values is one masked load and store, a 2×2 pool
+//! takes 16 outputs per step.
 
 use std::cell::RefCell;
 
