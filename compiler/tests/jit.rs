@@ -66,10 +66,11 @@ fn shipped_specs_match_the_interpreter() {
     check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true, 2)).unwrap_or_else(|e| panic!("vgg16: {e}"));
 }
 
-/// The vectorised 2×2 max pool of conv stages (four outputs at a time, the
-/// last group overlapping when the width is not a multiple of four), with
-/// and without an activation, at every output width from 4 to 9 (input widths 8 to 18): logits,
-/// and in training the gradients routed through each window's maximum.
+/// The runtime's vectorised 2×2 max pool (16 outputs per step, the last
+/// step masked), fused into conv stages and as a stage of its own, with
+/// and without an activation, at every output width from 4 to 9 (input
+/// widths 8 to 18): logits, and in training the gradients routed through
+/// each window's maximum.
 #[test]
 fn fused_max_pools_of_every_width_match_the_interpreter() {
     for width in (8..20).step_by(2) {
@@ -79,6 +80,9 @@ fn fused_max_pools_of_every_width_match_the_interpreter() {
             );
             check_against_interpreter(&graph(&text), 3, width as u64, &jit(true, 1))
                 .unwrap_or_else(|e| panic!("width {width}, {activation}: {e}"));
+            // The pool as a stage of its own, over a chunk of several images.
+            check_against_interpreter(&graph(&text), 5, width as u64, &jit(false, 2))
+                .unwrap_or_else(|e| panic!("width {width}, {activation}, unfused: {e}"));
         }
     }
 }

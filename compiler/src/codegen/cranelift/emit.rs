@@ -132,17 +132,6 @@ impl<'a> Fx<'a> {
         self.b.switch_to_block(done);
     }
 
-    /// Lanes `lanes` of the concatenation `a ++ b` (f32x4 each; lane 4 is
-    /// `b`'s first). Patterns like evens/odds lower to one `shufps`.
-    pub fn shuffle(&mut self, a: Value, b: Value, lanes: [u8; 4]) -> Value {
-        let le = MemFlagsData::new().with_endianness(ir::Endianness::Little);
-        let bytes: Vec<u8> = lanes.iter().flat_map(|&l| (0..4).map(move |k| l * 4 + k)).collect();
-        let mask = self.b.func.dfg.immediates.push(ir::ConstantData::from(bytes));
-        let (a8, b8) = (self.b.ins().bitcast(types::I8X16, le, a), self.b.ins().bitcast(types::I8X16, le, b));
-        let r = self.b.ins().shuffle(a8, b8, mask);
-        self.b.ins().bitcast(F32X4, le, r)
-    }
-
     /// Whether a pooling window's later value `v` replaces the maximum so
     /// far `best` (scalars, or lane by lane): when greater, or NaN — the interpreter's rule,
     /// under which a NaN, once taken, stays.
@@ -260,8 +249,8 @@ impl<'a> Fx<'a> {
 
     /// 2×2 stride-2 max pooling of `planes` planes of `h × w` at `x` into
     /// `y`, with each maximum's index from `x` at `argmax` (null: none).
-    pub fn max_pool_2x2(&mut self, x: Value, [planes, h, w]: [usize; 3], y: Value, argmax: Value) {
-        let [planes, h, w] = [planes, h, w].map(|v| self.int(v as i64));
+    pub fn max_pool_2x2(&mut self, x: Value, planes: Value, [h, w]: [usize; 2], y: Value, argmax: Value) {
+        let [h, w] = [h, w].map(|v| self.int(v as i64));
         let f = self.runtime.max_pool;
         self.b.ins().call(f, &[x, planes, h, w, y, argmax]);
     }

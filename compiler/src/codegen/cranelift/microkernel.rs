@@ -22,7 +22,7 @@
 use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH, valid_outputs};
 use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value, types::I32X4};
+use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::conv::{InputAt, PoolGeom, emit_pool_plane, emit_pool_plane_backward};
 use super::emit::{At, F32, F32X4, Fx, I32, I64};
@@ -207,10 +207,10 @@ fn emit_cols(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value, cols: Value) -> V
     cols
 }
 
-/// Whether a fused pool is the runtime's 2×2 max pool over the whole
-/// plane stack, whose argmax indices count from the first plane (other
-/// pools are emitted per plane, their indices counting from each plane).
-fn runtime_pool(kind: PoolKind, pg: &PoolGeom) -> bool {
+/// Whether a pool is the runtime's 2×2 max pool over the whole plane
+/// stack, whose argmax indices count from the first plane (other pools are
+/// emitted per plane, their indices counting from each plane).
+pub(super) fn runtime_pool(kind: PoolKind, pg: &PoolGeom) -> bool {
     kind == PoolKind::Max && [pg.kh, pg.kw, pg.sh, pg.sw] == [2; 4] && !pg.has_padding() && pg.row_stride == pg.w
 }
 
@@ -226,10 +226,6 @@ pub(super) fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, d
         return;
     }
     let rs = pg.row_stride;
-    if kind == PoolKind::Max && [pg.kh, pg.kw, pg.sh, pg.sw] == [2; 4] && fx.unaligned_vectors && pg.pw >= 4 {
-        emit_max_pool_2x2(fx, pg, src, dst, argmax);
-        return;
-    }
     let window = (pg.kh * pg.kw) as f32;
     let row = |fx: &mut Fx, py: Value| {
         let first = fx.mul_add(py, (pg.sh * rs) as i64, 0);
@@ -305,79 +301,6 @@ pub(super) fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, d
     });
 }
 
-/// The common pool, 2×2 max with stride 2 and no padding, four outputs at
-/// a time: the four taps of four outputs are the even and odd lanes of the
-/// two input rows (one `shufps` each), taken in the scalar scan order —
-/// a later tap wins when greater or NaN, as in the interpreter — with the
-/// winners' plane indices when training records them (else just the
-/// maximum of the rows' maximum). Inputs are read only inside the plane:
-/// output `pw − 1` reads column `2·pw − 1 < w`.
-fn emit_max_pool_2x2(fx: &mut Fx, pg: PoolGeom, src: Value, dst: Value, argmax: Option<Value>) {
-    let rs = pg.row_stride as i64;
-    let groups = pg.pw / 4;
-    let at = |offset: i64| At { index: None, offset };
-    fx.for_range(0, pg.ph as i64, 1, |fx, py| {
-        let first_in = fx.mul_add(py, 2 * rs, 0);
-        let s = fx.ptr_at(src, first_in);
-        let o = fx.mul_add(py, pg.pw as i64, 0);
-        let d = fx.ptr_at(dst, o);
-        let a = argmax.map(|a| fx.ptr_at(a, o));
-        // Plane index of each output's first tap: first_in + 2·(first + lane).
-        let lane_index = a.map(|_| {
-            let base = fx.b.ins().ireduce(I32, first_in);
-            let mut v = fx.b.ins().splat(I32X4, base);
-            for lane in 0..4u8 {
-                let l = fx.b.ins().extractlane(v, lane);
-                let l = fx.b.ins().iadd_imm_s(l, 2 * lane as i64);
-                v = fx.b.ins().insertlane(v, l, lane);
-            }
-            v
-        });
-        let group = |fx: &mut Fx, first: i64| {
-            // Outputs first..first+4 read input columns 2·first..2·first+8.
-            let c = 2 * first;
-            let rows = [0, rs].map(|r| {
-                let (lo, hi) = (fx.load_at(F32X4, s, at(r + c)), fx.load_at(F32X4, s, at(r + c + 4)));
-                (fx.shuffle(lo, hi, [0, 2, 4, 6]), fx.shuffle(lo, hi, [1, 3, 5, 7]))
-            });
-            let [(e0, o0), (e1, o1)] = rows;
-            let Some((a, lane_index)) = a.zip(lane_index) else {
-                let top = fx.b.ins().fmax(e0, o0);
-                let bottom = fx.b.ins().fmax(e1, o1);
-                let m = fx.b.ins().fmax(top, bottom);
-                fx.store_at(m, d, at(first));
-                return;
-            };
-            let mut best = e0;
-            let shift = fx.int(c);
-            let shift = fx.b.ins().ireduce(I32, shift);
-            let shift = fx.b.ins().splat(I32X4, shift);
-            let first_tap = fx.b.ins().iadd(lane_index, shift);
-            let mut index = first_tap;
-            for (tap, off) in [(o0, 1), (e1, rs), (o1, rs + 1)] {
-                let wins = fx.wins_max(tap, best);
-                let le = MemFlagsData::new().with_endianness(Endianness::Little);
-                let mask = fx.b.ins().bitcast(F32X4, le, wins);
-                best = fx.b.ins().bitselect(mask, tap, best);
-                let off = fx.int(off);
-                let off = fx.b.ins().ireduce(I32, off);
-                let off = fx.b.ins().splat(I32X4, off);
-                let moved = fx.b.ins().iadd(first_tap, off);
-                index = fx.b.ins().bitselect(wins, moved, index);
-            }
-            fx.store_at(best, d, at(first));
-            fx.store_at(index, a, at(first));
-        };
-        for g in 0..groups {
-            group(fx, 4 * g as i64);
-        }
-        if !pg.pw.is_multiple_of(4) {
-            // The last four outputs again, overlapping the previous group.
-            group(fx, pg.pw as i64 - 4);
-        }
-    });
-}
-
 /// Forward of a (shared-weight) conv stage over the chunk's images.
 pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
     use conv_fwd::*;
@@ -407,7 +330,8 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
         });
         if runtime_pool(kind, &pg) {
             let an = an.unwrap_or_else(|| fx.int(0));
-            fx.max_pool_2x2(plane, [f, g.oh, g.ow], yn, an);
+            let planes = fx.int(f as i64);
+            fx.max_pool_2x2(plane, planes, [g.oh, g.ow], yn, an);
         } else {
             fx.for_range(0, f as i64, 1, |fx, fi| {
                 let s = fx.mul_add(fi, p as i64, 0);

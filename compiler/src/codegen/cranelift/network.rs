@@ -119,6 +119,8 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
             let (x, y, argmax) = (fx.arg(pool_args::X), fx.arg(pool_args::Y), fx.arg(pool_args::ARGMAX));
             let (in_plane, out_plane) = ((g.h * g.w) as i64, (g.ph * g.pw) as i64);
             let planes = fx.b.ins().imul_imm_s(fx.batch, *c as i64);
+            // The runtime's 2×2 max pool records indices from the chunk's first plane.
+            let stack = microkernel::runtime_pool(p.kind, g);
             if pass == Pass::Backward {
                 let (dy, dx) = (fx.arg(pool_args::DY), fx.arg(pool_args::DX));
                 fx.for_to(0, planes, 1, |fx, plane| {
@@ -128,8 +130,12 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
                         let at = fx.b.ins().iadd(at, src_off);
                         fx.load(F32, x, at, 0)
                     };
-                    conv::emit_pool_plane_backward(fx, p.kind, *g, dy, y, argmax, dst_off, &input_at, dx, src_off);
+                    let dx_off = if stack { fx.int(0) } else { src_off };
+                    conv::emit_pool_plane_backward(fx, p.kind, *g, dy, y, argmax, dst_off, &input_at, dx, dx_off);
                 });
+            } else if stack {
+                let argmax = if pass == Pass::Train { argmax } else { fx.int(0) };
+                fx.max_pool_2x2(x, planes, [g.h, g.w], y, argmax);
             } else {
                 let record = pass == Pass::Train && p.kind == PoolKind::Max;
                 fx.for_to(0, planes, 1, |fx, plane| {
