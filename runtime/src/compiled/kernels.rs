@@ -4,7 +4,9 @@
 //! AVX-512, AVX2+FMA or the baseline (see `conv_forward_for` in the parent module), every
 //! size is a constant there: the kernel-window, channel and pooling loops
 //! have constant trip counts (LLVM unrolls and vectorises them) and the
-//! GEMM calls have constant shapes.
+//! GEMM calls have constant shapes. im2col and the 2×2 max pool are the
+//! exception: they call [`super::rows`], explicit AVX-512 that the JIT
+//! shares (LLVM had unrolled, not vectorised, the constant-width pool).
 //!
 //! A conv stage runs per image: im2col (skipped for 1×1 stride-1 convs),
 //! one GEMM `Z = W·cols` over weights packed once per change of the weights
