@@ -98,20 +98,10 @@ pub mod dense_bwd {
     pub const SLOTS: usize = 8;
 }
 
-/// Zero-bordered input sizes `(hp, wp)`.
-pub fn padded(g: &ConvGeom) -> (usize, usize) {
-    (g.h + 2 * g.conv.pad[0], g.w + 2 * g.conv.pad[1])
-}
-
-fn has_padding(g: &ConvGeom) -> bool {
-    g.conv.pad != [0, 0]
-}
-
 /// Scratch lengths of a conv stage: `[xpad, cols, plane, dcols]`.
 pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
-    let (hp, wp) = padded(g);
-    let xpad = if has_padding(g) { g.c * hp * wp } else { 0 };
-    let cols = if g.pointwise() { 0 } else { g.taps() * g.plane() };
+    let xpad = g.im2col().xpad_len();
+    let cols = if g.pointwise() { 0 } else { g.im2col().cols_len() };
     [xpad, cols, g.conv_len(), cols]
 }
 
