@@ -73,6 +73,14 @@ pub struct Pool {
     pub pad: Pair,
 }
 
+impl Pool {
+    /// 2×2 max pooling with stride 2 and no padding: the common pool,
+    /// which compiled code runs on `compiled::rows::max_pool_2x2`.
+    pub fn is_max_2x2(&self) -> bool {
+        self.kind == PoolKind::Max && self.size == [2, 2] && self.stride == [2, 2] && self.pad == [0, 0]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Conv2d(Conv),

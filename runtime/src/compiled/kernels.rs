@@ -279,7 +279,7 @@ fn conv_plane(
 /// interpreter's, ties and NaNs included.
 #[inline(always)]
 fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
-    if g.pool.kind == PoolKind::Max && g.pool.size == [2, 2] && g.pool.stride == [2, 2] && g.pool.pad == [0, 0] {
+    if g.pool.is_max_2x2() {
         rows::max_pool_2x2(x, g.c, g.h, g.w, y, argmax);
         return;
     }

@@ -20,6 +20,7 @@
 //! `convc_runtime::compiled::Network` beside generated ones.
 
 use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH, valid_outputs};
+use convc_runtime::layer::Pool;
 use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
@@ -106,8 +107,8 @@ pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
 }
 
 /// The fused pool over a conv plane (rows of `ow`).
-fn pool_geom(g: &ConvGeom) -> Option<(PoolKind, PoolGeom)> {
-    g.pool.map(|p| (p.pool.kind, PoolGeom::new(&p.pool, p.h, p.w, p.w, p.oh, p.ow)))
+fn pool_geom(g: &ConvGeom) -> Option<(Pool, PoolGeom)> {
+    g.pool.map(|p| (p.pool, PoolGeom::new(&p.pool, p.h, p.w, p.w, p.oh, p.ow)))
 }
 
 /// `dst[j + dst_off] = src[j + src_off]` for `j < len` (pointers).
@@ -200,8 +201,8 @@ fn emit_cols(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value, cols: Value) -> V
 /// Whether a pool is the runtime's 2×2 max pool over the whole plane
 /// stack, whose argmax indices count from the first plane (other pools are
 /// emitted per plane, their indices counting from each plane).
-pub(super) fn runtime_pool(kind: PoolKind, pg: &PoolGeom) -> bool {
-    kind == PoolKind::Max && [pg.kh, pg.kw, pg.sh, pg.sw] == [2; 4] && !pg.has_padding() && pg.row_stride == pg.w
+pub(super) fn runtime_pool(pool: &Pool, pg: &PoolGeom) -> bool {
+    pool.is_max_2x2() && pg.row_stride == pg.w
 }
 
 /// Pool the plane at the pointer `src` (rows of `pg.row_stride`) into the
@@ -312,13 +313,13 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
         if !in_registers(g.activation) {
             activate_run(fx, g.activation, z, conv_len);
         }
-        let Some((kind, pg)) = pool else { return };
-        let record = train && kind == PoolKind::Max;
+        let Some((pool, pg)) = pool else { return };
+        let record = train && pool.kind == PoolKind::Max;
         let an = record.then(|| {
             let an = fx.mul_add(n, out_len as i64, 0);
             fx.ptr_at(argmax, an)
         });
-        if runtime_pool(kind, &pg) {
+        if runtime_pool(&pool, &pg) {
             let an = an.unwrap_or_else(|| fx.int(0));
             let planes = fx.int(f as i64);
             fx.max_pool_2x2(plane, planes, [g.oh, g.ow], yn, an);
@@ -329,7 +330,7 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
                 let o = fx.mul_add(fi, (pg.ph * pg.pw) as i64, 0);
                 let d = fx.ptr_at(yn, o);
                 let a = an.map(|an| fx.ptr_at(an, o));
-                emit_pool(fx, kind, pg, s, d, a);
+                emit_pool(fx, pool.kind, pg, s, d, a);
             });
         }
         if train && g.keep_len() > 0 {
@@ -365,15 +366,19 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 let v = fx.b.ins().fmul(gy, d);
                 fx.store_at(v, dz, at);
             }),
-            Some((PoolKind::Max, pg)) => {
+            Some((pool, pg)) if pool.kind == PoolKind::Max => {
                 // The activation is monotone: its output at the maximum is the pooled value.
                 zero_run(fx, dz, conv_len);
                 let pp = pg.ph * pg.pw;
-                let stack = runtime_pool(PoolKind::Max, &pg);
+                let stack = runtime_pool(&pool, &pg);
                 fx.for_range(0, f as i64, 1, |fx, fi| {
                     // The argmax indices count from the first plane or from this one.
-                    let z_plane = if stack { dz } else { fx.mul_add(fi, p as i64, 0) };
-                    let z_plane = if stack { z_plane } else { fx.ptr_at(dz, z_plane) };
+                    let z_plane = if stack {
+                        dz
+                    } else {
+                        let off = fx.mul_add(fi, p as i64, 0);
+                        fx.ptr_at(dz, off)
+                    };
                     let o = fx.mul_add(fi, pp as i64, 0);
                     let (yf, dyf, af) = (fx.ptr_at(yn, o), fx.ptr_at(dyn_, o), fx.ptr_at(an, o));
                     // A scatter: one output at a time, unrolled by rows.
@@ -391,7 +396,7 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                     });
                 });
             }
-            Some((kind, pg)) => {
+            Some((pool, pg)) => {
                 // Through the pool into dz, then the activation; both read
                 // the kept activated plane.
                 zero_run(fx, dz, conv_len);
@@ -405,7 +410,7 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                         let i = fx.b.ins().iadd(at, k_off);
                         fx.load(F32, keep, i, 0)
                     };
-                    emit_pool_plane_backward(fx, kind, pg, dy, y, argmax, o_off, input_at, dz, dz_off);
+                    emit_pool_plane_backward(fx, pool.kind, pg, dy, y, argmax, o_off, input_at, dz, dz_off);
                 });
                 let kn = fx.ptr_at(keep, kbase);
                 fx.for_vectors(conv_len, |fx, at, vector| {

@@ -120,7 +120,7 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
             let (in_plane, out_plane) = ((g.h * g.w) as i64, (g.ph * g.pw) as i64);
             let planes = fx.b.ins().imul_imm_s(fx.batch, *c as i64);
             // The runtime's 2×2 max pool records indices from the chunk's first plane.
-            let stack = microkernel::runtime_pool(p.kind, g);
+            let stack = microkernel::runtime_pool(p, g);
             if pass == Pass::Backward {
                 let (dy, dx) = (fx.arg(pool_args::DY), fx.arg(pool_args::DX));
                 fx.for_to(0, planes, 1, |fx, plane| {
