@@ -486,10 +486,16 @@ macro_rules! abt_blocks {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     use super::{MR, PackedA, Start, gemm_portable};
+
+    /// The mask of the first `min(n, 16)` lanes.
+    #[inline(always)]
+    pub(crate) fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+    }
 
     /// `pub(super) unsafe fn $name(a, lda, b, ldb, m, n, k, c, ldc)`: the
     /// blocks of [`super::gemm_abt`], `$size × $size` where they fit, each
@@ -590,8 +596,7 @@ mod x86 {
         let rows = MR.min(a.rows - p * MR);
         let mut masks = [0u16; V];
         for (v, m) in masks.iter_mut().enumerate() {
-            let lanes = w.saturating_sub(16 * v).min(16);
-            *m = if lanes == 16 { 0xffff } else { ((1u32 << lanes) - 1) as u16 };
+            *m = lanes(w.saturating_sub(16 * v));
         }
         let mut acc = [[_mm512_setzero_ps(); V]; MR];
         for (r, vs) in acc.iter_mut().enumerate().take(rows) {
@@ -792,7 +797,7 @@ mod x86 {
         let mut acc = [[_mm512_setzero_ps(); NJ]; MI];
         let mut p = 0;
         while p < k {
-            let mask: u16 = if k - p >= 16 { 0xffff } else { ((1u32 << (k - p)) - 1) as u16 };
+            let mask = lanes(k - p);
             // SAFETY: lanes p..min(p+16, k) of each row are in bounds; the
             // masked-off lanes are not accessed.
             let (av, bv) = unsafe {
@@ -923,7 +928,7 @@ mod x86 {
             k += step;
         }
         while k < depth {
-            let mask: u16 = if depth - k >= 16 { 0xffff } else { ((1u32 << (depth - k)) - 1) as u16 };
+            let mask = lanes(depth - k);
             // SAFETY: the unmasked lanes k.. < depth are in bounds.
             let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.add(k)) };
             for (row, accs) in acc.iter_mut().enumerate() {

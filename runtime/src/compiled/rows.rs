@@ -218,12 +218,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Im2col, pad};
-
-    /// The first `n ≤ 16` lanes.
-    #[inline(always)]
-    fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
-    }
+    use crate::gemm::x86::lanes;
 
     /// [`super::im2col`] for stride-1 rows: each row one [`copy`].
     ///
