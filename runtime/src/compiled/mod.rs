@@ -233,6 +233,12 @@ impl StageDef {
     /// `(rows, depth)` of the weight matrix a stage's GEMMs read — conv
     /// `filters × taps`, dense `units × inputs` — for stages whose weights
     /// are packed (local layers use the interpreter's loops instead).
+    /// A dense stage: its weight gradient is formed over the whole batch
+    /// after the backward pass, not per thread.
+    fn is_dense(&self) -> bool {
+        matches!(self.kernels, StageKernels::Dense { .. })
+    }
+
     fn weight_matrix(&self) -> Option<(usize, usize)> {
         match self.kernels {
             StageKernels::Conv { geom, .. } if !geom.local => Some((geom.conv.filters, geom.taps())),
@@ -594,7 +600,7 @@ impl Model for Network {
         let mut dzs = Vec::new();
         for (def, s) in self.stages.iter().zip(&mut self.state) {
             packs.push(&s.packed_t);
-            let dense = matches!(def.kernels, StageKernels::Dense { .. });
+            let dense = def.is_dense();
             let dz_len = if dense { def.output_len } else { 0 };
             s.dz.resize(batch * dz_len, 0.0);
             dzs.push(split_mut(&mut s.dz, &parts, dz_len));
@@ -672,10 +678,9 @@ impl Model for Network {
             })
             .collect());
         self.dense_weight_grads(batch);
-        for (i, s) in self.state.iter().enumerate() {
+        for (def, s) in self.stages.iter().zip(&self.state) {
             let others = s.workers.iter().take(parts.len()).skip(1);
-            let dense = matches!(self.stages[i].kernels, StageKernels::Dense { .. });
-            if let (Some(w), false) = (s.weight, dense) {
+            if let Some(w) = s.weight.filter(|_| !def.is_dense()) {
                 reduce(&mut self.grads[w], &others.clone().map(|k| k.gw.as_slice()).collect::<Vec<_>>(), self.threads);
             }
             if let Some(b) = s.bias {
