@@ -66,6 +66,20 @@ fn shipped_specs_match_the_interpreter() {
     check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true, 2)).unwrap_or_else(|e| panic!("vgg16: {e}"));
 }
 
+/// Convs that run as Winograd F(2×2, 5×5) on AVX-512 (see the runtime's
+/// `winograd::applies`): partial last tiles, padding 2 and 1, 17 filters,
+/// tanh after the transform, an average pool and a stage without pool —
+/// forward and backward (the input gradient by the adjoint Winograd conv),
+/// fused and not, on one and two threads.
+#[test]
+fn winograd_convs_match_the_interpreter() {
+    let text = "[network]\ninput = [16, 11, 12]\nrounding = \"floor\"\n[[layer]]\ntype = \"conv2d\"\nfilters = 17\nkernel = 5\npadding = \"same\"\nactivation = \"tanh\"\n[[layer]]\ntype = \"conv2d\"\nfilters = 16\nkernel = 5\npadding = 1\nactivation = \"relu\"\n[[layer]]\ntype = \"avg_pool\"\nsize = 2\n[[layer]]\ntype = \"flatten\"\n[[layer]]\ntype = \"dense\"\nunits = 5\n";
+    for (fused, threads, batch) in [(true, 1, 1), (true, 2, 5), (false, 2, 3)] {
+        check_against_interpreter(&graph(text), batch, 9, &jit(fused, threads))
+            .unwrap_or_else(|e| panic!("fused {fused}, {threads} threads, batch {batch}: {e}"));
+    }
+}
+
 /// The runtime's vectorised 2×2 max pool (16 outputs per step, the last
 /// step masked), fused into conv stages and as a stage of its own, with
 /// and without an activation, at every output width from 4 to 9 (input

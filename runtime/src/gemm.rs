@@ -212,6 +212,29 @@ impl PackedA {
         self.depth
     }
 
+    /// The whole matrix, as the microkernels read it.
+    pub(crate) fn panels(&self) -> Panels<'_> {
+        Panels { data: &self.data, rows: self.rows, depth: self.depth }
+    }
+
+    /// Rows `first..first + rows` (`first` a multiple of the panel height
+    /// [`MR`], the block inside the matrix): one GEMM's operand among
+    /// several packed together.
+    pub(crate) fn block(&self, first: usize, rows: usize) -> Panels<'_> {
+        assert!(first.is_multiple_of(MR) && first + rows <= self.rows, "PackedA::block: rows {first}..{} of {}", first + rows, self.rows);
+        Panels { data: &self.data[first * self.depth..][..rows.div_ceil(MR) * MR * self.depth], rows, depth: self.depth }
+    }
+}
+
+/// A view of whole panels of a [`PackedA`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Panels<'a> {
+    data: &'a [f32],
+    rows: usize,
+    depth: usize,
+}
+
+impl Panels<'_> {
     fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.depth * MR..][..self.depth * MR]
     }
@@ -244,7 +267,7 @@ pub fn gemm_packed_at(
     c: &mut [f32],
     ldc: usize,
 ) {
-    packed_at(level, a, b, ldb, n, Start::Bias(bias), relu, c, ldc);
+    packed_at(level, a.panels(), b, ldb, n, Start::Bias(bias), relu, c, ldc);
 }
 
 /// `c[i][j] += Σₖ a[i][k]·b[k][j]`: [`gemm_packed`] accumulating into `c`
@@ -255,7 +278,13 @@ pub fn gemm_packed_acc(a: &PackedA, b: &[f32], ldb: usize, n: usize, c: &mut [f3
 
 /// [`gemm_packed_acc`] at a given level.
 pub fn gemm_packed_acc_at(level: crate::compiled::CpuLevel, a: &PackedA, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize) {
-    packed_at(level, a, b, ldb, n, Start::C, false, c, ldc);
+    packed_at(level, a.panels(), b, ldb, n, Start::C, false, c, ldc);
+}
+
+/// `c = a · b` for a block of a packed matrix ([`PackedA::block`]): the
+/// operands as in [`gemm_packed`], without bias or activation.
+pub(crate) fn gemm_block(a: Panels<'_>, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize) {
+    packed_at(crate::compiled::cpu_level(), a, b, ldb, n, Start::Bias(&[]), false, c, ldc);
 }
 
 /// What the accumulators of [`gemm_packed`] start from.
@@ -281,7 +310,7 @@ impl Start<'_> {
 #[allow(clippy::too_many_arguments)]
 fn packed_at(
     level: crate::compiled::CpuLevel,
-    a: &PackedA,
+    a: Panels<'_>,
     b: &[f32],
     ldb: usize,
     n: usize,
@@ -318,7 +347,7 @@ fn packed_at(
 /// Columns `j0..n` of [`gemm_packed`] in plain Rust (the baseline, and the
 /// AVX2 kernel's ragged right edge).
 #[allow(clippy::too_many_arguments)]
-fn gemm_portable(a: &PackedA, b: &[f32], ldb: usize, j0: usize, n: usize, start: Start<'_>, relu: bool, c: &mut [f32], ldc: usize) {
+fn gemm_portable(a: Panels<'_>, b: &[f32], ldb: usize, j0: usize, n: usize, start: Start<'_>, relu: bool, c: &mut [f32], ldc: usize) {
     for i in 0..a.rows {
         let panel = a.panel(i / MR);
         let out = &mut c[i * ldc + j0..i * ldc + n];
@@ -489,7 +518,7 @@ macro_rules! abt_blocks {
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{MR, PackedA, Start, gemm_portable};
+    use super::{MR, Panels, Start, gemm_portable};
 
     /// The mask of the first `min(n, 16)` lanes.
     #[inline(always)]
@@ -539,7 +568,7 @@ pub(crate) mod x86 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn gemm_avx512(
-        a: &PackedA,
+        a: Panels<'_>,
         b: &[f32],
         ldb: usize,
         n: usize,
@@ -581,7 +610,7 @@ pub(crate) mod x86 {
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile_avx512<const V: usize>(
-        a: &PackedA,
+        a: Panels<'_>,
         p: usize,
         b: &[f32],
         ldb: usize,
@@ -655,7 +684,7 @@ pub(crate) mod x86 {
     #[inline]
     #[allow(clippy::too_many_arguments)]
     unsafe fn columns_avx512<const W: usize>(
-        a: &PackedA,
+        a: Panels<'_>,
         p: usize,
         b: &[f32],
         ldb: usize,
@@ -717,7 +746,16 @@ pub(crate) mod x86 {
     /// The CPU has AVX2 and FMA; the views are in bounds (checked by the caller).
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm_avx2(a: &PackedA, b: &[f32], ldb: usize, n: usize, start: Start<'_>, relu: bool, c: &mut [f32], ldc: usize) {
+    pub(super) unsafe fn gemm_avx2(
+        a: Panels<'_>,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        start: Start<'_>,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
         const R: usize = 4;
         let (bp, cp) = (b.as_ptr(), c.as_mut_ptr());
         let full = n / 16 * 16;

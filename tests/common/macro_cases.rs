@@ -278,6 +278,35 @@ cases! {
         [[layer]]
         type = "softmax"
     "#;
+    inline WinogradShapes = r#"
+        # Convs that run as Winograd F(2x2, 5x5) on AVX-512: partial last
+        # tiles (odd outputs), padding 2 and 1, a filter count off the panel
+        # height, tanh after the transform, an average pool (kept plane)
+        # and a stage without pool.
+        [network]
+        input = [16, 11, 12]
+        rounding = "floor"
+        [[layer]]
+        type = "conv2d"
+        filters = 17
+        kernel = 5
+        padding = "same"
+        activation = "tanh"
+        [[layer]]
+        type = "conv2d"
+        filters = 16
+        kernel = 5
+        padding = 1
+        activation = "relu"
+        [[layer]]
+        type = "avg_pool"
+        size = 2
+        [[layer]]
+        type = "flatten"
+        [[layer]]
+        type = "dense"
+        units = 5
+    "#;
     inline DenseOnly = r#"
         [network]
         input = [1, 4, 4]

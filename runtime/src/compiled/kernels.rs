@@ -21,6 +21,7 @@
 //! same epilogue.
 
 use super::rows::{self, Im2col};
+use super::winograd::{self, Winograd};
 use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
@@ -92,6 +93,26 @@ impl ConvGeom {
     pub const fn im2col(&self) -> Im2col {
         let c = &self.conv;
         Im2col { c: self.c, h: self.h, w: self.w, kernel: c.kernel, stride: c.stride, pad: c.pad, oh: self.oh, ow: self.ow }
+    }
+
+    /// This conv as a Winograd F(2×2, 5×5) conv, when it runs as one here
+    /// ([`winograd::applies`]): forward over the filters' transform, the
+    /// input gradient over the [`Winograd::adjoint`]'s.
+    pub fn winograd(&self) -> Option<Winograd> {
+        let c = &self.conv;
+        let d = Winograd { c: self.c, h: self.h, w: self.w, pad: c.pad, filters: c.filters, oh: self.oh, ow: self.ow };
+        (!self.local && winograd::applies(c.kernel, c.stride, &d)).then_some(d)
+    }
+
+    /// Rows × depth of the weight as packed for the forward GEMM(s), or
+    /// with `backward` for the input gradient's: the weight matrix (or its
+    /// transpose), or a Winograd conv's filter transforms.
+    pub fn packed_len(&self, backward: bool) -> usize {
+        match self.winograd() {
+            Some(d) if backward => d.adjoint().u_rows() * d.filters,
+            Some(d) => d.u_rows() * d.c,
+            None => self.conv.filters * self.taps(),
+        }
     }
 
     fn dims(&self) -> local::Dims {
@@ -259,6 +280,14 @@ fn conv_plane(
         activate(g.activation, z);
         return;
     }
+    let relu = g.activation == Activation::Relu;
+    if let Some(d) = g.winograd() {
+        winograd::conv(&d, x, packed, bias, relu, z);
+        if !relu {
+            activate(g.activation, z);
+        }
+        return;
+    }
     let cols: &[f32] = if g.pointwise() {
         x
     } else {
@@ -267,7 +296,6 @@ fn conv_plane(
         cols
     };
     // Bias and ReLU are applied in registers before the store.
-    let relu = g.activation == Activation::Relu;
     gemm_packed(packed, cols, p, p, bias, relu, z, p);
     if !relu {
         activate(g.activation, z);
@@ -438,6 +466,10 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
         }
         rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw);
         if dx.is_empty() {
+            continue;
+        }
+        if let Some(d) = g.winograd() {
+            winograd::conv(&d.adjoint(), dz, io.packed_t, &[], false, dx);
             continue;
         }
         let dcols = sized(dcols, k * p);

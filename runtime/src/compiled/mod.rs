@@ -18,6 +18,7 @@
 
 pub mod kernels;
 pub mod rows;
+pub mod winograd;
 
 use std::sync::{Arc, OnceLock};
 
@@ -230,20 +231,36 @@ impl StageDef {
         }
     }
 
-    /// `(rows, depth)` of the weight matrix a stage's GEMMs read — conv
-    /// `filters × taps`, dense `units × inputs` — for stages whose weights
-    /// are packed (local layers use the interpreter's loops instead).
     /// A dense stage: its weight gradient is formed over the whole batch
     /// after the backward pass, not per thread.
     fn is_dense(&self) -> bool {
         matches!(self.kernels, StageKernels::Dense { .. })
     }
 
-    fn weight_matrix(&self) -> Option<(usize, usize)> {
-        match self.kernels {
-            StageKernels::Conv { geom, .. } if !geom.local => Some((geom.conv.filters, geom.taps())),
-            StageKernels::Dense { geom, .. } => Some((geom.units, geom.inputs)),
-            _ => None,
+    /// Pack `weight` as the stage's GEMMs read it — for the forward pass,
+    /// or with `backward` for the input gradient: conv `filters × taps`
+    /// (and its transpose), dense `units × inputs` (and its transpose), a
+    /// Winograd conv's filter transforms (and its adjoint's). Other stages
+    /// (local layers use the interpreter's loops) pack nothing.
+    fn pack(&self, weight: &[f32], backward: bool, packed: &mut crate::gemm::PackedA, threads: usize) {
+        let (rows, depth) = match self.kernels {
+            StageKernels::Conv { geom, .. } => {
+                if let Some(d) = geom.winograd() {
+                    let d = if backward { d.adjoint() } else { d };
+                    return winograd::pack_filters(&d, weight, backward, packed, threads);
+                }
+                if geom.local {
+                    return;
+                }
+                (geom.conv.filters, geom.taps())
+            }
+            StageKernels::Dense { geom, .. } => (geom.units, geom.inputs),
+            _ => return,
+        };
+        if backward {
+            packed.pack_transposed_on(weight, rows, depth, threads);
+        } else {
+            packed.pack_on(weight, rows, depth, threads);
         }
     }
 }
@@ -480,8 +497,8 @@ impl Model for Network {
         let parts = chunks(batch, self.threads);
         if self.packed_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
-                if let (Some((rows, depth)), Some(w)) = (def.weight_matrix(), s.weight) {
-                    s.packed.pack_on(&self.values[w], rows, depth, self.threads);
+                if let Some(w) = s.weight {
+                    def.pack(&self.values[w], false, &mut s.packed, self.threads);
                 }
             }
             self.packed_stale = false;
@@ -563,8 +580,8 @@ impl Model for Network {
         let parts = chunks(batch, self.threads);
         if self.packed_t_stale {
             for (def, s) in self.stages.iter().zip(&mut self.state) {
-                if let (Some((rows, depth)), Some(w)) = (def.weight_matrix(), s.weight) {
-                    s.packed_t.pack_transposed_on(&self.values[w], rows, depth, self.threads);
+                if let Some(w) = s.weight {
+                    def.pack(&self.values[w], true, &mut s.packed_t, self.threads);
                 }
             }
             self.packed_t_stale = false;

@@ -8,6 +8,7 @@
 
 use convc_runtime::Activation;
 use convc_runtime::compiled::ConvGeom;
+use convc_runtime::compiled::winograd::Winograd;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{self, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -36,20 +37,49 @@ impl At {
     }
 }
 
-/// Functions of the runtime that kernels call: transcendental math, the
-/// GEMMs, im2col, the 2×2 max pool, transposes and conv weight gradients
-/// (wrapped in `super`).
+/// A function of the runtime that kernels call (wrapped in `super`):
+/// transcendental math, the GEMMs, im2col, the 2×2 max pool, transposes,
+/// conv weight gradients and Winograd convs. Adding one: a variant here, its
+/// symbol, address and parameters in `super::import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Import {
+    Exp,
+    Tanh,
+    GemmPacked,
+    GemmAbt,
+    Gemv,
+    Im2col,
+    MaxPool,
+    Transpose,
+    WeightGrad,
+    Winograd,
+}
+
+impl Import {
+    pub const ALL: [Import; 10] = [
+        Import::Exp,
+        Import::Tanh,
+        Import::GemmPacked,
+        Import::GemmAbt,
+        Import::Gemv,
+        Import::Im2col,
+        Import::MaxPool,
+        Import::Transpose,
+        Import::WeightGrad,
+        Import::Winograd,
+    ];
+}
+
+/// The imports as declared in the function being built, by [`Import`].
 #[derive(Clone, Copy)]
-pub struct RuntimeFns {
-    pub exp: FuncRef,
-    pub tanh: FuncRef,
-    pub gemm_packed: FuncRef,
-    pub gemm_abt: FuncRef,
-    pub gemv: FuncRef,
-    pub im2col: FuncRef,
-    pub max_pool: FuncRef,
-    pub transpose: FuncRef,
-    pub weight_grad: FuncRef,
+pub struct RuntimeFns(pub [FuncRef; Import::ALL.len()]);
+
+impl std::ops::Index<Import> for RuntimeFns {
+    type Output = FuncRef;
+
+    fn index(&self, i: Import) -> &FuncRef {
+        &self.0[i as usize]
+    }
 }
 
 pub struct Fx<'a> {
@@ -157,7 +187,7 @@ impl<'a> Fx<'a> {
     /// `y[n][r] += w[r]·x[n]` (`rows × depth` weights, `images` rows of
     /// `x` and `y`) on the runtime's dot products.
     pub fn gemv(&mut self, w: Value, [rows, depth]: [Value; 2], x: Value, images: Value, y: Value) {
-        let f = self.runtime.gemv;
+        let f = self.runtime[Import::Gemv];
         self.b.ins().call(f, &[w, rows, depth, x, images, y]);
     }
 
@@ -216,7 +246,7 @@ impl<'a> Fx<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_packed(&mut self, a: Value, b: Value, ldb: Value, n: Value, bias: Value, relu: bool, c: Value, ldc: Value) {
         let relu = self.int(relu as i64);
-        let f = self.runtime.gemm_packed;
+        let f = self.runtime[Import::GemmPacked];
         self.b.ins().call(f, &[a, b, ldb, n, bias, relu, c, ldc]);
     }
 
@@ -224,7 +254,7 @@ impl<'a> Fx<'a> {
     pub fn im2col(&mut self, g: &ConvGeom, x: Value, xpad: Value, cols: Value) {
         let mut args = vec![x, xpad, cols];
         args.extend(self.geometry(g));
-        let f = self.runtime.im2col;
+        let f = self.runtime[Import::Im2col];
         self.b.ins().call(f, &args);
     }
 
@@ -234,12 +264,24 @@ impl<'a> Fx<'a> {
         let filters = self.int(g.conv.filters as i64);
         let mut args = vec![x, xpad, rows, dz, gw, filters];
         args.extend(self.geometry(g));
-        let f = self.runtime.weight_grad;
+        let f = self.runtime[Import::WeightGrad];
         self.b.ins().call(f, &args);
     }
 
     /// A conv's `c, h, w, kh, kw, sh, sw, ph, pw, oh, ow`, as the runtime's
     /// gathers take them.
+    /// `y = act(bias + conv(x))` for one image by the runtime's `winograd::conv` over
+    /// the filters transformed into `u`; `bias` may be null.
+    pub fn winograd(&mut self, d: &Winograd, [x, u, bias, y]: [Value; 4], relu: bool) {
+        let relu = self.int(i64::from(relu));
+        let mut args = vec![x, u, bias, relu, y];
+        for v in [d.c, d.h, d.w, d.pad[0], d.pad[1], d.filters, d.oh, d.ow] {
+            args.push(self.int(v as i64));
+        }
+        let f = self.runtime[Import::Winograd];
+        self.b.ins().call(f, &args);
+    }
+
     fn geometry(&mut self, g: &ConvGeom) -> Vec<Value> {
         let [kh, kw] = g.conv.kernel;
         let [sh, sw] = g.conv.stride;
@@ -251,13 +293,13 @@ impl<'a> Fx<'a> {
     /// `y`, with each maximum's index from `x` at `argmax` (null: none).
     pub fn max_pool_2x2(&mut self, x: Value, planes: Value, [h, w]: [usize; 2], y: Value, argmax: Value) {
         let [h, w] = [h, w].map(|v| self.int(v as i64));
-        let f = self.runtime.max_pool;
+        let f = self.runtime[Import::MaxPool];
         self.b.ins().call(f, &[x, planes, h, w, y, argmax]);
     }
 
     /// `dst` (`cols × rows`) = the transpose of `src` (`rows × cols`).
     pub fn transpose(&mut self, src: Value, rows: Value, cols: Value, dst: Value) {
-        let f = self.runtime.transpose;
+        let f = self.runtime[Import::Transpose];
         self.b.ins().call(f, &[src, rows, cols, dst]);
     }
 
@@ -265,7 +307,7 @@ impl<'a> Fx<'a> {
     /// on the runtime's dot-product blocks.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_abt(&mut self, a: Value, lda: Value, b: Value, ldb: Value, [m, n, k]: [Value; 3], c: Value, ldc: Value) {
-        let f = self.runtime.gemm_abt;
+        let f = self.runtime[Import::GemmAbt];
         self.b.ins().call(f, &[a, lda, b, ldb, m, n, k, c, ldc]);
     }
 
@@ -372,7 +414,7 @@ impl<'a> Fx<'a> {
                 self.positive_or(x, scaled, vector)
             }
             Activation::Elu { alpha } => {
-                let exp = self.runtime.exp;
+                let exp = self.runtime[Import::Exp];
                 let e = self.per_lane(x, vector, |fx, v| fx.call1(exp, v));
                 let one = c(self, 1.0);
                 let em1 = self.b.ins().fsub(e, one);
@@ -382,7 +424,7 @@ impl<'a> Fx<'a> {
             }
             Activation::Sigmoid => {
                 // 1 / (1 + e^-x), with e^-x clamped to stay finite.
-                let exp = self.runtime.exp;
+                let exp = self.runtime[Import::Exp];
                 let nx = self.b.ins().fneg(x);
                 let e = self.per_lane(nx, vector, |fx, v| fx.call1(exp, v));
                 let one = c(self, 1.0);
@@ -390,7 +432,7 @@ impl<'a> Fx<'a> {
                 self.b.ins().fdiv(one, d)
             }
             Activation::Tanh => {
-                let tanh = self.runtime.tanh;
+                let tanh = self.runtime[Import::Tanh];
                 self.per_lane(x, vector, |fx, v| fx.call1(tanh, v))
             }
         }

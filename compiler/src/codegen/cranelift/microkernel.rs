@@ -299,17 +299,24 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
     let (in_len, out_len, conv_len, p, f) = (g.in_len(), g.out_len(), g.conv_len(), g.plane(), g.conv.filters);
     let pool = pool_geom(g);
     let relu = g.activation == Activation::Relu;
+    // Decided here, at compile time on the machine that runs the code, as
+    // the runtime decides how to pack the weights.
+    let wino = g.winograd();
     let batch = fx.batch;
     fx.for_to(0, batch, 1, |fx, n| {
         let xn = fx.mul_add(n, in_len as i64, 0);
         let xn = fx.ptr_at(x, xn);
         let yn = fx.mul_add(n, out_len as i64, 0);
         let yn = fx.ptr_at(y, yn);
-        let b = emit_cols(fx, g, xn, xpad, cols);
         // Without a pool the GEMM writes the stage output itself.
         let z = if pool.is_some() { plane } else { yn };
-        let pv = fx.int(p as i64);
-        fx.gemm_packed(packed, b, pv, pv, bias, relu, z, pv);
+        if let Some(d) = &wino {
+            fx.winograd(d, [xn, packed, bias, z], relu);
+        } else {
+            let b = emit_cols(fx, g, xn, xpad, cols);
+            let pv = fx.int(p as i64);
+            fx.gemm_packed(packed, b, pv, pv, bias, relu, z, pv);
+        }
         if !in_registers(g.activation) {
             activate_run(fx, g.activation, z, conv_len);
         }
@@ -442,13 +449,17 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
         } else {
             fx.weight_grad(g, [xn, xpad, cols], dz, gw);
         }
-        // dx = col2im(Wᵀ · dz), over the packed transpose.
+        // dx = col2im(Wᵀ · dz), over the packed transpose (or the adjoint Winograd conv).
         fx.if_nonnull(dx, |fx| {
             let null = fx.int(0);
             let dxn = fx.mul_add(n, in_len as i64, 0);
             let dxn = fx.ptr_at(dx, dxn);
             if g.pointwise() {
                 fx.gemm_packed(packed_t, dz, pv, pv, null, false, dxn, pv);
+                return;
+            }
+            if let Some(d) = g.winograd() {
+                fx.winograd(&d.adjoint(), [dz, packed_t, null, dxn], false);
                 return;
             }
             fx.gemm_packed(packed_t, dz, pv, pv, null, false, dcols, pv);

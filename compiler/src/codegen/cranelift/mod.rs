@@ -19,6 +19,7 @@ use std::fmt;
 use std::time::Instant;
 
 use convc_runtime::compiled::rows::{self, Im2col};
+use convc_runtime::compiled::winograd::{self, Winograd};
 use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
@@ -28,7 +29,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 use crate::graph::Graph;
 use crate::plan::{Plan, StageKind};
-use emit::{Fx, RuntimeFns};
+use emit::{Fx, Import, RuntimeFns};
 
 /// A compiled kernel: `args` is a table of buffer pointers whose lengths
 /// the caller checked against `batch`.
@@ -266,6 +267,62 @@ unsafe extern "C" fn convc_transpose(src: *const f32, rows: usize, cols: usize, 
     transpose(src, rows, cols, dst);
 }
 
+/// [`winograd::conv`] for JIT code: one image `x` (`c × h × w`) into `y`
+/// (`filters × oh × ow`) with the filters transformed into `u`; `bias` null
+/// or one per filter.
+///
+/// # Safety
+/// The buffers hold the geometry's values and `y` overlaps nothing else;
+/// the geometry is one [`winograd::applies`] to (as the caller checked when
+/// it emitted the call).
+#[allow(clippy::too_many_arguments)] // the C ABI of a conv: buffers and geometry
+unsafe extern "C" fn convc_winograd(
+    x: *const f32,
+    u: *const PackedA,
+    bias: *const f32,
+    relu: usize,
+    y: *mut f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    filters: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Winograd { c, h, w, pad: [ph, pw], filters, oh, ow };
+    // SAFETY: the caller's contract.
+    let (x, u, bias, y) = unsafe {
+        let bias = if bias.is_null() { &[][..] } else { view(bias, filters) };
+        (view(x, c * h * w), &*u, bias, std::slice::from_raw_parts_mut(y, filters * oh * ow))
+    };
+    winograd::conv(&d, x, u, bias, relu != 0, y);
+}
+
+/// How an import is called: `f32 → f32`, or that many pointer-sized words.
+enum Params {
+    Unary,
+    Words(usize),
+}
+
+/// Each import's symbol, address and parameters.
+fn import(i: Import) -> (&'static str, *const u8, Params) {
+    use Params::{Unary, Words};
+    match i {
+        Import::Exp => ("convc_expf", convc_expf as *const u8, Unary),
+        Import::Tanh => ("convc_tanhf", convc_tanhf as *const u8, Unary),
+        Import::GemmPacked => ("convc_gemm_packed", convc_gemm_packed as *const u8, Words(8)),
+        Import::GemmAbt => ("convc_gemm_abt", convc_gemm_abt as *const u8, Words(9)),
+        Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(6)),
+        Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(14)),
+        Import::MaxPool => ("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8, Words(6)),
+        Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
+        Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(17)),
+        Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
+    }
+}
+
 /// Options of [`compile_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct JitOptions {
@@ -347,15 +404,8 @@ struct Jit {
     module: JITModule,
     ctx: cranelift_codegen::Context,
     fctx: FunctionBuilderContext,
-    exp: FuncId,
-    tanh: FuncId,
-    gemm_packed: FuncId,
-    gemm_abt: FuncId,
-    gemv: FuncId,
-    im2col: FuncId,
-    max_pool: FuncId,
-    transpose: FuncId,
-    weight_grad: FuncId,
+    /// The runtime's functions, by [`Import`].
+    imports: [FuncId; Import::ALL.len()],
     /// See `Fx::unaligned_vectors`.
     unaligned_vectors: bool,
 }
@@ -378,55 +428,32 @@ impl Jit {
         }
         let isa = isa.finish(settings::Flags::new(flags)).map_err(|e| err(&e))?;
         let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        builder.symbol("convc_expf", convc_expf as *const u8);
-        builder.symbol("convc_tanhf", convc_tanhf as *const u8);
         builder.symbol("fmaf", convc_fmaf as *const u8);
-        builder.symbol("convc_gemm_packed", convc_gemm_packed as *const u8);
-        builder.symbol("convc_gemm_abt", convc_gemm_abt as *const u8);
-        builder.symbol("convc_gemv", convc_gemv as *const u8);
-        builder.symbol("convc_im2col", convc_im2col as *const u8);
-        builder.symbol("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8);
-        builder.symbol("convc_transpose", convc_transpose as *const u8);
-        builder.symbol("convc_weight_grad", convc_weight_grad as *const u8);
+        for i in Import::ALL {
+            let (name, address, _) = import(i);
+            builder.symbol(name, address);
+        }
         let mut module = JITModule::new(builder);
-        let mut unary = module.make_signature();
-        unary.params.push(AbiParam::new(types::F32));
-        unary.returns.push(AbiParam::new(types::F32));
-        let exp = module.declare_function("convc_expf", Linkage::Import, &unary).map_err(|e| err(&e))?;
-        let tanh = module.declare_function("convc_tanhf", Linkage::Import, &unary).map_err(|e| err(&e))?;
-        let ints = |count: usize| {
+        let mut imports = Vec::new();
+        for i in Import::ALL {
+            let (name, _, params) = import(i);
             let mut sig = module.make_signature();
-            sig.params.extend((0..count).map(|_| AbiParam::new(types::I64)));
-            sig
-        };
-        let [packed_sig, abt_sig, gemv_sig, im2col_sig, pool_sig, transpose_sig, weight_grad_sig] = [8, 9, 6, 14, 6, 4, 17].map(ints);
-        let gemm_packed = module.declare_function("convc_gemm_packed", Linkage::Import, &packed_sig).map_err(|e| err(&e))?;
-        let gemm_abt = module.declare_function("convc_gemm_abt", Linkage::Import, &abt_sig).map_err(|e| err(&e))?;
-        let gemv = module.declare_function("convc_gemv", Linkage::Import, &gemv_sig).map_err(|e| err(&e))?;
-        let im2col = module.declare_function("convc_im2col", Linkage::Import, &im2col_sig).map_err(|e| err(&e))?;
-        let max_pool = module.declare_function("convc_max_pool_2x2", Linkage::Import, &pool_sig).map_err(|e| err(&e))?;
-        let transpose = module.declare_function("convc_transpose", Linkage::Import, &transpose_sig).map_err(|e| err(&e))?;
-        let weight_grad = module.declare_function("convc_weight_grad", Linkage::Import, &weight_grad_sig).map_err(|e| err(&e))?;
+            match params {
+                Params::Unary => {
+                    sig.params.push(AbiParam::new(types::F32));
+                    sig.returns.push(AbiParam::new(types::F32));
+                }
+                Params::Words(count) => sig.params.extend((0..count).map(|_| AbiParam::new(types::I64))),
+            }
+            imports.push(module.declare_function(name, Linkage::Import, &sig).map_err(|e| err(&e))?);
+        }
+        let imports = imports.try_into().expect("one FuncId per import");
         let ctx = module.make_context();
         #[cfg(target_arch = "x86_64")]
         let unaligned_vectors = host_features && std::arch::is_x86_feature_detected!("avx");
         #[cfg(not(target_arch = "x86_64"))]
         let unaligned_vectors = true;
-        Ok(Self {
-            module,
-            ctx,
-            fctx: FunctionBuilderContext::new(),
-            exp,
-            tanh,
-            gemm_packed,
-            gemm_abt,
-            gemv,
-            im2col,
-            max_pool,
-            transpose,
-            weight_grad,
-            unaligned_vectors,
-        })
+        Ok(Self { module, ctx, fctx: FunctionBuilderContext::new(), imports, unaligned_vectors })
     }
 
     fn signature(&self) -> Signature {
@@ -446,26 +473,12 @@ impl Jit {
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-            let exp = self.module.declare_func_in_func(self.exp, b.func);
-            let tanh = self.module.declare_func_in_func(self.tanh, b.func);
-            let gemm_packed = self.module.declare_func_in_func(self.gemm_packed, b.func);
-            let gemm_abt = self.module.declare_func_in_func(self.gemm_abt, b.func);
-            let gemv = self.module.declare_func_in_func(self.gemv, b.func);
-            let im2col = self.module.declare_func_in_func(self.im2col, b.func);
-            let max_pool = self.module.declare_func_in_func(self.max_pool, b.func);
-            let transpose = self.module.declare_func_in_func(self.transpose, b.func);
-            let weight_grad = self.module.declare_func_in_func(self.weight_grad, b.func);
+            let runtime = RuntimeFns(self.imports.map(|id| self.module.declare_func_in_func(id, b.func)));
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             let (args, batch) = (b.block_params(entry)[0], b.block_params(entry)[1]);
-            let mut fx = Fx {
-                b,
-                args,
-                batch,
-                runtime: RuntimeFns { exp, tanh, gemm_packed, gemm_abt, gemv, im2col, max_pool, transpose, weight_grad },
-                unaligned_vectors: self.unaligned_vectors,
-            };
+            let mut fx = Fx { b, args, batch, runtime, unaligned_vectors: self.unaligned_vectors };
             body(&mut fx);
             fx.b.ins().return_(&[]);
             fx.b.seal_all_blocks();

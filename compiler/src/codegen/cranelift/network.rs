@@ -279,7 +279,7 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
         move |io: ConvForward<'_>| {
             let _ = &code;
             let (images, train) = check_conv_forward(&g, &io);
-            expect("packed weight", io.packed.rows() * io.packed.depth(), g.conv.filters * g.taps());
+            expect("packed weight", io.packed.rows() * io.packed.depth(), g.packed_len(false));
             let s = io.scratch;
             let (xpad, cols, plane) =
                 (ptr(bordered(&mut s.xpad, xpad_len)), ptr(sized(&mut s.cols, cols_len)), ptr(sized(&mut s.plane, plane_len)));
@@ -308,7 +308,7 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
             let _ = &code;
             let images = check_conv_backward(&g, &io);
             expect("weight gradient", io.gw.len(), g.conv.filters * g.taps());
-            expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), g.conv.filters * g.taps());
+            expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), g.packed_len(true));
             let s = io.scratch;
             let xpad = ptr(bordered(&mut s.xpad, xpad_len));
             let (cols, dz, dcols) =

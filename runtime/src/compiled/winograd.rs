@@ -1,0 +1,571 @@
+//! 5×5 stride-1 convolutions by Winograd's minimal filtering F(2×2, 5×5):
+//! each 2×2 block of outputs ("tile") comes from a 6×6 window of the
+//! input as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, 36 multiplications per input
+//! channel instead of 100. Over a layer that is 36 GEMMs, one per point ξ
+//! of the 6 × 6 transform domain:
+//!
+//! ```text
+//! M[ξ] (filters × tiles) = U[ξ] (filters × channels) · V[ξ] (channels × tiles)
+//! ```
+//!
+//! with `U = G g Gᵀ` transformed once per change of the weights (packed like
+//! any GEMM weight, the 36 points' blocks one under the other) and
+//! `V = Bᵀ d B` per image. The GEMMs are the packed microkernels' — 2.8×
+//! fewer multiply-adds than im2col's single GEMM; the transforms around them
+//! are a small fraction (they are O(channels), the GEMMs O(channels ×
+//! filters)). So a layer with many channels and filters runs in ~40–60% of
+//! its direct time; with few (LeNet-5's 6 → 16) the transforms dominate and
+//! the direct GEMM stays ([`applies`]).
+//!
+//! The transform matrices come from the interpolation points 0, ±1, ±2, ∞
+//! (Toom–Cook; `G` carries the Lagrange denominators, `Bᵀ` is then integer).
+//! fp32 error: ~1e-6 of `max|d| · Σ|g|` at worst over random windows, the
+//! same order as the direct sum's.
+//!
+//! The input gradient of such a conv is again a 5×5 stride-1 conv — of the
+//! output gradient, with the filters rotated by 180° and their channels
+//! swapped, padded `4 − pad` ([`Winograd::adjoint`], [`pack_filters`]'s
+//! `flipped`): training's backward pass uses the same code.
+//!
+//! Explicit AVX-512 only (gathers of tile windows, scatters of tile
+//! outputs); on CPUs without it convs keep the im2col path.
+
+use std::cell::RefCell;
+
+use super::{CpuLevel, cpu_level};
+use crate::gemm::{MR, PackedA, gemm_block};
+
+/// Outputs per tile side (`m`) and the kernel size (`r`).
+pub const TILE: usize = 2;
+pub const KERNEL: usize = 5;
+/// The transform's size, `m + r − 1`, and its points.
+const ALPHA: usize = TILE + KERNEL - 1;
+const POINTS: usize = ALPHA * ALPHA;
+
+/// `Bᵀ`: the input transform (as written out in `x86::bt`, checked by a test).
+#[cfg_attr(not(test), allow(dead_code))]
+const BT: [[f32; ALPHA]; ALPHA] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+/// `G`: the filter transform (computed in f64).
+const G: [[f64; KERNEL]; ALPHA] = [
+    [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, -1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 0.0, 0.0, 1.0],
+];
+
+/// `Aᵀ`: the output transform (`x86::at`).
+#[cfg_attr(not(test), allow(dead_code))]
+const AT: [[f32; ALPHA]; TILE] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+
+/// Fewest input channels and filters for which Winograd beats the direct
+/// GEMM here (`cargo bench --bench layers -- winograd`).
+pub const MIN_CHANNELS: usize = 16;
+
+/// A 5×5, stride-1 conv of `c × h × w` images into `filters × oh × ow`,
+/// zero-padded `pad` on each side (`oh = h + 2·pad − 4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Winograd {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pad: [usize; 2],
+    pub filters: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Fewest tiles per image: below, the GEMMs are too narrow to gain (at
+/// 16 tiles, 64 → 64 channels, Winograd and the direct GEMM take the same time).
+pub const MIN_TILES: usize = 25;
+
+/// Whether a conv with this kernel and stride runs as Winograd `d` here:
+/// 5×5 kernels, stride 1, padding at most 4, at least [`MIN_CHANNELS`]
+/// channels and filters, [`MIN_TILES`] tiles, and AVX-512 on this CPU.
+pub fn applies(kernel: [usize; 2], stride: [usize; 2], d: &Winograd) -> bool {
+    kernel == [KERNEL; 2]
+        && stride == [1, 1]
+        && d.pad.iter().all(|&p| p < KERNEL)
+        && d.c >= MIN_CHANNELS
+        && d.filters >= MIN_CHANNELS
+        && d.tile_count() >= MIN_TILES
+        && cpu_level() == CpuLevel::Avx512
+}
+
+impl Winograd {
+    /// Tiles down and across.
+    pub const fn tiles(&self) -> (usize, usize) {
+        (self.oh.div_ceil(TILE), self.ow.div_ceil(TILE))
+    }
+
+    const fn tile_count(&self) -> usize {
+        let (ty, tx) = self.tiles();
+        ty * tx
+    }
+
+    /// The zero-bordered input the tiles' windows read: every window in
+    /// full (the last tiles may reach past `oh`, `ow`).
+    pub const fn padded(&self) -> (usize, usize) {
+        let (ty, tx) = self.tiles();
+        (TILE * ty + KERNEL - 1, TILE * tx + KERNEL - 1)
+    }
+
+    /// Rows of the packed filter transform: the 36 points' blocks of
+    /// `filters` rows, each block starting a panel.
+    pub const fn u_rows(&self) -> usize {
+        POINTS * self.block_rows()
+    }
+
+    const fn block_rows(&self) -> usize {
+        self.filters.div_ceil(MR) * MR
+    }
+
+    /// The conv giving this one's input gradient from its output gradient.
+    pub const fn adjoint(&self) -> Winograd {
+        Winograd {
+            c: self.filters,
+            h: self.oh,
+            w: self.ow,
+            pad: [KERNEL - 1 - self.pad[0], KERNEL - 1 - self.pad[1]],
+            filters: self.c,
+            oh: self.h,
+            ow: self.w,
+        }
+    }
+
+    fn check(&self) {
+        assert!(
+            self.pad[0] < KERNEL
+                && self.pad[1] < KERNEL
+                && self.h + 2 * self.pad[0] == self.oh + KERNEL - 1
+                && self.w + 2 * self.pad[1] == self.ow + KERNEL - 1,
+            "winograd: {self:?} is not a 5×5 stride-1 conv"
+        );
+    }
+}
+
+/// `U[ξ][f][ci] = (G g Gᵀ)[ξ]` for the filters `g = weight[f][ci]`
+/// (`filters × c × 5 × 5`), packed for [`conv`]. With `flipped`, `weight`
+/// is the forward conv's of which `d` is the [`Winograd::adjoint`]
+/// (`c × filters × 5 × 5` in `d`'s terms) and `g` its filters rotated by
+/// 180° with the two channel axes swapped.
+pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA, threads: usize) {
+    d.check();
+    let (f, c, taps) = (d.filters, d.c, KERNEL * KERNEL);
+    assert_eq!(weight.len(), f * c * taps, "winograd::pack_filters: {f}×{c}×5×5 weights expected");
+    let block = d.block_rows();
+    let mut rows = vec![0.0f32; POINTS * block * c];
+    for fi in 0..f {
+        for ci in 0..c {
+            let g = |ky: usize, kx: usize| -> f64 {
+                f64::from(if flipped {
+                    weight[(ci * f + fi) * taps + (KERNEL - 1 - ky) * KERNEL + (KERNEL - 1 - kx)]
+                } else {
+                    weight[(fi * c + ci) * taps + ky * KERNEL + kx]
+                })
+            };
+            // G g, then (G g) Gᵀ.
+            let mut gg = [[0.0f64; KERNEL]; ALPHA];
+            for (a, row) in gg.iter_mut().enumerate() {
+                for (kx, v) in row.iter_mut().enumerate() {
+                    *v = (0..KERNEL).map(|ky| G[a][ky] * g(ky, kx)).sum();
+                }
+            }
+            for a in 0..ALPHA {
+                for b in 0..ALPHA {
+                    let v: f64 = (0..KERNEL).map(|kx| gg[a][kx] * G[b][kx]).sum();
+                    rows[((a * ALPHA + b) * block + fi) * c + ci] = v as f32;
+                }
+            }
+        }
+    }
+    u.pack_on(&rows, POINTS * block, c, threads);
+}
+
+/// Per-thread buffers: the zero-bordered image, the transformed input
+/// `V` and the products `M`.
+#[derive(Default)]
+struct Buffers {
+    xpad: Vec<f32>,
+    v: Vec<f32>,
+    m: Vec<f32>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::default();
+}
+
+/// `y[f] = act(bias[f] + Σ_ci x[ci] ⋆ g[f][ci])` for one image, with
+/// `u` from [`pack_filters`]: `x` is `c × h × w`, `y` `filters × oh × ow`
+/// (written in full); `bias` empty or one per filter; `relu` applies
+/// max(0, ·) before the store.
+///
+/// # Panics
+/// When the geometry is not a 5×5 stride-1 conv, a buffer is shorter than
+/// it, `u` was packed for another, or the CPU lacks AVX-512 (see [`applies`]).
+pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) {
+    d.check();
+    assert!(x.len() >= d.c * d.h * d.w && y.len() >= d.filters * d.oh * d.ow, "winograd::conv: buffers shorter than {d:?}");
+    assert!(bias.is_empty() || bias.len() == d.filters, "winograd::conv: {} biases for {} filters", bias.len(), d.filters);
+    assert!(u.rows() == d.u_rows() && u.depth() == d.c, "winograd::conv: filters packed for another geometry");
+    assert!(cpu_level() == CpuLevel::Avx512, "winograd::conv needs AVX-512");
+    BUFFERS.with_borrow_mut(|b| {
+        let tiles = d.tile_count();
+        let (hp, wp) = d.padded();
+        b.xpad.clear();
+        b.xpad.resize(d.c * hp * wp, 0.0);
+        for (ci, plane) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
+            for (iy, row) in plane.chunks_exact(d.w).enumerate() {
+                b.xpad[(ci * hp + iy + d.pad[0]) * wp + d.pad[1]..][..d.w].copy_from_slice(row);
+            }
+        }
+        b.v.resize(POINTS * d.c * tiles, 0.0);
+        b.m.resize(POINTS * d.filters * tiles, 0.0);
+        // SAFETY: AVX-512 checked above; `xpad` holds c planes of
+        // `padded()`, `v` POINTS × c rows of the tile count.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::input_transform(d, &b.xpad, &mut b.v)
+        };
+        let block = d.block_rows();
+        for xi in 0..POINTS {
+            let a = u.block(xi * block, d.filters);
+            let v = &b.v[xi * d.c * tiles..][..d.c * tiles];
+            let m = &mut b.m[xi * d.filters * tiles..][..d.filters * tiles];
+            gemm_block(a, v, tiles, tiles, m, tiles);
+        }
+        // SAFETY: AVX-512 checked above; `m` holds POINTS × filters rows of
+        // the tile count, `y` filters × oh × ow (asserted).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::output_transform(d, &b.m, bias, relu, y)
+        };
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{ALPHA, TILE, Winograd};
+    use crate::gemm::x86::lanes;
+
+    /// `Bᵀ d` for a column `d` of six vectors: [`BT`](super::BT)'s rows,
+    /// written out (shared sums, no zero terms).
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(super) fn bt(d: &[__m512; ALPHA]) -> [__m512; ALPHA] {
+        let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
+        let s12 = _mm512_add_ps(d[1], d[2]);
+        let d12 = _mm512_sub_ps(d[1], d[2]);
+        let s34 = _mm512_add_ps(d[3], d[4]);
+        let d43 = _mm512_sub_ps(d[4], d[3]);
+        let d42 = _mm512_sub_ps(d[4], d[2]);
+        let d13 = _mm512_sub_ps(d[1], d[3]);
+        [
+            _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
+            _mm512_fnmadd_ps(four, s12, s34),
+            _mm512_fmadd_ps(four, d12, d43),
+            _mm512_fnmadd_ps(two, d13, d42),
+            _mm512_fmadd_ps(two, d13, d42),
+            _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+        ]
+    }
+
+    /// `Aᵀ m` for a column `m` of six vectors: [`AT`](super::AT)'s rows, written out.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(super) fn at(m: &[__m512; ALPHA]) -> [__m512; TILE] {
+        let s = _mm512_add_ps(_mm512_add_ps(m[1], m[2]), _mm512_add_ps(m[3], m[4]));
+        let d12 = _mm512_sub_ps(m[1], m[2]);
+        let d34 = _mm512_sub_ps(m[3], m[4]);
+        [_mm512_add_ps(m[0], s), _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0), d34, d12), m[5])]
+    }
+
+    /// Tiles per step of a tile row: their windows span 2·14 + 4 = 32
+    /// input columns, two vectors.
+    const CHUNK: usize = 14;
+
+    /// `[2l + j]`: lane `l` takes column `2l + j` of two vectors.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn every_other(j: usize) -> __m512i {
+        let idx: [i32; 16] = std::array::from_fn(|l| (2 * l + j) as i32);
+        // SAFETY: 16 i32 are one vector.
+        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+    }
+
+    /// `V[ξ][ci][t] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`:
+    /// per tile row and up to [`CHUNK`] tiles, `Bᵀ d` down six whole input
+    /// rows (two vectors of columns), then `(Bᵀ d) B` across, each window
+    /// column `j` of the tiles picked out with one two-source permute.
+    ///
+    /// # Safety
+    /// AVX-512F; `xpad` holds `c` planes of `padded()`; `v` holds 36 × c
+    /// rows of the tile count.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn input_transform(d: &Winograd, xpad: &[f32], v: &mut [f32]) {
+        let (hp, wp) = d.padded();
+        let (ty_count, tx_count) = d.tiles();
+        let tiles = ty_count * tx_count;
+        let picks: [__m512i; ALPHA] = std::array::from_fn(|j| every_other(j));
+        let (xp, vp) = (xpad.as_ptr(), v.as_mut_ptr());
+        for ci in 0..d.c {
+            for ty in 0..ty_count {
+                for tx0 in (0..tx_count).step_by(CHUNK) {
+                    let n = CHUNK.min(tx_count - tx0);
+                    let first = 2 * tx0;
+                    let (m0, m1) = (lanes(wp - first), lanes((wp - first).saturating_sub(16)));
+                    // Bᵀ d: rows a of the transform, as two vectors of columns.
+                    let mut td = [[_mm512_setzero_ps(); ALPHA]; 2];
+                    for (half, mask) in [m0, m1].into_iter().enumerate() {
+                        // SAFETY: rows 2ty..2ty + 6 < hp of plane ci, columns
+                        // first + 16·half.. masked to wp.
+                        let rows: [__m512; ALPHA] = std::array::from_fn(|i| unsafe {
+                            _mm512_maskz_loadu_ps(mask, xp.add((ci * hp + TILE * ty + i) * wp + first + 16 * half))
+                        });
+                        td[half] = bt(&rows);
+                    }
+                    let out = vp.wrapping_add(ci * tiles + ty * tx_count + tx0);
+                    let store = lanes(n);
+                    for (a, (&lo, &hi)) in td[0].iter().zip(&td[1]).enumerate() {
+                        // Window column j of each tile: input column first + 2l + j.
+                        let cols: [__m512; ALPHA] = std::array::from_fn(|j| _mm512_permutex2var_ps(lo, picks[j], hi));
+                        for (b, v) in bt(&cols).into_iter().enumerate() {
+                            // SAFETY: row (ξ, ci) of `v`, the chunk's n tiles.
+                            unsafe { _mm512_mask_storeu_ps(out.add((a * ALPHA + b) * d.c * tiles), store, v) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `y[f][2ty + i][2tx + j] = act(bias[f] + (Aᵀ M A)[i][j])` for every
+    /// tile: per tile row and up to [`CHUNK`] tiles, the 2 × 2 outputs as
+    /// four vectors over the tiles, interleaved into two output rows.
+    ///
+    /// # Safety
+    /// AVX-512F; `m` holds 36 × filters rows of the tile count; `y` holds
+    /// filters × oh × ow.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn output_transform(d: &Winograd, m: &[f32], bias: &[f32], relu: bool, y: &mut [f32]) {
+        let (ty_count, tx_count) = d.tiles();
+        let tiles = ty_count * tx_count;
+        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
+        // Output column 2l + j of the chunk from lane l of o[j].
+        let weave: [__m512i; 2] = std::array::from_fn(|half| {
+            let idx: [i32; 16] = std::array::from_fn(|k| (8 * half + k / 2 + 16 * (k % 2)) as i32);
+            // SAFETY: 16 i32 are one vector.
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        });
+        for f in 0..d.filters {
+            let b = _mm512_set1_ps(bias.get(f).copied().unwrap_or(0.0));
+            for ty in 0..ty_count {
+                for tx0 in (0..tx_count).step_by(CHUNK) {
+                    let n = CHUNK.min(tx_count - tx0);
+                    let first = f * tiles + ty * tx_count + tx0;
+                    // M A per row a of the transform domain: column j of it is ma[j].
+                    let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
+                        // SAFETY: row (ξ, f) of `m`, the chunk's n tiles.
+                        let row: [__m512; ALPHA] = std::array::from_fn(|b| unsafe {
+                            _mm512_maskz_loadu_ps(lanes(n), mp.add((a * ALPHA + b) * d.filters * tiles + first))
+                        });
+                        at(&row)
+                    });
+                    let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
+                    let x0 = TILE * tx0;
+                    let width = (d.ow - x0).min(TILE * n);
+                    let [o0, o1] = [at(&ma[0]), at(&ma[1])];
+                    for i in 0..TILE {
+                        let oy = TILE * ty + i;
+                        if oy >= d.oh {
+                            break;
+                        }
+                        let mut o = [_mm512_add_ps(o0[i], b), _mm512_add_ps(o1[i], b)];
+                        if relu {
+                            o = o.map(|v| _mm512_max_ps(v, _mm512_setzero_ps()));
+                        }
+                        let row = yp.wrapping_add((f * d.oh + oy) * d.ow + x0);
+                        for (half, weave) in weave.iter().enumerate() {
+                            let mask = lanes(width.saturating_sub(16 * half));
+                            // SAFETY: columns x0 + 16·half.. of output row oy, masked to the chunk's width inside ow.
+                            unsafe { _mm512_mask_storeu_ps(row.add(16 * half), mask, _mm512_permutex2var_ps(o[0], *weave, o[1])) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn uniform(rng: &mut Rng, len: usize) -> Vec<f32> {
+        (0..len).map(|_| rng.symmetric(1.0)).collect()
+    }
+
+    /// The definition, in f64: `y[f][oy][ox] = bias[f] + Σ x[ci][oy+ky−p][ox+kx−p]·w[f][ci][ky][kx]`,
+    /// and the scale of each output's terms, `Σ |x·w|`.
+    fn direct(d: &Winograd, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let (mut y, mut scale) = (vec![0.0; d.filters * d.oh * d.ow], vec![0.0; d.filters * d.oh * d.ow]);
+        for f in 0..d.filters {
+            for oy in 0..d.oh {
+                for ox in 0..d.ow {
+                    let (mut s, mut a) = (f64::from(bias.get(f).copied().unwrap_or(0.0)), 0.0);
+                    for ci in 0..d.c {
+                        for ky in 0..KERNEL {
+                            for kx in 0..KERNEL {
+                                let (iy, ix) = ((oy + ky).wrapping_sub(d.pad[0]), (ox + kx).wrapping_sub(d.pad[1]));
+                                if iy < d.h && ix < d.w {
+                                    let t = f64::from(x[(ci * d.h + iy) * d.w + ix])
+                                        * f64::from(w[((f * d.c + ci) * KERNEL + ky) * KERNEL + kx]);
+                                    s += t;
+                                    a += t.abs();
+                                }
+                            }
+                        }
+                    }
+                    y[(f * d.oh + oy) * d.ow + ox] = s;
+                    scale[(f * d.oh + oy) * d.ow + ox] = a;
+                }
+            }
+        }
+        (y, scale)
+    }
+
+    /// The written-out transforms are the matrices: on each unit vector.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn written_transforms_are_the_matrices() {
+        use std::arch::x86_64::*;
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let lane0 = |v: __m512| {
+            let mut out = [0.0f32; 16];
+            // SAFETY: AVX-512 checked above; 16 floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+            out[0]
+        };
+        for k in 0..ALPHA {
+            // SAFETY: AVX-512 checked above.
+            let (b, a) = unsafe {
+                let e: [__m512; ALPHA] = std::array::from_fn(|i| _mm512_set1_ps(if i == k { 1.0 } else { 0.0 }));
+                (x86::bt(&e), x86::at(&e))
+            };
+            for (row, v) in BT.iter().zip(b) {
+                assert_eq!(lane0(v), row[k], "Bᵀ column {k}");
+            }
+            for (row, v) in AT.iter().zip(a) {
+                assert_eq!(lane0(v), row[k], "Aᵀ column {k}");
+            }
+        }
+    }
+
+    fn geometry(c: usize, h: usize, w: usize, pad: usize, filters: usize) -> Winograd {
+        Winograd { c, h, w, pad: [pad, pad], filters, oh: h + 2 * pad - 4, ow: w + 2 * pad - 4 }
+    }
+
+    /// Shapes with even and odd outputs (partial last tiles), tile counts
+    /// below, at and past whole vectors of 16, every padding, filter counts
+    /// not a multiple of the panel height.
+    const SHAPES: [(usize, usize, usize, usize, usize); 6] =
+        [(16, 14, 14, 2, 16), (32, 14, 14, 2, 64), (17, 9, 12, 0, 19), (16, 7, 7, 4, 21), (20, 28, 27, 1, 16), (16, 5, 5, 0, 16)];
+
+    #[test]
+    fn matches_the_definition_on_every_shape() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let mut rng = Rng::new(3);
+        for &(c, h, w, pad, filters) in &SHAPES {
+            let d = geometry(c, h, w, pad, filters);
+            let (x, wt, bias) = (uniform(&mut rng, c * h * w), uniform(&mut rng, filters * c * 25), uniform(&mut rng, filters));
+            let mut u = PackedA::default();
+            pack_filters(&d, &wt, false, &mut u, 1);
+            for relu in [false, true] {
+                // Garbage in `y` must be overwritten everywhere.
+                let mut y = vec![f32::NAN; filters * d.oh * d.ow];
+                conv(&d, &x, &u, &bias, relu, &mut y);
+                let (want, scale) = direct(&d, &x, &wt, &bias);
+                for (i, (&got, (&want, &scale))) in y.iter().zip(want.iter().zip(&scale)).enumerate() {
+                    let want = if relu { want.max(0.0) } else { want };
+                    let err = (f64::from(got) - want).abs();
+                    assert!(err <= 1e-5 * (scale + 1.0), "{d:?} relu {relu}: output {i}: {got} vs {want} (scale {scale})");
+                }
+            }
+        }
+    }
+
+    /// Which convs run as Winograd: fashion_tf's conv2 and the test cases'
+    /// (`tests/common/macro_cases.rs`, the JIT's `winograd_convs_…`), not
+    /// LeNet-5's conv2 (6 channels) nor a 7×7 output (16 tiles).
+    #[test]
+    fn applies_to_wide_convs_with_enough_tiles() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let wide = [geometry(32, 14, 14, 2, 64), geometry(16, 11, 12, 2, 17), geometry(17, 11, 12, 1, 16)];
+        assert!(wide.iter().all(|d| applies([5, 5], [1, 1], d)));
+        for narrow in [geometry(6, 14, 14, 0, 16), geometry(64, 7, 7, 2, 64), geometry(16, 14, 14, 2, 8)] {
+            assert!(!applies([5, 5], [1, 1], &narrow), "{narrow:?}");
+        }
+        assert!(!applies([5, 5], [2, 2], &wide[0]) && !applies([3, 3], [1, 1], &wide[0]));
+    }
+
+    /// The adjoint conv with the flipped filters is the input gradient:
+    /// `⟨conv(x), dy⟩ = ⟨x, adjoint(dy)⟩` for every x, dy.
+    #[test]
+    fn adjoint_is_the_input_gradient() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let mut rng = Rng::new(5);
+        for &(c, h, w, pad, filters) in &SHAPES {
+            let d = geometry(c, h, w, pad, filters);
+            let adj = d.adjoint();
+            let (wt, dy) = (uniform(&mut rng, filters * c * 25), uniform(&mut rng, filters * d.oh * d.ow));
+            let mut u = PackedA::default();
+            pack_filters(&adj, &wt, true, &mut u, 1);
+            let mut dx = vec![f32::NAN; c * h * w];
+            conv(&adj, &dy, &u, &[], false, &mut dx);
+            // dx[ci][iy][ix] = Σ dy[f][oy][ox]·w[f][ci][iy−oy+p][ix−ox+p], by the definition.
+            let (mut want, mut scale) = (vec![0.0f64; c * h * w], vec![0.0f64; c * h * w]);
+            for f in 0..filters {
+                for oy in 0..d.oh {
+                    for ox in 0..d.ow {
+                        for ci in 0..c {
+                            for ky in 0..KERNEL {
+                                for kx in 0..KERNEL {
+                                    let (iy, ix) = ((oy + ky).wrapping_sub(pad), (ox + kx).wrapping_sub(pad));
+                                    if iy < h && ix < w {
+                                        let t = f64::from(dy[(f * d.oh + oy) * d.ow + ox])
+                                            * f64::from(wt[((f * c + ci) * KERNEL + ky) * KERNEL + kx]);
+                                        want[(ci * h + iy) * w + ix] += t;
+                                        scale[(ci * h + iy) * w + ix] += t.abs();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, (&got, (&want, &scale))) in dx.iter().zip(want.iter().zip(&scale)).enumerate() {
+                assert!((f64::from(got) - want).abs() <= 1e-5 * (scale + 1.0), "{adj:?}: dx {i}: {got} vs {want}");
+            }
+        }
+    }
+}
