@@ -160,6 +160,9 @@ pub struct Scratch {
     pub cols: Vec<f32>,
     pub plane: Vec<f32>,
     pub dcols: Vec<f32>,
+    /// A Winograd conv's weight gradient in the transform domain, summed
+    /// over the chunk's images.
+    pub wgrad: Vec<f32>,
 }
 
 /// `buf` resized to `len` (contents unspecified).
@@ -419,7 +422,15 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
     io.gb.fill(0.0);
     let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
     let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
-    let Scratch { xpad, cols, plane, dcols } = io.scratch;
+    let Scratch { xpad, cols, plane, dcols, wgrad } = io.scratch;
+    // A Winograd conv sums its weight gradient in the transform domain and
+    // turns it into the filters' after the last image.
+    let wino = g.winograd();
+    let mut wino_acc = wino.map(|d| {
+        let acc = sized(wgrad, d.grad_len());
+        acc.fill(0.0);
+        acc
+    });
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let y = &io.y[n * out_len..][..out_len];
         let dy = &io.dy[n * out_len..][..out_len];
@@ -464,18 +475,24 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             }
             continue;
         }
-        rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw);
-        if dx.is_empty() {
+        if let (Some(d), Some(acc)) = (&wino, wino_acc.as_deref_mut()) {
+            winograd::weight_grad_acc(d, x, dz, acc);
+            if !dx.is_empty() {
+                winograd::conv(&d.adjoint(), dz, io.packed_t, &[], false, dx);
+            }
             continue;
         }
-        if let Some(d) = g.winograd() {
-            winograd::conv(&d.adjoint(), dz, io.packed_t, &[], false, dx);
+        rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw);
+        if dx.is_empty() {
             continue;
         }
         let dcols = sized(dcols, k * p);
         gemm_packed(io.packed_t, dz, p, p, &[], false, dcols, p);
         dx.fill(0.0);
         col2im(g, dcols, dx);
+    }
+    if let (Some(d), Some(acc)) = (&wino, wino_acc) {
+        winograd::weight_grad_finish(d, acc, io.gw);
     }
 }
 

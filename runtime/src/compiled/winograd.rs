@@ -33,7 +33,7 @@
 use std::cell::RefCell;
 
 use super::{CpuLevel, cpu_level};
-use crate::gemm::{MR, PackedA, gemm_block};
+use crate::gemm::{MR, PackedA, gemm_block, gemm_packed_acc, transpose};
 
 /// Outputs per tile side (`m`) and the kernel size (`r`).
 pub const TILE: usize = 2;
@@ -129,6 +129,12 @@ impl Winograd {
         self.filters.div_ceil(MR) * MR
     }
 
+    /// The accumulator [`weight_grad_acc`] sums into: the weight gradient
+    /// in the transform domain, 36 × filters × c.
+    pub const fn grad_len(&self) -> usize {
+        POINTS * self.filters * self.c
+    }
+
     /// The conv giving this one's input gradient from its output gradient.
     pub const fn adjoint(&self) -> Winograd {
         Winograd {
@@ -198,6 +204,9 @@ struct Buffers {
     xpad: Vec<f32>,
     v: Vec<f32>,
     m: Vec<f32>,
+    /// Weight gradients: one point's `dM` packed, its `V` transposed.
+    packed: PackedA,
+    vt: Vec<f32>,
 }
 
 thread_local! {
@@ -220,22 +229,8 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
     assert!(cpu_level() == CpuLevel::Avx512, "winograd::conv needs AVX-512");
     BUFFERS.with_borrow_mut(|b| {
         let tiles = d.tile_count();
-        let (hp, wp) = d.padded();
-        b.xpad.clear();
-        b.xpad.resize(d.c * hp * wp, 0.0);
-        for (ci, plane) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
-            for (iy, row) in plane.chunks_exact(d.w).enumerate() {
-                b.xpad[(ci * hp + iy + d.pad[0]) * wp + d.pad[1]..][..d.w].copy_from_slice(row);
-            }
-        }
-        b.v.resize(POINTS * d.c * tiles, 0.0);
+        transform_input(d, x, b);
         b.m.resize(POINTS * d.filters * tiles, 0.0);
-        // SAFETY: AVX-512 checked above; `xpad` holds c planes of
-        // `padded()`, `v` POINTS × c rows of the tile count.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            x86::input_transform(d, &b.xpad, &mut b.v)
-        };
         let block = d.block_rows();
         for xi in 0..POINTS {
             let a = u.block(xi * block, d.filters);
@@ -250,6 +245,85 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
             x86::output_transform(d, &b.m, bias, relu, y)
         };
     });
+}
+
+/// `b.v = Bᵀ d B` for every tile of the image `x`, through the
+/// zero-bordered copy `b.xpad`.
+fn transform_input(d: &Winograd, x: &[f32], b: &mut Buffers) {
+    let (hp, wp) = d.padded();
+    b.xpad.clear();
+    b.xpad.resize(d.c * hp * wp, 0.0);
+    for (ci, plane) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
+        for (iy, row) in plane.chunks_exact(d.w).enumerate() {
+            b.xpad[(ci * hp + iy + d.pad[0]) * wp + d.pad[1]..][..d.w].copy_from_slice(row);
+        }
+    }
+    b.v.resize(POINTS * d.c * d.tile_count(), 0.0);
+    // SAFETY: AVX-512 (the callers' assert); `xpad` holds c planes of
+    // `padded()`, `v` POINTS × c rows of the tile count.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        x86::input_transform(d, &b.xpad, &mut b.v)
+    };
+}
+
+/// `acc[ξ][f][ci] += Σ_t dM[ξ][f][t] · V[ξ][ci][t]` for one image: the
+/// weight gradient in the transform domain (`dM = A dY Aᵀ` per tile of the
+/// output gradient `dz`, `filters × oh × ow`; `V` of the input `x`), by 36
+/// accumulating GEMMs. [`weight_grad_finish`] takes it back to the filters.
+///
+/// # Panics
+/// As [`conv`]; and when `acc` is not [`Winograd::grad_len`] long.
+pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
+    d.check();
+    assert!(
+        x.len() >= d.c * d.h * d.w && dz.len() >= d.filters * d.oh * d.ow && acc.len() == d.grad_len(),
+        "winograd::weight_grad_acc: buffers do not fit {d:?}"
+    );
+    assert!(cpu_level() == CpuLevel::Avx512, "winograd::weight_grad_acc needs AVX-512");
+    BUFFERS.with_borrow_mut(|b| {
+        let tiles = d.tile_count();
+        transform_input(d, x, b);
+        b.m.resize(POINTS * d.filters * tiles, 0.0);
+        // SAFETY: AVX-512 asserted; `dz` holds filters × oh × ow, `m`
+        // POINTS × filters rows of the tile count.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::gradient_transform(d, dz, &mut b.m)
+        };
+        b.vt.resize(tiles * d.c, 0.0);
+        let Buffers { v, m, packed, vt, .. } = b;
+        for xi in 0..POINTS {
+            packed.pack(&m[xi * d.filters * tiles..][..d.filters * tiles], d.filters, tiles);
+            transpose(&v[xi * d.c * tiles..][..d.c * tiles], d.c, tiles, vt);
+            gemm_packed_acc(packed, vt, d.c, d.c, &mut acc[xi * d.filters * d.c..][..d.filters * d.c], d.c);
+        }
+    });
+}
+
+/// `gw[f][ci] = Gᵀ acc[·][f][ci] G` (5 × 5 from the 6 × 6 points, in f64):
+/// the weight gradient (`filters × c × 5 × 5`) from [`weight_grad_acc`]'s sums.
+pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
+    let (f, c) = (d.filters, d.c);
+    assert!(acc.len() == d.grad_len() && gw.len() == f * c * KERNEL * KERNEL, "winograd::weight_grad_finish: buffers do not fit {d:?}");
+    for fi in 0..f {
+        for ci in 0..c {
+            let at = |a: usize, b: usize| f64::from(acc[((a * ALPHA + b) * f + fi) * c + ci]);
+            // Gᵀ acc, then (Gᵀ acc) G.
+            let mut ga = [[0.0f64; ALPHA]; KERNEL];
+            for (ky, row) in ga.iter_mut().enumerate() {
+                for (b, v) in row.iter_mut().enumerate() {
+                    *v = (0..ALPHA).map(|a| G[a][ky] * at(a, b)).sum();
+                }
+            }
+            for ky in 0..KERNEL {
+                for kx in 0..KERNEL {
+                    let v: f64 = (0..ALPHA).map(|b| ga[ky][b] * G[b][kx]).sum();
+                    gw[((fi * c + ci) * KERNEL + ky) * KERNEL + kx] = v as f32;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -289,6 +363,15 @@ mod x86 {
         let d12 = _mm512_sub_ps(m[1], m[2]);
         let d34 = _mm512_sub_ps(m[3], m[4]);
         [_mm512_add_ps(m[0], s), _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0), d34, d12), m[5])]
+    }
+
+    /// `A y` for the pair `y = (y0, y1)`: the transpose of
+    /// [`AT`](super::AT), from two outputs to six points.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(super) fn a(y0: __m512, y1: __m512) -> [__m512; ALPHA] {
+        let two = _mm512_set1_ps(2.0);
+        [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_fmadd_ps(two, y1, y0), _mm512_fnmadd_ps(two, y1, y0), y1]
     }
 
     /// Tiles per step of a tile row: their windows span 2·14 + 4 = 32
@@ -406,6 +489,52 @@ mod x86 {
             }
         }
     }
+
+    /// `dM[ξ][f][t] = (A dY Aᵀ)[ξ]` for the 2 × 2 block `dY` of the output
+    /// gradient under every tile (zero past `oh`, `ow`): the adjoint of
+    /// [`output_transform`], per tile row and up to [`CHUNK`] tiles.
+    ///
+    /// # Safety
+    /// AVX-512F; `dz` holds filters × oh × ow, `m` 36 × filters rows of the
+    /// tile count.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn gradient_transform(d: &Winograd, dz: &[f32], m: &mut [f32]) {
+        let (ty_count, tx_count) = d.tiles();
+        let tiles = ty_count * tx_count;
+        let picks: [__m512i; TILE] = std::array::from_fn(|j| every_other(j));
+        let (zp, mp) = (dz.as_ptr(), m.as_mut_ptr());
+        for f in 0..d.filters {
+            for ty in 0..ty_count {
+                for tx0 in (0..tx_count).step_by(CHUNK) {
+                    let n = CHUNK.min(tx_count - tx0);
+                    let x0 = TILE * tx0;
+                    let width = (d.ow - x0).min(TILE * n);
+                    // dy[i][j]: output (2ty + i, 2tx + j) of each tile.
+                    let dy: [[__m512; TILE]; TILE] = std::array::from_fn(|i| {
+                        let oy = TILE * ty + i;
+                        if oy >= d.oh {
+                            return [_mm512_setzero_ps(); TILE];
+                        }
+                        let row = zp.wrapping_add((f * d.oh + oy) * d.ow + x0);
+                        // SAFETY: columns x0.. of row oy of plane f, masked to the chunk's width inside ow.
+                        let (lo, hi) = unsafe {
+                            (_mm512_maskz_loadu_ps(lanes(width), row), _mm512_maskz_loadu_ps(lanes(width.saturating_sub(16)), row.add(16)))
+                        };
+                        picks.map(|p| _mm512_permutex2var_ps(lo, p, hi))
+                    });
+                    // A dY per column j, then (A dY) Aᵀ per row a.
+                    let cols = [a(dy[0][0], dy[1][0]), a(dy[0][1], dy[1][1])];
+                    let out = mp.wrapping_add(f * tiles + ty * tx_count + tx0);
+                    for (ai, (&c0, &c1)) in cols[0].iter().zip(&cols[1]).enumerate() {
+                        for (b, v) in a(c0, c1).into_iter().enumerate() {
+                            // SAFETY: row (ξ, f) of `m`, the chunk's n tiles.
+                            unsafe { _mm512_mask_storeu_ps(out.add((ai * ALPHA + b) * d.filters * tiles), lanes(n), v) };
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +595,17 @@ mod tests {
                 let e: [__m512; ALPHA] = std::array::from_fn(|i| _mm512_set1_ps(if i == k { 1.0 } else { 0.0 }));
                 (x86::bt(&e), x86::at(&e))
             };
+            // A = (Aᵀ)ᵀ: column i of `x86::a` is row i of Aᵀ.
+            if k < TILE {
+                // SAFETY: AVX-512 checked above.
+                let col = unsafe {
+                    let e: [__m512; TILE] = std::array::from_fn(|i| _mm512_set1_ps(if i == k { 1.0 } else { 0.0 }));
+                    x86::a(e[0], e[1])
+                };
+                for (xi, v) in col.into_iter().enumerate() {
+                    assert_eq!(lane0(v), AT[k][xi], "A row {xi}");
+                }
+            }
             for (row, v) in BT.iter().zip(b) {
                 assert_eq!(lane0(v), row[k], "Bᵀ column {k}");
             }
@@ -510,6 +650,55 @@ mod tests {
         }
     }
 
+    /// `weight_grad_acc` over several images, then `weight_grad_finish`, is
+    /// the weight gradient by its definition:
+    /// `dW[f][ci][ky][kx] = Σ_images Σ_(oy, ox) dz[f][oy][ox]·x[ci][oy+ky−p][ox+kx−p]`.
+    #[test]
+    fn weight_gradient_matches_the_definition() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let mut rng = Rng::new(9);
+        for &(c, h, w, pad, filters) in &SHAPES {
+            let d = geometry(c, h, w, pad, filters);
+            let images = 3;
+            let (x, dz) = (uniform(&mut rng, images * c * h * w), uniform(&mut rng, images * filters * d.oh * d.ow));
+            let mut acc = vec![0.0; d.grad_len()];
+            for n in 0..images {
+                weight_grad_acc(&d, &x[n * c * h * w..][..c * h * w], &dz[n * filters * d.oh * d.ow..][..filters * d.oh * d.ow], &mut acc);
+            }
+            let mut gw = vec![f32::NAN; filters * c * 25];
+            weight_grad_finish(&d, &acc, &mut gw);
+            for f in 0..filters {
+                for ci in 0..c {
+                    for ky in 0..KERNEL {
+                        for kx in 0..KERNEL {
+                            let (mut want, mut scale) = (0.0f64, 0.0f64);
+                            for n in 0..images {
+                                for oy in 0..d.oh {
+                                    for ox in 0..d.ow {
+                                        let (iy, ix) = ((oy + ky).wrapping_sub(pad), (ox + kx).wrapping_sub(pad));
+                                        if iy < h && ix < w {
+                                            let t = f64::from(dz[((n * filters + f) * d.oh + oy) * d.ow + ox])
+                                                * f64::from(x[((n * c + ci) * h + iy) * w + ix]);
+                                            want += t;
+                                            scale += t.abs();
+                                        }
+                                    }
+                                }
+                            }
+                            let got = gw[((f * c + ci) * KERNEL + ky) * KERNEL + kx];
+                            assert!(
+                                (f64::from(got) - want).abs() <= 1e-5 * (scale + 1.0),
+                                "{d:?}: dW[{f}][{ci}][{ky}][{kx}] {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Which convs run as Winograd: fashion_tf's conv2 and the test cases'
     /// (`tests/common/macro_cases.rs`, the JIT's `winograd_convs_…`), not
     /// LeNet-5's conv2 (6 channels) nor a 7×7 output (16 tiles).
@@ -526,8 +715,8 @@ mod tests {
         assert!(!applies([5, 5], [2, 2], &wide[0]) && !applies([3, 3], [1, 1], &wide[0]));
     }
 
-    /// The adjoint conv with the flipped filters is the input gradient:
-    /// `⟨conv(x), dy⟩ = ⟨x, adjoint(dy)⟩` for every x, dy.
+    /// The adjoint conv with the flipped filters is the input gradient, as
+    /// defined by the forward sum (`⟨conv(x), dy⟩ = ⟨x, adjoint(dy)⟩`).
     #[test]
     fn adjoint_is_the_input_gradient() {
         if cpu_level() != CpuLevel::Avx512 {

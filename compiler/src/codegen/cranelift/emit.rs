@@ -53,10 +53,12 @@ pub enum Import {
     Transpose,
     WeightGrad,
     Winograd,
+    WinogradGrad,
+    WinogradGradFinish,
 }
 
 impl Import {
-    pub const ALL: [Import; 10] = [
+    pub const ALL: [Import; 12] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
@@ -67,6 +69,8 @@ impl Import {
         Import::Transpose,
         Import::WeightGrad,
         Import::Winograd,
+        Import::WinogradGrad,
+        Import::WinogradGradFinish,
     ];
 }
 
@@ -274,11 +278,26 @@ impl<'a> Fx<'a> {
     /// the filters transformed into `u`; `bias` may be null.
     pub fn winograd(&mut self, d: &Winograd, [x, u, bias, y]: [Value; 4], relu: bool) {
         let relu = self.int(i64::from(relu));
-        let mut args = vec![x, u, bias, relu, y];
+        self.call_winograd(Import::Winograd, d, vec![x, u, bias, relu, y]);
+    }
+
+    /// `acc += ` one image's weight gradient in the transform domain
+    /// (the runtime's `winograd::weight_grad_acc`).
+    pub fn winograd_grad(&mut self, d: &Winograd, [x, dz, acc]: [Value; 3]) {
+        self.call_winograd(Import::WinogradGrad, d, vec![x, dz, acc]);
+    }
+
+    /// `gw = ` the filters' gradient from `acc` (`winograd::weight_grad_finish`).
+    pub fn winograd_grad_finish(&mut self, d: &Winograd, [acc, gw]: [Value; 2]) {
+        self.call_winograd(Import::WinogradGradFinish, d, vec![acc, gw]);
+    }
+
+    /// Call a Winograd import with `args` and then `d`'s geometry.
+    fn call_winograd(&mut self, import: Import, d: &Winograd, mut args: Vec<Value>) {
         for v in [d.c, d.h, d.w, d.pad[0], d.pad[1], d.filters, d.oh, d.ow] {
             args.push(self.int(v as i64));
         }
-        let f = self.runtime[Import::Winograd];
+        let f = self.runtime[import];
         self.b.ins().call(f, &args);
     }
 

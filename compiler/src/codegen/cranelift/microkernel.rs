@@ -103,7 +103,9 @@ pub mod dense_bwd {
 pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
     let xpad = g.im2col().xpad_len();
     let cols = if g.pointwise() { 0 } else { g.im2col().cols_len() };
-    [xpad, cols, g.conv_len(), cols]
+    // A Winograd conv's backward sums its weight gradient in `dcols`.
+    let dcols = g.winograd().map_or(cols, |d| cols.max(d.grad_len()));
+    [xpad, cols, g.conv_len(), dcols]
 }
 
 /// The fused pool over a conv plane (rows of `ow`).
@@ -358,8 +360,13 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     let a = g.activation;
     let pool = pool_geom(g);
     let batch = fx.batch;
-    // The gradients are the chunk's sums: they start at zero here.
-    zero_run(fx, gw, f * k);
+    // The gradients are the chunk's sums: they start at zero here (a
+    // Winograd conv's in the transform domain, in `dcols`).
+    let wino = g.winograd();
+    match &wino {
+        Some(d) => zero_run(fx, dcols, d.grad_len()),
+        None => zero_run(fx, gw, f * k),
+    }
     fx.if_nonnull(gb, |fx| zero_run(fx, gb, f));
     fx.for_to(0, batch, 1, |fx, n| {
         let o_n = fx.mul_add(n, out_len as i64, 0);
@@ -446,6 +453,8 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
         let [pv, kv, fv] = [p, k, f].map(|v| fx.int(v as i64));
         if g.pointwise() {
             fx.gemm_abt(dz, pv, xn, pv, [fv, kv, pv], gw, kv);
+        } else if let Some(d) = &wino {
+            fx.winograd_grad(d, [xn, dz, dcols]);
         } else {
             fx.weight_grad(g, [xn, xpad, cols], dz, gw);
         }
@@ -458,7 +467,7 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 fx.gemm_packed(packed_t, dz, pv, pv, null, false, dxn, pv);
                 return;
             }
-            if let Some(d) = g.winograd() {
+            if let Some(d) = &wino {
                 fx.winograd(&d.adjoint(), [dz, packed_t, null, dxn], false);
                 return;
             }
@@ -467,6 +476,9 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
             emit_col2im(fx, g, dcols, dxn);
         });
     });
+    if let Some(d) = &wino {
+        fx.winograd_grad_finish(d, [dcols, gw]);
+    }
 }
 
 /// `Σ ptr[0..len]`.

@@ -300,6 +300,58 @@ unsafe extern "C" fn convc_winograd(
     winograd::conv(&d, x, u, bias, relu != 0, y);
 }
 
+/// [`winograd::weight_grad_acc`] for JIT code: `acc += ` one image's
+/// weight gradient in the transform domain (`x` its input, `dz` the
+/// gradient at its conv output).
+///
+/// # Safety
+/// `x`, `dz` and `acc` hold the geometry's input, output and
+/// `grad_len()` values, `acc` overlapping neither; the geometry is one
+/// [`winograd::applies`] to.
+#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+unsafe extern "C" fn convc_winograd_grad(
+    x: *const f32,
+    dz: *const f32,
+    acc: *mut f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    filters: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Winograd { c, h, w, pad: [ph, pw], filters, oh, ow };
+    // SAFETY: the caller's contract.
+    let (x, dz, acc) = unsafe { (view(x, c * h * w), view(dz, filters * oh * ow), std::slice::from_raw_parts_mut(acc, d.grad_len())) };
+    winograd::weight_grad_acc(&d, x, dz, acc);
+}
+
+/// [`winograd::weight_grad_finish`] for JIT code: `gw` (filters × c × 5 × 5)
+/// from the sums in `acc`.
+///
+/// # Safety
+/// `acc` holds `grad_len()` values, `gw` the filters' and overlaps nothing.
+#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+unsafe extern "C" fn convc_winograd_grad_finish(
+    acc: *const f32,
+    gw: *mut f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    filters: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Winograd { c, h, w, pad: [ph, pw], filters, oh, ow };
+    // SAFETY: the caller's contract.
+    let (acc, gw) = unsafe { (view(acc, d.grad_len()), std::slice::from_raw_parts_mut(gw, filters * c * 25)) };
+    winograd::weight_grad_finish(&d, acc, gw);
+}
+
 /// How an import is called: `f32 → f32`, or that many pointer-sized words.
 enum Params {
     Unary,
@@ -320,6 +372,8 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
         Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(17)),
         Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
+        Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(11)),
+        Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
     }
 }
 
