@@ -53,7 +53,7 @@ const BT: [[f32; ALPHA]; ALPHA] = [
     [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
 ];
 
-/// `G`: the filter transform (computed in f64).
+/// `G`: the filter transform.
 const G: [[f64; KERNEL]; ALPHA] = [
     [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
     [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
@@ -168,33 +168,55 @@ pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA
     d.check();
     let (f, c, taps) = (d.filters, d.c, KERNEL * KERNEL);
     assert_eq!(weight.len(), f * c * taps, "winograd::pack_filters: {f}×{c}×5×5 weights expected");
-    let block = d.block_rows();
-    let mut rows = vec![0.0f32; POINTS * block * c];
+    let pairs = f * c;
+    // g[tap][fi·c + ci]: each tap of every filter, a plane of pairs (in f64:
+    // the transform is rounded once, at the end).
+    let mut g = vec![0.0f64; taps * pairs];
     for fi in 0..f {
         for ci in 0..c {
-            let g = |ky: usize, kx: usize| -> f64 {
-                f64::from(if flipped {
-                    weight[(ci * f + fi) * taps + (KERNEL - 1 - ky) * KERNEL + (KERNEL - 1 - kx)]
-                } else {
-                    weight[(fi * c + ci) * taps + ky * KERNEL + kx]
-                })
-            };
-            // G g, then (G g) Gᵀ.
-            let mut gg = [[0.0f64; KERNEL]; ALPHA];
-            for (a, row) in gg.iter_mut().enumerate() {
-                for (kx, v) in row.iter_mut().enumerate() {
-                    *v = (0..KERNEL).map(|ky| G[a][ky] * g(ky, kx)).sum();
-                }
+            let src = if flipped { &weight[(ci * f + fi) * taps..][..taps] } else { &weight[(fi * c + ci) * taps..][..taps] };
+            let pair = fi * c + ci;
+            for tap in 0..taps {
+                // Flipped: rotated by 180°, tap t reads tap 24 − t.
+                let v = if flipped { src[taps - 1 - tap] } else { src[tap] };
+                g[tap * pairs + pair] = f64::from(v);
             }
-            for a in 0..ALPHA {
-                for b in 0..ALPHA {
-                    let v: f64 = (0..KERNEL).map(|kx| gg[a][kx] * G[b][kx]).sum();
-                    rows[((a * ALPHA + b) * block + fi) * c + ci] = v as f32;
-                }
+        }
+    }
+    // G g per column kx, then (G g) Gᵀ: whole planes at a time.
+    let mut gg = vec![0.0f64; ALPHA * KERNEL * pairs];
+    for a in 0..ALPHA {
+        for kx in 0..KERNEL {
+            let terms = (0..KERNEL).map(|ky| (G[a][ky], &g[(ky * KERNEL + kx) * pairs..][..pairs]));
+            combine_planes(&mut gg[(a * KERNEL + kx) * pairs..][..pairs], terms);
+        }
+    }
+    let block = d.block_rows();
+    let mut rows = vec![0.0f32; POINTS * block * c];
+    let mut point = vec![0.0f64; pairs];
+    for a in 0..ALPHA {
+        for b in 0..ALPHA {
+            // Point (a, b)'s block: rows fi, columns ci, i.e. the plane of pairs.
+            let terms = (0..KERNEL).map(|kx| (G[b][kx], &gg[(a * KERNEL + kx) * pairs..][..pairs]));
+            combine_planes(&mut point, terms);
+            for (r, &v) in rows[(a * ALPHA + b) * block * c..][..pairs].iter_mut().zip(&point) {
+                *r = v as f32;
             }
         }
     }
     u.pack_on(&rows, POINTS * block, c, threads);
+}
+
+/// `out = Σ coef · plane` over the `terms`, zero coefficients skipped.
+fn combine_planes<'a>(out: &mut [f64], terms: impl Iterator<Item = (f64, &'a [f64])>) {
+    out.fill(0.0);
+    for (coef, plane) in terms {
+        if coef != 0.0 {
+            for (o, &v) in out.iter_mut().zip(plane) {
+                *o += coef * v;
+            }
+        }
+    }
 }
 
 /// Per-thread buffers: the zero-bordered image, the transformed input
@@ -301,26 +323,27 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
     });
 }
 
-/// `gw[f][ci] = Gᵀ acc[·][f][ci] G` (5 × 5 from the 6 × 6 points, in f64):
+/// `gw[f][ci] = Gᵀ acc[·][f][ci] G` (5 × 5 from the 6 × 6 points):
 /// the weight gradient (`filters × c × 5 × 5`) from [`weight_grad_acc`]'s sums.
 pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
-    let (f, c) = (d.filters, d.c);
-    assert!(acc.len() == d.grad_len() && gw.len() == f * c * KERNEL * KERNEL, "winograd::weight_grad_finish: buffers do not fit {d:?}");
-    for fi in 0..f {
-        for ci in 0..c {
-            let at = |a: usize, b: usize| f64::from(acc[((a * ALPHA + b) * f + fi) * c + ci]);
-            // Gᵀ acc, then (Gᵀ acc) G.
-            let mut ga = [[0.0f64; ALPHA]; KERNEL];
-            for (ky, row) in ga.iter_mut().enumerate() {
-                for (b, v) in row.iter_mut().enumerate() {
-                    *v = (0..ALPHA).map(|a| G[a][ky] * at(a, b)).sum();
-                }
-            }
-            for ky in 0..KERNEL {
-                for kx in 0..KERNEL {
-                    let v: f64 = (0..ALPHA).map(|b| ga[ky][b] * G[b][kx]).sum();
-                    gw[((fi * c + ci) * KERNEL + ky) * KERNEL + kx] = v as f32;
-                }
+    let pairs = d.filters * d.c;
+    assert!(acc.len() == d.grad_len() && gw.len() == pairs * KERNEL * KERNEL, "winograd::weight_grad_finish: buffers do not fit {d:?}");
+    // acc[ξ] is a plane of (fi, ci) pairs: Gᵀ acc per column b, then (Gᵀ acc) G (in f64).
+    let acc: Vec<f64> = acc.iter().map(|&v| f64::from(v)).collect();
+    let mut ga = vec![0.0f64; KERNEL * ALPHA * pairs];
+    for ky in 0..KERNEL {
+        for b in 0..ALPHA {
+            let terms = (0..ALPHA).map(|a| (G[a][ky], &acc[(a * ALPHA + b) * pairs..][..pairs]));
+            combine_planes(&mut ga[(ky * ALPHA + b) * pairs..][..pairs], terms);
+        }
+    }
+    let mut tap = vec![0.0f64; pairs];
+    for ky in 0..KERNEL {
+        for kx in 0..KERNEL {
+            let terms = (0..ALPHA).map(|b| (G[b][kx], &ga[(ky * ALPHA + b) * pairs..][..pairs]));
+            combine_planes(&mut tap, terms);
+            for (pair, &v) in tap.iter().enumerate() {
+                gw[pair * KERNEL * KERNEL + ky * KERNEL + kx] = v as f32;
             }
         }
     }
@@ -374,23 +397,75 @@ mod x86 {
         [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_fmadd_ps(two, y1, y0), _mm512_fnmadd_ps(two, y1, y0), y1]
     }
 
-    /// Tiles per step of a tile row: their windows span 2·14 + 4 = 32
+    /// Tiles per step along a tile row: their windows span 2·14 + 4 = 32
     /// input columns, two vectors.
     const CHUNK: usize = 14;
 
-    /// `[2l + j]`: lane `l` takes column `2l + j` of two vectors.
+    /// One step of a transform: `bands` (1 or 2) tile rows from `ty`, the
+    /// `n` tiles from `tx0` of each (a row of up to 8 tiles shares its
+    /// vector with the next: lanes `k·n..` are band `k`'s).
+    #[derive(Clone, Copy)]
+    struct Step {
+        ty: usize,
+        bands: usize,
+        tx0: usize,
+        n: usize,
+    }
+
+    impl Step {
+        /// Lanes in use, and the mask of the second band's.
+        fn lanes(self) -> (usize, __mmask16) {
+            let second = if self.bands == 2 { lanes(2 * self.n) & !lanes(self.n) } else { 0 };
+            (self.bands * self.n, second)
+        }
+    }
+
+    /// The steps covering every tile of `d`, in tile order.
+    fn steps(d: &Winograd) -> Vec<Step> {
+        let (ty_count, tx_count) = d.tiles();
+        let mut steps = Vec::new();
+        if tx_count <= 8 {
+            for ty in (0..ty_count).step_by(2) {
+                steps.push(Step { ty, bands: 2.min(ty_count - ty), tx0: 0, n: tx_count });
+            }
+        } else {
+            for ty in 0..ty_count {
+                for tx0 in (0..tx_count).step_by(CHUNK) {
+                    steps.push(Step { ty, bands: 1, tx0, n: CHUNK.min(tx_count - tx0) });
+                }
+            }
+        }
+        steps
+    }
+
+    /// `[2(l mod n) + j]`: lane `l` takes column `2l + j` of its band (of `n`
+    /// tiles) from two vectors of columns.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn every_other(j: usize) -> __m512i {
-        let idx: [i32; 16] = std::array::from_fn(|l| (2 * l + j) as i32);
+    fn every_other(j: usize, n: usize) -> __m512i {
+        let idx: [i32; 16] = std::array::from_fn(|l| (2 * (l % n) + j) as i32);
         // SAFETY: 16 i32 are one vector.
         unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
     }
 
+    /// The window columns `j` of a step's tiles, lanes over tiles, from
+    /// each band's two vectors of columns `bands[k]`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn pick<const N: usize>(bands: &[[__m512; 2]; 2], picks: &[__m512i; N], second: __mmask16) -> [__m512; N] {
+        std::array::from_fn(|j| {
+            let first = _mm512_permutex2var_ps(bands[0][0], picks[j], bands[0][1]);
+            if second == 0 {
+                return first;
+            }
+            _mm512_mask_mov_ps(first, second, _mm512_permutex2var_ps(bands[1][0], picks[j], bands[1][1]))
+        })
+    }
+
     /// `V[ξ][ci][t] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`:
-    /// per tile row and up to [`CHUNK`] tiles, `Bᵀ d` down six whole input
-    /// rows (two vectors of columns), then `(Bᵀ d) B` across, each window
-    /// column `j` of the tiles picked out with one two-source permute.
+    /// per step, `Bᵀ d` down six whole input rows of each band (two vectors
+    /// of columns), then `(Bᵀ d) B` across, each window column `j` of the
+    /// tiles picked out with two-source permutes.
     ///
     /// # Safety
     /// AVX-512F; `xpad` holds `c` planes of `padded()`; `v` holds 36 × c
@@ -398,35 +473,36 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn input_transform(d: &Winograd, xpad: &[f32], v: &mut [f32]) {
         let (hp, wp) = d.padded();
-        let (ty_count, tx_count) = d.tiles();
-        let tiles = ty_count * tx_count;
-        let picks: [__m512i; ALPHA] = std::array::from_fn(|j| every_other(j));
+        let (_, tx_count) = d.tiles();
+        let tiles = d.tile_count();
+        let steps = steps(d);
         let (xp, vp) = (xpad.as_ptr(), v.as_mut_ptr());
-        for ci in 0..d.c {
-            for ty in 0..ty_count {
-                for tx0 in (0..tx_count).step_by(CHUNK) {
-                    let n = CHUNK.min(tx_count - tx0);
-                    let first = 2 * tx0;
-                    let (m0, m1) = (lanes(wp - first), lanes((wp - first).saturating_sub(16)));
-                    // Bᵀ d: rows a of the transform, as two vectors of columns.
-                    let mut td = [[_mm512_setzero_ps(); ALPHA]; 2];
+        for step in steps {
+            let picks: [__m512i; ALPHA] = std::array::from_fn(|j| every_other(j, if step.bands == 2 { step.n } else { 16 }));
+            let (live, second) = step.lanes();
+            let first = 2 * step.tx0;
+            let (m0, m1) = (lanes(wp - first), lanes((wp - first).saturating_sub(16)));
+            for ci in 0..d.c {
+                // Bᵀ d per band and half: rows a of the transform, over columns.
+                let mut td = [[[_mm512_setzero_ps(); 2]; 2]; ALPHA];
+                #[allow(clippy::needless_range_loop)] // k indexes td's second axis
+                for k in 0..step.bands {
                     for (half, mask) in [m0, m1].into_iter().enumerate() {
-                        // SAFETY: rows 2ty..2ty + 6 < hp of plane ci, columns
-                        // first + 16·half.. masked to wp.
+                        // SAFETY: rows 2(ty + k).. + 6 ≤ hp of plane ci, columns first + 16·half.. masked to wp.
                         let rows: [__m512; ALPHA] = std::array::from_fn(|i| unsafe {
-                            _mm512_maskz_loadu_ps(mask, xp.add((ci * hp + TILE * ty + i) * wp + first + 16 * half))
+                            _mm512_maskz_loadu_ps(mask, xp.add((ci * hp + TILE * (step.ty + k) + i) * wp + first + 16 * half))
                         });
-                        td[half] = bt(&rows);
-                    }
-                    let out = vp.wrapping_add(ci * tiles + ty * tx_count + tx0);
-                    let store = lanes(n);
-                    for (a, (&lo, &hi)) in td[0].iter().zip(&td[1]).enumerate() {
-                        // Window column j of each tile: input column first + 2l + j.
-                        let cols: [__m512; ALPHA] = std::array::from_fn(|j| _mm512_permutex2var_ps(lo, picks[j], hi));
-                        for (b, v) in bt(&cols).into_iter().enumerate() {
-                            // SAFETY: row (ξ, ci) of `v`, the chunk's n tiles.
-                            unsafe { _mm512_mask_storeu_ps(out.add((a * ALPHA + b) * d.c * tiles), store, v) };
+                        for (a, r) in bt(&rows).into_iter().enumerate() {
+                            td[a][k][half] = r;
                         }
+                    }
+                }
+                let out = vp.wrapping_add(ci * tiles + step.ty * tx_count + step.tx0);
+                for (a, bands) in td.iter().enumerate() {
+                    let cols = pick(bands, &picks, second);
+                    for (b, v) in bt(&cols).into_iter().enumerate() {
+                        // SAFETY: row (ξ, ci) of `v`, the step's tiles.
+                        unsafe { _mm512_mask_storeu_ps(out.add((a * ALPHA + b) * d.c * tiles), lanes(live), v) };
                     }
                 }
             }
@@ -434,43 +510,45 @@ mod x86 {
     }
 
     /// `y[f][2ty + i][2tx + j] = act(bias[f] + (Aᵀ M A)[i][j])` for every
-    /// tile: per tile row and up to [`CHUNK`] tiles, the 2 × 2 outputs as
-    /// four vectors over the tiles, interleaved into two output rows.
+    /// tile: per step, the 2 × 2 outputs as four vectors over its tiles,
+    /// interleaved into each band's two output rows.
     ///
     /// # Safety
     /// AVX-512F; `m` holds 36 × filters rows of the tile count; `y` holds
     /// filters × oh × ow.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn output_transform(d: &Winograd, m: &[f32], bias: &[f32], relu: bool, y: &mut [f32]) {
-        let (ty_count, tx_count) = d.tiles();
-        let tiles = ty_count * tx_count;
+        let (_, tx_count) = d.tiles();
+        let tiles = d.tile_count();
+        let steps = steps(d);
         let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
-        // Output column 2l + j of the chunk from lane l of o[j].
-        let weave: [__m512i; 2] = std::array::from_fn(|half| {
-            let idx: [i32; 16] = std::array::from_fn(|k| (8 * half + k / 2 + 16 * (k % 2)) as i32);
-            // SAFETY: 16 i32 are one vector.
-            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
-        });
-        for f in 0..d.filters {
-            let b = _mm512_set1_ps(bias.get(f).copied().unwrap_or(0.0));
-            for ty in 0..ty_count {
-                for tx0 in (0..tx_count).step_by(CHUNK) {
-                    let n = CHUNK.min(tx_count - tx0);
-                    let first = f * tiles + ty * tx_count + tx0;
-                    // M A per row a of the transform domain: column j of it is ma[j].
-                    let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
-                        // SAFETY: row (ξ, f) of `m`, the chunk's n tiles.
-                        let row: [__m512; ALPHA] = std::array::from_fn(|b| unsafe {
-                            _mm512_maskz_loadu_ps(lanes(n), mp.add((a * ALPHA + b) * d.filters * tiles + first))
-                        });
-                        at(&row)
+        for step in steps {
+            let (live, _) = step.lanes();
+            // Output column 2l + j of band k (16·half.. of it) from lane k·n + l of o[j].
+            let weave = |k: usize, half: usize| {
+                let idx: [i32; 16] = std::array::from_fn(|col| (k * step.n + 8 * half + col / 2 + 16 * (col % 2)) as i32);
+                // SAFETY: 16 i32 are one vector.
+                unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+            };
+            let weaves: [[__m512i; 2]; 2] = std::array::from_fn(|k| std::array::from_fn(|half| weave(k, half)));
+            let x0 = TILE * step.tx0;
+            let width = (d.ow - x0).min(TILE * step.n);
+            for f in 0..d.filters {
+                let b = _mm512_set1_ps(bias.get(f).copied().unwrap_or(0.0));
+                let first = f * tiles + step.ty * tx_count + step.tx0;
+                // M A per row a of the transform domain: column j of it is ma[j].
+                let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
+                    // SAFETY: row (ξ, f) of `m`, the step's tiles.
+                    let row: [__m512; ALPHA] = std::array::from_fn(|b| unsafe {
+                        _mm512_maskz_loadu_ps(lanes(live), mp.add((a * ALPHA + b) * d.filters * tiles + first))
                     });
-                    let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
-                    let x0 = TILE * tx0;
-                    let width = (d.ow - x0).min(TILE * n);
-                    let [o0, o1] = [at(&ma[0]), at(&ma[1])];
+                    at(&row)
+                });
+                let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
+                let [o0, o1] = [at(&ma[0]), at(&ma[1])];
+                for (k, weaves) in weaves.iter().enumerate().take(step.bands) {
                     for i in 0..TILE {
-                        let oy = TILE * ty + i;
+                        let oy = TILE * (step.ty + k) + i;
                         if oy >= d.oh {
                             break;
                         }
@@ -479,9 +557,12 @@ mod x86 {
                             o = o.map(|v| _mm512_max_ps(v, _mm512_setzero_ps()));
                         }
                         let row = yp.wrapping_add((f * d.oh + oy) * d.ow + x0);
-                        for (half, weave) in weave.iter().enumerate() {
+                        for (half, weave) in weaves.iter().enumerate() {
                             let mask = lanes(width.saturating_sub(16 * half));
-                            // SAFETY: columns x0 + 16·half.. of output row oy, masked to the chunk's width inside ow.
+                            if mask == 0 {
+                                break;
+                            }
+                            // SAFETY: columns x0 + 16·half.. of output row oy, masked to the step's width inside ow.
                             unsafe { _mm512_mask_storeu_ps(row.add(16 * half), mask, _mm512_permutex2var_ps(o[0], *weave, o[1])) };
                         }
                     }
@@ -492,44 +573,45 @@ mod x86 {
 
     /// `dM[ξ][f][t] = (A dY Aᵀ)[ξ]` for the 2 × 2 block `dY` of the output
     /// gradient under every tile (zero past `oh`, `ow`): the adjoint of
-    /// [`output_transform`], per tile row and up to [`CHUNK`] tiles.
+    /// [`output_transform`], per step.
     ///
     /// # Safety
     /// AVX-512F; `dz` holds filters × oh × ow, `m` 36 × filters rows of the
     /// tile count.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn gradient_transform(d: &Winograd, dz: &[f32], m: &mut [f32]) {
-        let (ty_count, tx_count) = d.tiles();
-        let tiles = ty_count * tx_count;
-        let picks: [__m512i; TILE] = std::array::from_fn(|j| every_other(j));
+        let (_, tx_count) = d.tiles();
+        let tiles = d.tile_count();
+        let steps = steps(d);
         let (zp, mp) = (dz.as_ptr(), m.as_mut_ptr());
-        for f in 0..d.filters {
-            for ty in 0..ty_count {
-                for tx0 in (0..tx_count).step_by(CHUNK) {
-                    let n = CHUNK.min(tx_count - tx0);
-                    let x0 = TILE * tx0;
-                    let width = (d.ow - x0).min(TILE * n);
-                    // dy[i][j]: output (2ty + i, 2tx + j) of each tile.
-                    let dy: [[__m512; TILE]; TILE] = std::array::from_fn(|i| {
-                        let oy = TILE * ty + i;
-                        if oy >= d.oh {
-                            return [_mm512_setzero_ps(); TILE];
+        for step in steps {
+            let picks: [__m512i; TILE] = std::array::from_fn(|j| every_other(j, if step.bands == 2 { step.n } else { 16 }));
+            let (live, second) = step.lanes();
+            let x0 = TILE * step.tx0;
+            let width = (d.ow - x0).min(TILE * step.n);
+            for f in 0..d.filters {
+                // dy[i][j]: output (2ty + i, 2tx + j) of each tile, lanes over the step's tiles.
+                let dy: [[__m512; TILE]; TILE] = std::array::from_fn(|i| {
+                    let bands: [[__m512; 2]; 2] = std::array::from_fn(|k| {
+                        let oy = TILE * (step.ty + k) + i;
+                        if k >= step.bands || oy >= d.oh {
+                            return [_mm512_setzero_ps(); 2];
                         }
                         let row = zp.wrapping_add((f * d.oh + oy) * d.ow + x0);
-                        // SAFETY: columns x0.. of row oy of plane f, masked to the chunk's width inside ow.
-                        let (lo, hi) = unsafe {
-                            (_mm512_maskz_loadu_ps(lanes(width), row), _mm512_maskz_loadu_ps(lanes(width.saturating_sub(16)), row.add(16)))
-                        };
-                        picks.map(|p| _mm512_permutex2var_ps(lo, p, hi))
-                    });
-                    // A dY per column j, then (A dY) Aᵀ per row a.
-                    let cols = [a(dy[0][0], dy[1][0]), a(dy[0][1], dy[1][1])];
-                    let out = mp.wrapping_add(f * tiles + ty * tx_count + tx0);
-                    for (ai, (&c0, &c1)) in cols[0].iter().zip(&cols[1]).enumerate() {
-                        for (b, v) in a(c0, c1).into_iter().enumerate() {
-                            // SAFETY: row (ξ, f) of `m`, the chunk's n tiles.
-                            unsafe { _mm512_mask_storeu_ps(out.add((ai * ALPHA + b) * d.filters * tiles), lanes(n), v) };
+                        // SAFETY: columns x0.. of row oy of plane f, masked to the step's width inside ow.
+                        unsafe {
+                            [_mm512_maskz_loadu_ps(lanes(width), row), _mm512_maskz_loadu_ps(lanes(width.saturating_sub(16)), row.add(16))]
                         }
+                    });
+                    pick(&bands, &picks, second)
+                });
+                // A dY per column j, then (A dY) Aᵀ per row a.
+                let cols = [a(dy[0][0], dy[1][0]), a(dy[0][1], dy[1][1])];
+                let out = mp.wrapping_add(f * tiles + step.ty * tx_count + step.tx0);
+                for (ai, (&c0, &c1)) in cols[0].iter().zip(&cols[1]).enumerate() {
+                    for (b, v) in a(c0, c1).into_iter().enumerate() {
+                        // SAFETY: row (ξ, f) of `m`, the step's tiles.
+                        unsafe { _mm512_mask_storeu_ps(out.add((ai * ALPHA + b) * d.filters * tiles), lanes(live), v) };
                     }
                 }
             }
@@ -619,11 +701,19 @@ mod tests {
         Winograd { c, h, w, pad: [pad, pad], filters, oh: h + 2 * pad - 4, ow: w + 2 * pad - 4 }
     }
 
-    /// Shapes with even and odd outputs (partial last tiles), tile counts
-    /// below, at and past whole vectors of 16, every padding, filter counts
-    /// not a multiple of the panel height.
-    const SHAPES: [(usize, usize, usize, usize, usize); 6] =
-        [(16, 14, 14, 2, 16), (32, 14, 14, 2, 64), (17, 9, 12, 0, 19), (16, 7, 7, 4, 21), (20, 28, 27, 1, 16), (16, 5, 5, 0, 16)];
+    /// Shapes with even and odd outputs (partial last tiles), rows of up to
+    /// 8 tiles (two per vector, an odd number of tile rows), of 9–14 (one)
+    /// and past 14 (two steps per row), every padding, filter counts not a
+    /// multiple of the panel height.
+    const SHAPES: [(usize, usize, usize, usize, usize); 7] = [
+        (16, 14, 14, 2, 16),
+        (32, 14, 14, 2, 64),
+        (17, 9, 12, 0, 19),
+        (16, 7, 7, 4, 21),
+        (20, 28, 27, 1, 16),
+        (16, 5, 5, 0, 16),
+        (16, 32, 35, 2, 16),
+    ];
 
     #[test]
     fn matches_the_definition_on_every_shape() {
