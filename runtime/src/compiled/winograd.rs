@@ -628,32 +628,44 @@ mod tests {
         (0..len).map(|_| rng.symmetric(1.0)).collect()
     }
 
-    /// The definition, in f64: `y[f][oy][ox] = bias[f] + Σ x[ci][oy+ky−p][ox+kx−p]·w[f][ci][ky][kx]`,
-    /// and the scale of each output's terms, `Σ |x·w|`.
-    fn direct(d: &Winograd, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f64>, Vec<f64>) {
-        let (mut y, mut scale) = (vec![0.0; d.filters * d.oh * d.ow], vec![0.0; d.filters * d.oh * d.ow]);
+    /// Every term of the conv's definition, `x[ci][iy][ix] · w[f][ci][ky][kx]`
+    /// into output `(f, oy, ox)`, with `iy = oy + ky − p`, `ix = ox + kx − p`
+    /// inside the image: `term(f, ci, (oy, ox), (ky, kx), (iy, ix))`.
+    fn for_each_term(d: &Winograd, mut term: impl FnMut(usize, usize, [usize; 2], [usize; 2], [usize; 2])) {
         for f in 0..d.filters {
-            for oy in 0..d.oh {
-                for ox in 0..d.ow {
-                    let (mut s, mut a) = (f64::from(bias.get(f).copied().unwrap_or(0.0)), 0.0);
-                    for ci in 0..d.c {
+            for ci in 0..d.c {
+                for oy in 0..d.oh {
+                    for ox in 0..d.ow {
                         for ky in 0..KERNEL {
                             for kx in 0..KERNEL {
                                 let (iy, ix) = ((oy + ky).wrapping_sub(d.pad[0]), (ox + kx).wrapping_sub(d.pad[1]));
                                 if iy < d.h && ix < d.w {
-                                    let t = f64::from(x[(ci * d.h + iy) * d.w + ix])
-                                        * f64::from(w[((f * d.c + ci) * KERNEL + ky) * KERNEL + kx]);
-                                    s += t;
-                                    a += t.abs();
+                                    term(f, ci, [oy, ox], [ky, kx], [iy, ix]);
                                 }
                             }
                         }
                     }
-                    y[(f * d.oh + oy) * d.ow + ox] = s;
-                    scale[(f * d.oh + oy) * d.ow + ox] = a;
                 }
             }
         }
+    }
+
+    /// `got` against the f64 sum `want` of terms whose magnitudes sum to `scale`.
+    fn close(got: f32, want: f64, scale: f64) -> bool {
+        (f64::from(got) - want).abs() <= 1e-5 * (scale + 1.0)
+    }
+
+    /// The definition, in f64: `y[f][oy][ox] = bias[f] + Σ x[ci][oy+ky−p][ox+kx−p]·w[f][ci][ky][kx]`,
+    /// and the scale of each output's terms, `Σ |x·w|`.
+    fn direct(d: &Winograd, x: &[f32], w: &[f32], bias: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let plane = d.oh * d.ow;
+        let mut y: Vec<f64> = (0..d.filters * plane).map(|o| f64::from(bias.get(o / plane).copied().unwrap_or(0.0))).collect();
+        let mut scale = vec![0.0; d.filters * plane];
+        for_each_term(d, |f, ci, [oy, ox], [ky, kx], [iy, ix]| {
+            let t = f64::from(x[(ci * d.h + iy) * d.w + ix]) * f64::from(w[((f * d.c + ci) * KERNEL + ky) * KERNEL + kx]);
+            y[(f * d.oh + oy) * d.ow + ox] += t;
+            scale[(f * d.oh + oy) * d.ow + ox] += t.abs();
+        });
         (y, scale)
     }
 
@@ -733,8 +745,7 @@ mod tests {
                 let (want, scale) = direct(&d, &x, &wt, &bias);
                 for (i, (&got, (&want, &scale))) in y.iter().zip(want.iter().zip(&scale)).enumerate() {
                     let want = if relu { want.max(0.0) } else { want };
-                    let err = (f64::from(got) - want).abs();
-                    assert!(err <= 1e-5 * (scale + 1.0), "{d:?} relu {relu}: output {i}: {got} vs {want} (scale {scale})");
+                    assert!(close(got, want, scale), "{d:?} relu {relu}: output {i}: {got} vs {want} (scale {scale})");
                 }
             }
         }
@@ -759,32 +770,16 @@ mod tests {
             }
             let mut gw = vec![f32::NAN; filters * c * 25];
             weight_grad_finish(&d, &acc, &mut gw);
-            for f in 0..filters {
-                for ci in 0..c {
-                    for ky in 0..KERNEL {
-                        for kx in 0..KERNEL {
-                            let (mut want, mut scale) = (0.0f64, 0.0f64);
-                            for n in 0..images {
-                                for oy in 0..d.oh {
-                                    for ox in 0..d.ow {
-                                        let (iy, ix) = ((oy + ky).wrapping_sub(pad), (ox + kx).wrapping_sub(pad));
-                                        if iy < h && ix < w {
-                                            let t = f64::from(dz[((n * filters + f) * d.oh + oy) * d.ow + ox])
-                                                * f64::from(x[((n * c + ci) * h + iy) * w + ix]);
-                                            want += t;
-                                            scale += t.abs();
-                                        }
-                                    }
-                                }
-                            }
-                            let got = gw[((f * c + ci) * KERNEL + ky) * KERNEL + kx];
-                            assert!(
-                                (f64::from(got) - want).abs() <= 1e-5 * (scale + 1.0),
-                                "{d:?}: dW[{f}][{ci}][{ky}][{kx}] {got} vs {want}"
-                            );
-                        }
-                    }
-                }
+            let (mut want, mut scale) = (vec![0.0f64; gw.len()], vec![0.0f64; gw.len()]);
+            for n in 0..images {
+                for_each_term(&d, |f, ci, [oy, ox], [ky, kx], [iy, ix]| {
+                    let t = f64::from(dz[((n * filters + f) * d.oh + oy) * d.ow + ox]) * f64::from(x[((n * c + ci) * h + iy) * w + ix]);
+                    want[((f * c + ci) * KERNEL + ky) * KERNEL + kx] += t;
+                    scale[((f * c + ci) * KERNEL + ky) * KERNEL + kx] += t.abs();
+                });
+            }
+            for (i, (&got, (&want, &scale))) in gw.iter().zip(want.iter().zip(&scale)).enumerate() {
+                assert!(close(got, want, scale), "{d:?}: dW {i}: {got} vs {want}");
             }
         }
     }
@@ -823,27 +818,13 @@ mod tests {
             conv(&adj, &dy, &u, &[], false, &mut dx);
             // dx[ci][iy][ix] = Σ dy[f][oy][ox]·w[f][ci][iy−oy+p][ix−ox+p], by the definition.
             let (mut want, mut scale) = (vec![0.0f64; c * h * w], vec![0.0f64; c * h * w]);
-            for f in 0..filters {
-                for oy in 0..d.oh {
-                    for ox in 0..d.ow {
-                        for ci in 0..c {
-                            for ky in 0..KERNEL {
-                                for kx in 0..KERNEL {
-                                    let (iy, ix) = ((oy + ky).wrapping_sub(pad), (ox + kx).wrapping_sub(pad));
-                                    if iy < h && ix < w {
-                                        let t = f64::from(dy[(f * d.oh + oy) * d.ow + ox])
-                                            * f64::from(wt[((f * c + ci) * KERNEL + ky) * KERNEL + kx]);
-                                        want[(ci * h + iy) * w + ix] += t;
-                                        scale[(ci * h + iy) * w + ix] += t.abs();
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            for_each_term(&d, |f, ci, [oy, ox], [ky, kx], [iy, ix]| {
+                let t = f64::from(dy[(f * d.oh + oy) * d.ow + ox]) * f64::from(wt[((f * c + ci) * KERNEL + ky) * KERNEL + kx]);
+                want[(ci * h + iy) * w + ix] += t;
+                scale[(ci * h + iy) * w + ix] += t.abs();
+            });
             for (i, (&got, (&want, &scale))) in dx.iter().zip(want.iter().zip(&scale)).enumerate() {
-                assert!((f64::from(got) - want).abs() <= 1e-5 * (scale + 1.0), "{adj:?}: dx {i}: {got} vs {want}");
+                assert!(close(got, want, scale), "{adj:?}: dx {i}: {got} vs {want}");
             }
         }
     }
