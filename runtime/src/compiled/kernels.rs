@@ -10,7 +10,9 @@
 //!
 //! A conv stage runs per image: im2col (skipped for 1×1 stride-1 convs),
 //! one GEMM `Z = W·cols` over weights packed once per change of the weights
-//! (bias and ReLU applied in registers before the store), then the rest of
+//! (bias and ReLU applied in registers before the store) — or, for wide 5×5
+//! stride-1 convs, a Winograd conv ([`super::winograd`], its input and
+//! weight gradients likewise in backward) — then the rest of
 //! the epilogue — other activations and pooling — while the plane is still
 //! in cache. With a pool,
 //! the pre-pool plane lives only in per-thread scratch. Training keeps:

@@ -7,7 +7,9 @@
 //! packed once per change; for conv weight gradients `convc_weight_grad`;
 //! dense ones the executor forms over the whole batch), as are the data movements
 //! that gain most from 512-bit vectors — im2col, the 2×2 max pool, the
-//! dense layers' transposes (`rows.rs` in the runtime). The JIT specialises
+//! dense layers' transposes (`rows.rs` in the runtime) — and, for the convs
+//! `winograd::applies` to, the whole Winograd conv (`convc_winograd`, and
+//! in backward `convc_winograd_grad` and its `_finish`). The JIT specialises
 //! everything around them to the stage's constants: the loop over the
 //! chunk's images, the epilogue — activations other than ReLU (which the
 //! microkernel applies in registers), other pools with their argmax, what
