@@ -103,11 +103,14 @@ pub mod dense_bwd {
 
 /// Scratch lengths of a conv stage: `[xpad, cols, plane, dcols]`.
 pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
+    // A Winograd conv gathers nothing (the runtime keeps its own buffers);
+    // its backward sums its weight gradient in `dcols`.
+    if let Some(d) = g.winograd() {
+        return [0, 0, g.conv_len(), d.grad_len()];
+    }
     let xpad = g.im2col().xpad_len();
     let cols = if g.pointwise() { 0 } else { g.im2col().cols_len() };
-    // A Winograd conv's backward sums its weight gradient in `dcols`.
-    let dcols = g.winograd().map_or(cols, |d| cols.max(d.grad_len()));
-    [xpad, cols, g.conv_len(), dcols]
+    [xpad, cols, g.conv_len(), cols]
 }
 
 /// The fused pool over a conv plane (rows of `ow`).
