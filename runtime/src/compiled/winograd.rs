@@ -13,9 +13,9 @@
 //! `V = Bᵀ d B` per image. The GEMMs are the packed microkernels' — 2.8×
 //! fewer multiply-adds than im2col's single GEMM; the transforms around them
 //! are a small fraction (they are O(channels), the GEMMs O(channels ×
-//! filters)). So a layer with many channels and filters runs in ~40–60% of
-//! its direct time; with few (LeNet-5's 6 → 16) the transforms dominate and
-//! the direct GEMM stays ([`applies`]).
+//! filters)). fashion_tf's conv2 (32 → 64, 14 × 14) takes 117 µs per image
+//! instead of 197; with few channels (LeNet-5's 6 → 16) the transforms
+//! dominate and the direct GEMM stays ([`applies`]).
 //!
 //! The transform matrices come from the interpolation points 0, ±1, ±2, ∞
 //! (Toom–Cook; `G` carries the Lagrange denominators, `Bᵀ` is then integer).
@@ -25,10 +25,17 @@
 //! The input gradient of such a conv is again a 5×5 stride-1 conv — of the
 //! output gradient, with the filters rotated by 180° and their channels
 //! swapped, padded `4 − pad` ([`Winograd::adjoint`], [`pack_filters`]'s
-//! `flipped`): training's backward pass uses the same code.
+//! `flipped`): training's backward pass uses the same code. The weight
+//! gradient is formed in the transform domain, `dU[ξ] = Σ dM[ξ]·V[ξ]ᵀ` with
+//! `dM = A dY Aᵀ` per tile of the output gradient, 36 GEMMs per image
+//! summed over the chunk, and taken back to the filters once by `Gᵀ dU G`
+//! ([`weight_grad_acc`], [`weight_grad_finish`]).
 //!
-//! Explicit AVX-512 only (gathers of tile windows, scatters of tile
-//! outputs); on CPUs without it convs keep the im2col path.
+//! The transforms work a tile row (or two) at a time in AVX-512 registers:
+//! whole input rows loaded as vectors, each window column of the tiles
+//! picked out with two-source permutes, outputs interleaved back into rows
+//! the same way (gathering each window with `vgatherdps` ran 4× slower).
+//! On CPUs without AVX-512 convs keep the im2col path.
 
 use std::cell::RefCell;
 
