@@ -80,6 +80,20 @@ fn winograd_convs_match_the_interpreter() {
     }
 }
 
+/// Convs over few channels that run direct (as `direct::applies` on
+/// AVX-512): three vectors a row, the last partial; panels of three, eight
+/// and one filters; a second conv over three channels whose input
+/// gradient is wanted — forward and backward, fused and not, one and two
+/// threads.
+#[test]
+fn direct_convs_match_the_interpreter() {
+    let text = "[network]\ninput = [1, 6, 40]\n[[layer]]\ntype = \"conv2d\"\nfilters = 3\nkernel = 3\npadding = \"same\"\nactivation = \"relu\"\n[[layer]]\ntype = \"conv2d\"\nfilters = 9\nkernel = 5\npadding = 2\nactivation = \"tanh\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n[[layer]]\ntype = \"flatten\"\n[[layer]]\ntype = \"dense\"\nunits = 4\n";
+    for (fused, threads, batch) in [(true, 1, 1), (true, 2, 5), (false, 2, 3)] {
+        check_against_interpreter(&graph(text), batch, 11, &jit(fused, threads))
+            .unwrap_or_else(|e| panic!("fused {fused}, {threads} threads, batch {batch}: {e}"));
+    }
+}
+
 /// The runtime's vectorised 2×2 max pool (16 outputs per step, the last
 /// step masked), fused into conv stages and as a stage of its own, with
 /// and without an activation, at every output width from 4 to 9 (input

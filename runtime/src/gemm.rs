@@ -242,7 +242,7 @@ pub(crate) struct Panels<'a> {
 }
 
 impl Panels<'_> {
-    fn panel(&self, p: usize) -> &[f32] {
+    pub(crate) fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.depth * MR..][..self.depth * MR]
     }
 }

@@ -307,6 +307,34 @@ cases! {
         type = "dense"
         units = 5
     "#;
+    inline DirectShapes = r#"
+        # Convs that run direct on AVX-512 (few input channels, wide rows):
+        # three vectors a row, the last partial; a panel of three filters
+        # and one of eight plus one; a second conv over three channels,
+        # whose input gradient is wanted; tanh and a max pool after it.
+        [network]
+        input = [1, 6, 40]
+        [[layer]]
+        type = "conv2d"
+        filters = 3
+        kernel = 3
+        padding = "same"
+        activation = "relu"
+        [[layer]]
+        type = "conv2d"
+        filters = 9
+        kernel = 5
+        padding = 2
+        activation = "tanh"
+        [[layer]]
+        type = "max_pool"
+        size = 2
+        [[layer]]
+        type = "flatten"
+        [[layer]]
+        type = "dense"
+        units = 4
+    "#;
     inline DenseOnly = r#"
         [network]
         input = [1, 4, 4]

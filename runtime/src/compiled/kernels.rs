@@ -22,6 +22,7 @@
 //! output. Local (unshared) layers use the interpreter's loops inside the
 //! same epilogue.
 
+use super::direct;
 use super::rows::{self, Im2col};
 use super::winograd::{self, Winograd};
 use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
@@ -104,6 +105,13 @@ impl ConvGeom {
         let c = &self.conv;
         let d = Winograd { c: self.c, h: self.h, w: self.w, pad: c.pad, filters: c.filters, oh: self.oh, ow: self.ow };
         (!self.local && winograd::applies(c.kernel, c.stride, &d)).then_some(d)
+    }
+
+    /// This conv run directly ([`direct::applies`]: few input channels,
+    /// wide rows), not as im2col and a GEMM; its weight packed as for the GEMM.
+    pub fn direct(&self) -> Option<Im2col> {
+        let d = self.im2col();
+        (!self.local && self.winograd().is_none() && direct::applies(&d)).then_some(d)
     }
 
     /// Rows × depth of the weight as packed for the forward GEMM(s), or
@@ -288,6 +296,13 @@ fn conv_plane(
     let relu = g.activation == Activation::Relu;
     if let Some(d) = g.winograd() {
         winograd::conv(&d, x, packed, bias, relu, z);
+        if !relu {
+            activate(g.activation, z);
+        }
+        return;
+    }
+    if let Some(d) = g.direct() {
+        direct::conv(&d, x, packed, bias, relu, z);
         if !relu {
             activate(g.activation, z);
         }

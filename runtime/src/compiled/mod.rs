@@ -16,6 +16,7 @@
 //! its own parameter-gradient buffers, summed in thread order, so the same
 //! seed and thread count give identical weights.
 
+pub mod direct;
 pub mod kernels;
 pub mod rows;
 pub mod winograd;

@@ -109,8 +109,14 @@ pub fn im2row(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32]) {
 /// packed GEMM — `dz` packed (it is small), the transposed gather read in
 /// place. (A dot-product formulation, `dz · colsᵀ`, reduced every output
 /// across vector lanes and reached about 60% of peak; this one 90%.)
-/// `rows` is scratch for the gather (`cols_len()` values).
+/// `rows` is scratch for the gather (`cols_len()` values). Convs that
+/// [`direct::applies`](super::direct::applies) to take their gradient
+/// from the image in place instead ([`super::direct::weight_grad`]).
 pub fn weight_grad(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32], dz: &[f32], filters: usize, gw: &mut [f32]) {
+    if super::direct::applies(d) {
+        super::direct::weight_grad(d, x, dz, filters, gw);
+        return;
+    }
     thread_local! {
         // The packed dz, reused from image to image on each thread.
         static PACKED: RefCell<PackedA> = RefCell::new(PackedA::default());

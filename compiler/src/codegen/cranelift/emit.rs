@@ -39,7 +39,7 @@ impl At {
 
 /// A function of the runtime that kernels call (wrapped in `super`):
 /// transcendental math, the GEMMs, im2col, the 2×2 max pool, transposes,
-/// conv weight gradients and Winograd convs. Adding one: a variant here, its
+/// conv weight gradients, direct and Winograd convs. Adding one: a variant here, its
 /// symbol, address and parameters in `super::import`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Import {
@@ -52,13 +52,14 @@ pub enum Import {
     MaxPool,
     Transpose,
     WeightGrad,
+    DirectConv,
     Winograd,
     WinogradGrad,
     WinogradGradFinish,
 }
 
 impl Import {
-    pub const ALL: [Import; 12] = [
+    pub const ALL: [Import; 13] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
@@ -68,6 +69,7 @@ impl Import {
         Import::MaxPool,
         Import::Transpose,
         Import::WeightGrad,
+        Import::DirectConv,
         Import::Winograd,
         Import::WinogradGrad,
         Import::WinogradGradFinish,
@@ -269,6 +271,16 @@ impl<'a> Fx<'a> {
         let mut args = vec![x, xpad, rows, dz, gw, filters];
         args.extend(self.geometry(g));
         let f = self.runtime[Import::WeightGrad];
+        self.b.ins().call(f, &args);
+    }
+
+    /// `z = act(bias + conv(x))` for the image at `x` by the runtime's
+    /// `direct::conv` (for a conv `direct::applies` to); `bias` may be null.
+    pub fn direct_conv(&mut self, g: &ConvGeom, [x, packed, bias, z]: [Value; 4], relu: bool) {
+        let relu = self.int(i64::from(relu));
+        let mut args = vec![x, packed, bias, relu, z];
+        args.extend(self.geometry(g));
+        let f = self.runtime[Import::DirectConv];
         self.b.ins().call(f, &args);
     }
 

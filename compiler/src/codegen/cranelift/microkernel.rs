@@ -9,7 +9,9 @@
 //! that gain most from 512-bit vectors — im2col, the 2×2 max pool, the
 //! dense layers' transposes (`rows.rs` in the runtime) — and, for the convs
 //! `winograd::applies` to, the whole Winograd conv (`convc_winograd`, and
-//! in backward `convc_winograd_grad` and its `_finish`). The JIT specialises
+//! in backward `convc_winograd_grad` and its `_finish`); for the convs over
+//! few channels `direct::applies` to, the direct conv (`convc_direct_conv`;
+//! `convc_weight_grad` takes their gradient the same way). The JIT specialises
 //! everything around them to the stage's constants: the loop over the
 //! chunk's images, the epilogue — activations other than ReLU (which the
 //! microkernel applies in registers), other pools with their argmax, what
@@ -308,7 +310,7 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
     let relu = g.activation == Activation::Relu;
     // Decided here, at compile time on the machine that runs the code, as
     // the runtime decides how to pack the weights.
-    let wino = g.winograd();
+    let (wino, direct) = (g.winograd(), g.direct().is_some());
     let batch = fx.batch;
     fx.for_to(0, batch, 1, |fx, n| {
         let xn = fx.mul_add(n, in_len as i64, 0);
@@ -319,6 +321,8 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
         let z = if pool.is_some() { plane } else { yn };
         if let Some(d) = &wino {
             fx.winograd(d, [xn, packed, bias, z], relu);
+        } else if direct {
+            fx.direct_conv(g, [xn, packed, bias, z], relu);
         } else {
             let b = emit_cols(fx, g, xn, xpad, cols);
             let pv = fx.int(p as i64);

@@ -18,6 +18,7 @@ pub use network::JitNetwork;
 use std::fmt;
 use std::time::Instant;
 
+use convc_runtime::compiled::direct;
 use convc_runtime::compiled::rows::{self, Im2col};
 use convc_runtime::compiled::winograd::{self, Winograd};
 use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
@@ -236,6 +237,41 @@ unsafe extern "C" fn convc_weight_grad(
     rows::weight_grad(&d, x, xpad, rows, dz, filters, gw);
 }
 
+/// [`direct::conv`] for JIT code: one image `x` (`c × h × w`) into `z`
+/// (`filters × oh × ow`), `relu` 0 or 1, `bias` null for none.
+///
+/// # Safety
+/// `packed` points to the stage's live [`PackedA`] (`filters × c·kh·kw`),
+/// `x` holds the geometry's image, `bias` (unless null) one value per
+/// filter, `z` the output, overlapping nothing else; the geometry is one
+/// [`direct::applies`] to (as the caller checked when it generated the call).
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_direct_conv(
+    x: *const f32,
+    packed: *const PackedA,
+    bias: *const f32,
+    relu: usize,
+    z: *mut f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    // SAFETY: the caller's contract.
+    let (x, packed, z) = unsafe { (view(x, c * h * w), &*packed, std::slice::from_raw_parts_mut(z, (*packed).rows() * oh * ow)) };
+    // SAFETY: as above.
+    let bias = if bias.is_null() { &[][..] } else { unsafe { view(bias, packed.rows()) } };
+    direct::conv(&d, x, packed, bias, relu != 0, z);
+}
+
 /// [`rows::max_pool_2x2`] for JIT code; `argmax` null when not recorded.
 ///
 /// # Safety
@@ -371,6 +407,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::MaxPool => ("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8, Words(6)),
         Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
         Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(17)),
+        Import::DirectConv => ("convc_direct_conv", convc_direct_conv as *const u8, Words(16)),
         Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
         Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(11)),
         Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),

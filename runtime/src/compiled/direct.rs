@@ -1,0 +1,411 @@
+//! Direct convolution for convs over few input channels — a network's
+//! first layer, reading the image itself: LeNet-5's and fashion_tf's
+//! conv1 (one channel, 5 × 5, 28 × 28 outputs).
+//!
+//! There, im2col is as costly as the GEMM it feeds: each output position
+//! is gathered `c·kh·kw` times and multiplied by only a few filters (six
+//! for LeNet-5's conv1, where it took a fifth of an image's inference).
+//! Here no matrix is built: an output row is one to three vectors of 16
+//! positions, and for each tap `(ci, ky, kx)` the input row `oy + ky` of
+//! channel `ci`, shifted by `kx`, is loaded once and multiplied into a
+//! panel's eight filters (their weights broadcast from the same packed
+//! panels the GEMM reads), up to 24 accumulators in registers. The weight
+//! gradient is the same loop turned around: for each tap and filter, the
+//! sum over output rows of `dz` times the shifted input row, reduced
+//! across lanes once per image.
+//!
+//! Lanes past the output width compute on real inputs but are not stored
+//! (forward) or are zeroed before they multiply (weight gradient), so
+//! rows wider than the output only cost lanes: the path is taken where at
+//! least three quarters of the lanes are outputs.
+
+use std::cell::RefCell;
+
+use super::rows::Im2col;
+use super::{CpuLevel, cpu_level};
+use crate::gemm::{MR, PackedA};
+
+/// Input channels up to which a conv runs direct (an image's: grey, RGB).
+pub const MAX_CHANNELS: usize = 3;
+
+/// Vectors of 16 outputs per row: up to 48 wide.
+const MAX_VECTORS: usize = 3;
+
+/// Whether [`conv`] and [`weight_grad`] run `d` (and so its stage packs
+/// its weight for them — as for the GEMM, which they share it with):
+/// stride 1, not 1 × 1, at most [`MAX_CHANNELS`] input channels, rows of
+/// at most 48 outputs filling ≥ 3/4 of their vectors, on AVX-512.
+pub fn applies(d: &Im2col) -> bool {
+    let vectors = d.ow.div_ceil(16);
+    d.stride == [1, 1]
+        && d.kernel != [1, 1]
+        && (1..=MAX_CHANNELS).contains(&d.c)
+        && (1..=MAX_VECTORS).contains(&vectors)
+        && 4 * d.ow >= 3 * 16 * vectors
+        && d.oh > 0
+        && cpu_level() == CpuLevel::Avx512
+}
+
+/// The zero-bordered copy the kernels read: `c × hp × width`, each row
+/// wide enough for a full vector at every tap's shift.
+struct Padded {
+    hp: usize,
+    width: usize,
+}
+
+impl Padded {
+    fn of(d: &Im2col) -> Self {
+        Self { hp: d.h + 2 * d.pad[0], width: 16 * d.ow.div_ceil(16) + d.kernel[1] - 1 }
+    }
+
+    fn len(&self, d: &Im2col) -> usize {
+        d.c * self.hp * self.width
+    }
+
+    /// `x` copied into the interior of `buf`, every other value zero.
+    fn fill<'a>(&self, d: &Im2col, x: &[f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+        buf.clear();
+        buf.resize(self.len(d), 0.0);
+        for (ci, plane) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
+            for (iy, row) in plane.chunks_exact(d.w).enumerate() {
+                buf[(ci * self.hp + iy + d.pad[0]) * self.width + d.pad[1]..][..d.w].copy_from_slice(row);
+            }
+        }
+        buf
+    }
+}
+
+thread_local! {
+    static XPAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The geometry fits: stride 1 and outputs inside the padded input.
+fn check(d: &Im2col, x: &[f32], filters: usize, out: &[f32]) {
+    assert!(applies(d), "direct conv: {d:?} is not a geometry it runs (see `applies`)");
+    let (hp, wp) = d.padded();
+    assert!(d.oh + d.kernel[0] - 1 <= hp && d.ow + d.kernel[1] - 1 <= wp, "direct conv: the output does not fit the padded input");
+    assert!(x.len() >= d.c * d.h * d.w && out.len() >= filters * d.oh * d.ow, "direct conv: buffers shorter than the geometry");
+}
+
+/// `z[f] = act(bias[f] + Σ_ci x[ci] ⋆ w[f][ci])` for one image: `x` is
+/// `c × h × w`, `z` `filters × oh × ow` (written in full), `packed` the
+/// weight (`filters × c·kh·kw`) as [`PackedA::pack`] packs it for the
+/// GEMM; `bias` empty or one per filter; `relu` applies max(0, ·) before
+/// the store.
+///
+/// # Panics
+/// When [`applies`] does not hold for `d`, or a buffer is shorter than it.
+pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z: &mut [f32]) {
+    let filters = packed.rows();
+    check(d, x, filters, z);
+    let taps = d.c * d.kernel[0] * d.kernel[1];
+    assert_eq!(packed.depth(), taps, "direct conv: the packed weight is not {filters} × {taps}");
+    assert!(bias.is_empty() || bias.len() == filters, "direct conv: one bias per filter");
+    let pad = Padded::of(d);
+    XPAD.with_borrow_mut(|buf| {
+        let xpad = pad.fill(d, x, buf);
+        let panels = packed.panels();
+        for p in 0..filters.div_ceil(MR) {
+            let f0 = p * MR;
+            let rows = MR.min(filters - f0);
+            let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + rows] };
+            let z = &mut z[f0 * d.oh * d.ow..][..rows * d.oh * d.ow];
+            // SAFETY: `applies` (asserted in `check`) found AVX-512; the
+            // padded copy holds every row and shifted vector the kernel
+            // loads (`Padded`), `z` the panel's planes, the panel `taps × MR`.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                x86::conv_panel(d, &pad, xpad, panels.panel(p), bias, relu, z)
+            };
+        }
+    });
+}
+
+/// `gw += ` one image's weight gradient (`filters × c·kh·kw`) from the
+/// gradient at its conv output (`dz`, `filters × oh·ow`).
+///
+/// # Panics
+/// When [`applies`] does not hold for `d`, or a buffer is shorter than it.
+pub fn weight_grad(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, gw: &mut [f32]) {
+    check(d, x, filters, dz);
+    let taps = d.c * d.kernel[0] * d.kernel[1];
+    assert!(gw.len() >= filters * taps, "direct conv: the weight gradient is shorter than {filters} × {taps}");
+    let pad = Padded::of(d);
+    let plane = d.oh * d.ow;
+    XPAD.with_borrow_mut(|buf| {
+        let xpad = pad.fill(d, x, buf);
+        for f0 in (0..filters).step_by(MR) {
+            let rows = MR.min(filters - f0);
+            // SAFETY: as in `conv`; `dz` holds the block's planes, `gw` its rows.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                x86::grad_panel(d, &pad, xpad, &dz[f0 * plane..][..rows * plane], &mut gw[f0 * taps..][..rows * taps])
+            };
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Im2col, MR, Padded};
+    use crate::gemm::x86::lanes;
+
+    /// Monomorphise `$f::<R, V>` for the panel's live rows `R` (1..=8) and
+    /// the row's vectors `V` (1..=3), so that the accumulators are arrays
+    /// of constant size (registers).
+    macro_rules! dispatch {
+        ($f:ident, $rows:expr, $vectors:expr, ($($arg:expr),*)) => {
+            match ($rows, $vectors) {
+                (1, 1) => $f::<1, 1>($($arg),*), (1, 2) => $f::<1, 2>($($arg),*), (1, 3) => $f::<1, 3>($($arg),*),
+                (2, 1) => $f::<2, 1>($($arg),*), (2, 2) => $f::<2, 2>($($arg),*), (2, 3) => $f::<2, 3>($($arg),*),
+                (3, 1) => $f::<3, 1>($($arg),*), (3, 2) => $f::<3, 2>($($arg),*), (3, 3) => $f::<3, 3>($($arg),*),
+                (4, 1) => $f::<4, 1>($($arg),*), (4, 2) => $f::<4, 2>($($arg),*), (4, 3) => $f::<4, 3>($($arg),*),
+                (5, 1) => $f::<5, 1>($($arg),*), (5, 2) => $f::<5, 2>($($arg),*), (5, 3) => $f::<5, 3>($($arg),*),
+                (6, 1) => $f::<6, 1>($($arg),*), (6, 2) => $f::<6, 2>($($arg),*), (6, 3) => $f::<6, 3>($($arg),*),
+                (7, 1) => $f::<7, 1>($($arg),*), (7, 2) => $f::<7, 2>($($arg),*), (7, 3) => $f::<7, 3>($($arg),*),
+                (8, 1) => $f::<8, 1>($($arg),*), (8, 2) => $f::<8, 2>($($arg),*), (8, 3) => $f::<8, 3>($($arg),*),
+                _ => unreachable!("a panel has 1..={MR} rows, a row 1..=3 vectors"),
+            }
+        };
+    }
+
+    /// One panel of [`super::conv`]: `rows` filters (`z.len() / plane`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `xpad` is `pad`'s copy of the image, `panel`
+    /// `taps × MR` values, `z` the panel's planes.
+    pub(super) unsafe fn conv_panel(d: &Im2col, pad: &Padded, xpad: &[f32], panel: &[f32], bias: &[f32], relu: bool, z: &mut [f32]) {
+        let rows = z.len() / (d.oh * d.ow);
+        // SAFETY: the caller's contract.
+        unsafe { dispatch!(conv_rows, rows, d.ow.div_ceil(16), (d, pad, xpad, panel, bias, relu, z)) }
+    }
+
+    /// # Safety
+    /// As [`conv_panel`], with `R` its rows and `V` vectors per output row.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn conv_rows<const R: usize, const V: usize>(
+        d: &Im2col,
+        pad: &Padded,
+        xpad: &[f32],
+        panel: &[f32],
+        bias: &[f32],
+        relu: bool,
+        z: &mut [f32],
+    ) {
+        let [kh, kw] = d.kernel;
+        let (ow, plane) = (d.ow, d.oh * d.ow);
+        let last = lanes(ow - 16 * (V - 1));
+        let (xp, wp, zp) = (xpad.as_ptr(), panel.as_ptr(), z.as_mut_ptr());
+        let start: [__m512; R] = std::array::from_fn(|r| if bias.is_empty() { _mm512_setzero_ps() } else { _mm512_set1_ps(bias[r]) });
+        let zero = _mm512_setzero_ps();
+        for oy in 0..d.oh {
+            let mut acc = [[zero; V]; R];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = [start[r]; V];
+            }
+            let mut w = wp;
+            for ci in 0..d.c {
+                for ky in 0..kh {
+                    // SAFETY (this block): row oy + ky < hp of channel ci,
+                    // and kx + 16·V ≤ width: inside `xpad`; `w` steps
+                    // through the panel's taps × MR values.
+                    unsafe {
+                        let row = xp.add((ci * pad.hp + oy + ky) * pad.width);
+                        for kx in 0..kw {
+                            let xv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(row.add(kx + 16 * v)));
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                let b = _mm512_set1_ps(*w.add(r));
+                                for v in 0..V {
+                                    acc[v] = _mm512_fmadd_ps(b, xv[v], acc[v]);
+                                }
+                            }
+                            w = w.add(MR);
+                        }
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &a) in acc.iter().enumerate() {
+                    let a = if relu { _mm512_max_ps(a, zero) } else { a };
+                    // SAFETY: output row oy of filter r, columns 16v.. of
+                    // `ow` (the last vector masked): inside `z`.
+                    unsafe {
+                        let out = zp.add(r * plane + oy * ow + 16 * v);
+                        if v + 1 < V {
+                            _mm512_storeu_ps(out, a);
+                        } else {
+                            _mm512_mask_storeu_ps(out, last, a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One block of [`super::weight_grad`]: `rows` filters (`dz.len() / plane`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `xpad` is `pad`'s copy of the image, `dz` the
+    /// block's planes and `gw` its rows of taps.
+    pub(super) unsafe fn grad_panel(d: &Im2col, pad: &Padded, xpad: &[f32], dz: &[f32], gw: &mut [f32]) {
+        let rows = dz.len() / (d.oh * d.ow);
+        // SAFETY: the caller's contract.
+        unsafe { dispatch!(grad_rows, rows, d.ow.div_ceil(16), (d, pad, xpad, dz, gw)) }
+    }
+
+    /// # Safety
+    /// As [`grad_panel`], with `R` its rows and `V` vectors per output row.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn grad_rows<const R: usize, const V: usize>(d: &Im2col, pad: &Padded, xpad: &[f32], dz: &[f32], gw: &mut [f32]) {
+        let [kh, kw] = d.kernel;
+        let (ow, plane, taps) = (d.ow, d.oh * d.ow, d.c * kh * kw);
+        let last = lanes(ow - 16 * (V - 1));
+        let (xp, dp) = (xpad.as_ptr(), dz.as_ptr());
+        // Lanes past the row's end read the next row of `dz` and inputs
+        // outside the output: both are zeroed before they multiply.
+        let load = |p: *const f32, v: usize| {
+            // SAFETY: the callers pass addresses inside `xpad` or `dz`
+            // for the masked lanes (see below).
+            unsafe { if v + 1 < V { _mm512_loadu_ps(p) } else { _mm512_maskz_loadu_ps(last, p) } }
+        };
+        for ci in 0..d.c {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let mut acc = [_mm512_setzero_ps(); R];
+                    for oy in 0..d.oh {
+                        // SAFETY: input row oy + ky < hp of channel ci,
+                        // shifted kx, 16·V ≤ width − kx values: inside
+                        // `xpad`; dz row oy of each filter, `ow` values
+                        // read (masked): inside `dz`.
+                        let (row, grad) = unsafe { (xp.add((ci * pad.hp + oy + ky) * pad.width + kx), dp.add(oy * ow)) };
+                        for v in 0..V {
+                            // SAFETY: as above.
+                            let xv = load(unsafe { row.add(16 * v) }, v);
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                // SAFETY: as above.
+                                let g = load(unsafe { grad.add(r * plane + 16 * v) }, v);
+                                *acc = _mm512_fmadd_ps(xv, g, *acc);
+                            }
+                        }
+                    }
+                    let t = (ci * kh + ky) * kw + kx;
+                    for (r, acc) in acc.iter().enumerate() {
+                        gw[r * taps + t] += _mm512_reduce_add_ps(*acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn geometry(c: usize, h: usize, w: usize, k: usize, p: usize) -> Im2col {
+        Im2col { c, h, w, kernel: [k, k], stride: [1, 1], pad: [p, p], oh: h + 2 * p - k + 1, ow: w + 2 * p - k + 1 }
+    }
+
+    fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.symmetric(1.0)).collect()
+    }
+
+    /// The input at `(ci, y − p, x − p)`, zero in the padding.
+    fn at(d: &Im2col, x: &[f32], ci: usize, y: usize, xx: usize) -> f64 {
+        let (y, xx) = (y.wrapping_sub(d.pad[0]), xx.wrapping_sub(d.pad[1]));
+        if y < d.h && xx < d.w { f64::from(x[(ci * d.h + y) * d.w + xx]) } else { 0.0 }
+    }
+
+    /// Shapes: one, two and three vectors a row, partial last vectors,
+    /// 3 × 3 and 5 × 5, every panel height (filters 1..=8 and past a panel).
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
+        (1, 28, 28, 5, 2, 6),
+        (1, 28, 28, 5, 2, 32),
+        (3, 14, 16, 3, 1, 5),
+        (2, 20, 18, 3, 0, 11),
+        (1, 36, 40, 5, 2, 3),
+        (1, 14, 14, 3, 0, 8),
+        (3, 9, 48, 3, 1, 17),
+    ];
+
+    #[test]
+    fn direct_conv_and_weight_gradient_match_their_definitions() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let mut rng = Rng::new(3);
+        for &(c, h, w, k, p, filters) in &SHAPES {
+            let d = geometry(c, h, w, k, p);
+            assert!(applies(&d), "{d:?}");
+            let taps = c * k * k;
+            let (x, wt, bias, dz) = (
+                values(&mut rng, c * h * w),
+                values(&mut rng, filters * taps),
+                values(&mut rng, filters),
+                values(&mut rng, filters * d.oh * d.ow),
+            );
+            let mut packed = PackedA::default();
+            packed.pack(&wt, filters, taps);
+            for relu in [false, true] {
+                let mut z = vec![f32::NAN; filters * d.oh * d.ow];
+                conv(&d, &x, &packed, &bias, relu, &mut z);
+                for f in 0..filters {
+                    for oy in 0..d.oh {
+                        for ox in 0..d.ow {
+                            let mut want = f64::from(bias[f]);
+                            for ci in 0..c {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        want += f64::from(wt[f * taps + (ci * k + ky) * k + kx]) * at(&d, &x, ci, oy + ky, ox + kx);
+                                    }
+                                }
+                            }
+                            let want = if relu { want.max(0.0) } else { want };
+                            let got = z[(f * d.oh + oy) * d.ow + ox];
+                            assert!((f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()), "{d:?} f{f} ({oy},{ox}): {got} vs {want}");
+                        }
+                    }
+                }
+            }
+            // The gradient adds to what `gw` holds.
+            let mut gw = vec![1.0f32; filters * taps];
+            weight_grad(&d, &x, &dz, filters, &mut gw);
+            for f in 0..filters {
+                for ci in 0..c {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let mut want = 1.0f64;
+                            for oy in 0..d.oh {
+                                for ox in 0..d.ow {
+                                    want += f64::from(dz[(f * d.oh + oy) * d.ow + ox]) * at(&d, &x, ci, oy + ky, ox + kx);
+                                }
+                            }
+                            let got = gw[f * taps + (ci * k + ky) * k + kx];
+                            assert!(
+                                (f64::from(got) - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{d:?} gw[{f}][{ci},{ky},{kx}]: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn applies_to_wide_rows_over_few_channels() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        assert!(applies(&geometry(1, 28, 28, 5, 2)));
+        // 10 outputs a row fill 10 of 16 lanes; 6 channels; 1 × 1; stride 2.
+        assert!(!applies(&geometry(6, 14, 14, 5, 0)));
+        assert!(!applies(&geometry(4, 28, 28, 5, 2)));
+        assert!(!applies(&geometry(1, 28, 28, 1, 0)));
+        assert!(!applies(&Im2col { stride: [2, 2], oh: 14, ow: 14, ..geometry(1, 28, 28, 2, 0) }));
+        assert!(!applies(&geometry(1, 60, 60, 5, 2)));
+    }
+}
