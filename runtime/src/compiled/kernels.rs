@@ -460,6 +460,9 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
                     *d = g1 * g.activation.derivative_at_output(out);
                 }
             }
+            Some(pg) if pg.pool.is_max_2x2() => {
+                rows::max_unpool_2x2(dy, y, &io.argmax[n * out_len..][..out_len], g.activation, pg.c, pg.h, pg.w, dz);
+            }
             Some(pg) if pg.pool.kind == PoolKind::Max => {
                 dz.fill(0.0);
                 pool_backward(pg, g.activation, &[], y, &io.argmax[n * out_len..][..out_len], dy, dz);
@@ -543,11 +546,18 @@ pub fn pool_stage_backward(g: &PoolGeom, io: PoolBackward<'_>) {
     if io.dx.is_empty() {
         return;
     }
-    io.dx.fill(0.0);
+    let unpool = g.pool.is_max_2x2();
+    if !unpool {
+        io.dx.fill(0.0);
+    }
     for (n, x) in io.x.chunks_exact(in_len).enumerate() {
         let argmax = if io.argmax.is_empty() { &[][..] } else { &io.argmax[n * out_len..][..out_len] };
-        let (y, dy) = (&io.y[n * out_len..][..out_len], &io.dy[n * out_len..][..out_len]);
-        pool_backward(g, Activation::None, x, y, argmax, dy, &mut io.dx[n * in_len..][..in_len]);
+        let (y, dy, dx) = (&io.y[n * out_len..][..out_len], &io.dy[n * out_len..][..out_len], &mut io.dx[n * in_len..][..in_len]);
+        if unpool {
+            rows::max_unpool_2x2(dy, y, argmax, Activation::None, g.c, g.h, g.w, dx);
+        } else {
+            pool_backward(g, Activation::None, x, y, argmax, dy, dx);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 
 use super::{CpuLevel, cpu_level};
 use crate::gemm::{PackedA, gemm_packed_acc};
+use crate::ops::Activation;
 
 /// What im2col needs of a conv: input `c × h × w`, kernel, stride,
 /// padding, output `oh × ow`.
@@ -179,6 +180,34 @@ pub fn max_pool_2x2(x: &[f32], planes: usize, h: usize, w: usize, y: &mut [f32],
     max_pool_2x2_portable(x, planes, h, w, y, argmax);
 }
 
+/// The gradient through [`max_pool_2x2`] and the activation `a` before
+/// it, for training: `dz` (`planes × h × w`, written in full) is zero but
+/// at each output's maximum `argmax[o]` (as [`max_pool_2x2`] records it,
+/// an index into the plane stack), where it is `dy[o]·a'(y[o])` — `y`
+/// being the pooled, activated output: every activation is monotone, so
+/// the activation of the maximum is the pooled value. On AVX-512 each
+/// step takes 16 outputs and writes both input rows of their windows
+/// (the outputs and indices spread to each window's two columns, a
+/// compare against each column's index); no scatter, no zeroing pass.
+pub fn max_unpool_2x2(dy: &[f32], y: &[f32], argmax: &[u32], a: Activation, planes: usize, h: usize, w: usize, dz: &mut [f32]) {
+    let outs = planes * (h / 2) * (w / 2);
+    assert!(
+        dy.len() >= outs && y.len() >= outs && argmax.len() >= outs && dz.len() >= planes * h * w,
+        "max_unpool_2x2: buffers shorter than the geometry"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if cpu_level() == CpuLevel::Avx512 {
+        // SAFETY: `cpu_level` found AVX-512 on this CPU; the assert bounds
+        // every row the kernel reads and writes.
+        return unsafe { x86::max_unpool_2x2_avx512(dy, y, argmax, a, planes, h, w, dz) };
+    }
+    let dz = &mut dz[..planes * h * w];
+    dz.fill(0.0);
+    for ((&at, &d), &out) in argmax[..outs].iter().zip(dy).zip(y) {
+        dz[at as usize] += d * a.derivative_at_output(out);
+    }
+}
+
 /// [`max_pool_2x2`] in plain Rust: each output reads two pairs of adjacent
 /// inputs (LLVM vectorises it with deinterleaving shuffles where the
 /// sizes are constants).
@@ -225,6 +254,7 @@ mod x86 {
 
     use super::{Im2col, pad};
     use crate::gemm::x86::lanes;
+    use crate::ops::Activation;
 
     /// [`super::im2col`] for stride-1 rows: each row one [`copy`].
     ///
@@ -383,6 +413,92 @@ mod x86 {
             }
         }
     }
+
+    /// `a'` at the activated output `y`, lane by lane, as
+    /// [`Activation::derivative_at_output`] computes it (same operations,
+    /// same rounding).
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    fn derivative(a: Activation, y: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let positive = || _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_setzero_ps());
+        match a {
+            Activation::None => one,
+            Activation::Relu => _mm512_maskz_mov_ps(positive(), one),
+            Activation::LeakyRelu { alpha } => _mm512_mask_mov_ps(_mm512_set1_ps(alpha), positive(), one),
+            Activation::Elu { alpha } => _mm512_mask_mov_ps(_mm512_add_ps(y, _mm512_set1_ps(alpha)), positive(), one),
+            Activation::Sigmoid => _mm512_mul_ps(y, _mm512_sub_ps(one, y)),
+            Activation::Tanh => _mm512_sub_ps(one, _mm512_mul_ps(y, y)),
+        }
+    }
+
+    /// [`super::max_unpool_2x2`], 16 outputs (two rows of 32 inputs) per step.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW; the buffers hold the planes (checked by the caller).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn max_unpool_2x2_avx512(
+        dy: &[f32],
+        y: &[f32],
+        argmax: &[u32],
+        a: Activation,
+        planes: usize,
+        h: usize,
+        w: usize,
+        dz: &mut [f32],
+    ) {
+        let (oh, ow) = (h / 2, w / 2);
+        // Lane j of a row's 32 inputs belongs to output j / 2.
+        let spread_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        let spread_hi = _mm512_add_epi32(spread_lo, _mm512_set1_epi32(8));
+        let column = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let (gp, yp, ap, zp) = (dy.as_ptr(), y.as_ptr(), argmax.as_ptr(), dz.as_mut_ptr());
+        for c in 0..planes {
+            for oy in 0..oh {
+                let first = (c * h + 2 * oy) * w;
+                let out = (c * oh + oy) * ow;
+                let mut ox = 0;
+                while ox < ow {
+                    let n = (ow - ox).min(16);
+                    let m = lanes(n);
+                    // SAFETY: outputs out + ox .. out + ox + n are in plane
+                    // c's row oy of `dy`, `y` and `argmax`.
+                    let (g, at) = unsafe {
+                        let g = _mm512_maskz_loadu_ps(m, gp.add(out + ox));
+                        let d = derivative(a, _mm512_maskz_loadu_ps(m, yp.add(out + ox)));
+                        (_mm512_mul_ps(g, d), _mm512_maskz_loadu_epi32(m, ap.add(out + ox).cast()))
+                    };
+                    let (g_lo, g_hi) = (_mm512_permutexvar_ps(spread_lo, g), _mm512_permutexvar_ps(spread_hi, g));
+                    let (at_lo, at_hi) = (_mm512_permutexvar_epi32(spread_lo, at), _mm512_permutexvar_epi32(spread_hi, at));
+                    let (lo, hi) = (lanes(2 * n), lanes((2 * n).saturating_sub(16)));
+                    for r in 0..2 {
+                        let start = first + r * w + 2 * ox;
+                        let here = _mm512_add_epi32(_mm512_set1_epi32(start as i32), column);
+                        let there = _mm512_add_epi32(here, _mm512_set1_epi32(16));
+                        let (keep_lo, keep_hi) = (_mm512_cmpeq_epi32_mask(at_lo, here), _mm512_cmpeq_epi32_mask(at_hi, there));
+                        // SAFETY: inputs start .. start + 2n are columns < 2·ow ≤ w
+                        // of row 2·oy + r < h of plane c.
+                        unsafe {
+                            _mm512_mask_storeu_ps(zp.add(start), lo, _mm512_maskz_mov_ps(keep_lo, g_lo));
+                            _mm512_mask_storeu_ps(zp.add(start + 16), hi, _mm512_maskz_mov_ps(keep_hi, g_hi));
+                        }
+                    }
+                    ox += 16;
+                }
+                if w % 2 == 1 {
+                    // SAFETY: the last column of the two rows, inside plane c.
+                    unsafe {
+                        *zp.add(first + w - 1) = 0.0;
+                        *zp.add(first + 2 * w - 1) = 0.0;
+                    }
+                }
+            }
+            if h % 2 == 1 {
+                // SAFETY: the last row of plane c.
+                unsafe { std::ptr::write_bytes(zp.add((c * h + h - 1) * w), 0, w) };
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +536,40 @@ mod tests {
                 max_pool_2x2(&x, planes, h, w, &mut y_only, &mut []);
                 let equal = y_only.iter().zip(&y_ref).all(|(p, q)| p == q || (p.is_nan() && q.is_nan()));
                 assert!(equal, "values without argmax, width {w}");
+            }
+        }
+    }
+
+    /// Every width and height, odd ones too (whose last column and row no
+    /// window covers), every activation: the gradient lands at each
+    /// window's recorded maximum, scaled by the derivative, and every
+    /// other value of `dz` is written zero.
+    #[test]
+    fn max_unpool_2x2_routes_each_gradient_to_its_maximum() {
+        let mut rng = Rng::new(8);
+        let activations = [
+            Activation::None,
+            Activation::Relu,
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::Elu { alpha: 0.7 },
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ];
+        for w in 2..=41 {
+            for (h, planes) in [(2, 1), (7, 3)] {
+                let a = activations[w % activations.len()];
+                let x = values(&mut rng, planes * h * w, false);
+                let outs = planes * (h / 2) * (w / 2);
+                let (mut y, mut at) = (vec![0.0; outs], vec![0; outs]);
+                max_pool_2x2(&x, planes, h, w, &mut y, &mut at);
+                let dy = values(&mut rng, outs, false);
+                let mut dz = vec![f32::NAN; planes * h * w];
+                max_unpool_2x2(&dy, &y, &at, a, planes, h, w, &mut dz);
+                let mut want = vec![0.0f32; planes * h * w];
+                for o in 0..outs {
+                    want[at[o] as usize] = dy[o] * a.derivative_at_output(y[o]);
+                }
+                assert!(dz.iter().zip(&want).all(|(p, q)| p == q), "width {w}, height {h}, {a:?}");
             }
         }
     }

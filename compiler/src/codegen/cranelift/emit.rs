@@ -38,7 +38,8 @@ impl At {
 }
 
 /// A function of the runtime that kernels call (wrapped in `super`):
-/// transcendental math, the GEMMs, im2col, the 2×2 max pool, transposes,
+/// transcendental math, the GEMMs, im2col, the 2×2 max pool and its
+/// gradient, transposes,
 /// conv weight gradients, direct and Winograd convs. Adding one: a variant here, its
 /// symbol, address and parameters in `super::import`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,7 @@ pub enum Import {
     Gemv,
     Im2col,
     MaxPool,
+    MaxUnpool,
     Transpose,
     WeightGrad,
     DirectConv,
@@ -59,7 +61,7 @@ pub enum Import {
 }
 
 impl Import {
-    pub const ALL: [Import; 13] = [
+    pub const ALL: [Import; 14] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
@@ -67,6 +69,7 @@ impl Import {
         Import::Gemv,
         Import::Im2col,
         Import::MaxPool,
+        Import::MaxUnpool,
         Import::Transpose,
         Import::WeightGrad,
         Import::DirectConv,
@@ -326,6 +329,17 @@ impl<'a> Fx<'a> {
         let [h, w] = [h, w].map(|v| self.int(v as i64));
         let f = self.runtime[Import::MaxPool];
         self.b.ins().call(f, &[x, planes, h, w, y, argmax]);
+    }
+
+    /// `dz` (`planes × h × w`, written in full) = the gradient through the
+    /// 2×2 max pool of `planes` planes and the activation `a` before it:
+    /// `dy·a'(y)` at each output's recorded maximum, zero elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    pub fn max_unpool_2x2(&mut self, dy: Value, y: Value, argmax: Value, a: Activation, planes: Value, [h, w]: [usize; 2], dz: Value) {
+        let [code, alpha] = super::activation_words(a).map(|v| self.int(v as i64));
+        let [h, w] = [h, w].map(|v| self.int(v as i64));
+        let f = self.runtime[Import::MaxUnpool];
+        self.b.ins().call(f, &[dy, y, argmax, code, alpha, planes, h, w, dz]);
     }
 
     /// `dst` (`cols × rows`) = the transpose of `src` (`rows × cols`).

@@ -389,19 +389,19 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 let v = fx.b.ins().fmul(gy, d);
                 fx.store_at(v, dz, at);
             }),
+            Some((pool, pg)) if runtime_pool(&pool, &pg) => {
+                // The runtime's, vectorised; its indices count from the first plane.
+                let planes = fx.int(f as i64);
+                fx.max_unpool_2x2(dyn_, yn, an, a, planes, [g.oh, g.ow], dz);
+            }
             Some((pool, pg)) if pool.kind == PoolKind::Max => {
                 // The activation is monotone: its output at the maximum is the pooled value.
                 zero_run(fx, dz, conv_len);
                 let pp = pg.ph * pg.pw;
-                let stack = runtime_pool(&pool, &pg);
                 fx.for_range(0, f as i64, 1, |fx, fi| {
-                    // The argmax indices count from the first plane or from this one.
-                    let z_plane = if stack {
-                        dz
-                    } else {
-                        let off = fx.mul_add(fi, p as i64, 0);
-                        fx.ptr_at(dz, off)
-                    };
+                    // The argmax indices count from this plane.
+                    let off = fx.mul_add(fi, p as i64, 0);
+                    let z_plane = fx.ptr_at(dz, off);
                     let o = fx.mul_add(fi, pp as i64, 0);
                     let (yf, dyf, af) = (fx.ptr_at(yn, o), fx.ptr_at(dyn_, o), fx.ptr_at(an, o));
                     // A scatter: one output at a time, unrolled by rows.

@@ -18,6 +18,7 @@ pub use network::JitNetwork;
 use std::fmt;
 use std::time::Instant;
 
+use convc_runtime::Activation;
 use convc_runtime::compiled::direct;
 use convc_runtime::compiled::rows::{self, Im2col};
 use convc_runtime::compiled::winograd::{self, Winograd};
@@ -66,7 +67,7 @@ extern "C" fn convc_fmaf(a: f32, b: f32, c: f32) -> f32 {
 /// # Safety
 /// For `len > 0`, `ptr` points to `len` initialised values that nothing
 /// writes while the slice lives.
-unsafe fn view<'a>(ptr: *const f32, len: usize) -> &'a [f32] {
+unsafe fn view<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     if len == 0 {
         return &[];
     }
@@ -290,6 +291,62 @@ unsafe extern "C" fn convc_max_pool_2x2(x: *const f32, planes: usize, h: usize, 
     rows::max_pool_2x2(x, planes, h, w, y, argmax);
 }
 
+/// An activation as two words for a call into the runtime: a tag and
+/// `alpha`'s bits ([`activation_from_words`] reads them back).
+pub(super) fn activation_words(a: Activation) -> [usize; 2] {
+    match a {
+        Activation::None => [0, 0],
+        Activation::Relu => [1, 0],
+        Activation::LeakyRelu { alpha } => [2, alpha.to_bits() as usize],
+        Activation::Elu { alpha } => [3, alpha.to_bits() as usize],
+        Activation::Sigmoid => [4, 0],
+        Activation::Tanh => [5, 0],
+    }
+}
+
+/// The activation [`activation_words`] wrote.
+fn activation_from_words(tag: usize, alpha: usize) -> Activation {
+    let alpha = f32::from_bits(alpha as u32);
+    match tag {
+        0 => Activation::None,
+        1 => Activation::Relu,
+        2 => Activation::LeakyRelu { alpha },
+        3 => Activation::Elu { alpha },
+        4 => Activation::Sigmoid,
+        5 => Activation::Tanh,
+        _ => unreachable!("activation tag {tag}: JIT code passes one `activation_words` wrote"),
+    }
+}
+
+/// [`rows::max_unpool_2x2`] for JIT code: the activation as
+/// [`activation_words`] wrote it.
+///
+/// # Safety
+/// `dy`, `y` and `argmax` hold `planes × (h/2) × (w/2)` values, `argmax`
+/// indices below `planes × h × w` as `max_pool_2x2` recorded them, `dz`
+/// `planes × h × w` values overlapping nothing else.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_max_unpool_2x2(
+    dy: *const f32,
+    y: *const f32,
+    argmax: *const u32,
+    tag: usize,
+    alpha: usize,
+    planes: usize,
+    h: usize,
+    w: usize,
+    dz: *mut f32,
+) {
+    let outs = planes * (h / 2) * (w / 2);
+    if planes * h * w == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (dy, y, argmax, dz) =
+        unsafe { (view(dy, outs), view(y, outs), view(argmax, outs), std::slice::from_raw_parts_mut(dz, planes * h * w)) };
+    rows::max_unpool_2x2(dy, y, argmax, activation_from_words(tag, alpha), planes, h, w, dz);
+}
+
 /// [`convc_runtime::gemm::transpose`] for JIT code: `dst` (`cols × rows`) = `srcᵀ`.
 ///
 /// # Safety
@@ -405,6 +462,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(6)),
         Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(14)),
         Import::MaxPool => ("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8, Words(6)),
+        Import::MaxUnpool => ("convc_max_unpool_2x2", convc_max_unpool_2x2 as *const u8, Words(9)),
         Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
         Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(17)),
         Import::DirectConv => ("convc_direct_conv", convc_direct_conv as *const u8, Words(16)),

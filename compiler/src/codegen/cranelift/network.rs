@@ -17,12 +17,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use convc_runtime::PoolKind;
 use convc_runtime::compiled::{
     self, ConvBackward, ConvForward, DenseBackward, DenseForward, PoolBackward, PoolForward, StageDef, StageKernels,
 };
 use convc_runtime::layer::Shape;
 use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef};
+use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_jit::JITModule;
 
@@ -121,7 +121,10 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
             let planes = fx.b.ins().imul_imm_s(fx.batch, *c as i64);
             // The runtime's 2×2 max pool records indices from the chunk's first plane.
             let stack = microkernel::runtime_pool(p, g);
-            if pass == Pass::Backward {
+            if pass == Pass::Backward && stack {
+                let (dy, dx) = (fx.arg(pool_args::DY), fx.arg(pool_args::DX));
+                fx.max_unpool_2x2(dy, y, argmax, Activation::None, planes, [g.h, g.w], dx);
+            } else if pass == Pass::Backward {
                 let (dy, dx) = (fx.arg(pool_args::DY), fx.arg(pool_args::DX));
                 fx.for_to(0, planes, 1, |fx, plane| {
                     let src_off = fx.b.ins().imul_imm_s(plane, in_plane);
