@@ -189,6 +189,7 @@ pub fn max_pool_2x2(x: &[f32], planes: usize, h: usize, w: usize, y: &mut [f32],
 /// step takes 16 outputs and writes both input rows of their windows
 /// (the outputs and indices spread to each window's two columns, a
 /// compare against each column's index); no scatter, no zeroing pass.
+#[allow(clippy::too_many_arguments)]
 pub fn max_unpool_2x2(dy: &[f32], y: &[f32], argmax: &[u32], a: Activation, planes: usize, h: usize, w: usize, dz: &mut [f32]) {
     let outs = planes * (h / 2) * (w / 2);
     assert!(
