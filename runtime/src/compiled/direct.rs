@@ -12,7 +12,8 @@
 //! panels the GEMM reads), up to 24 accumulators in registers. The weight
 //! gradient is the same loop turned around: for each tap and filter, the
 //! sum over output rows of `dz` times the shifted input row, reduced
-//! across lanes once per image.
+//! across lanes once per image — a block of filters' `dz` row loaded once
+//! for every shift `kx` of the kernel's row.
 //!
 //! Lanes past the output width compute on real inputs but are not stored
 //! (forward) or are zeroed before they multiply (weight gradient), so
@@ -31,14 +32,24 @@ pub const MAX_CHANNELS: usize = 3;
 /// Vectors of 16 outputs per row: up to 48 wide.
 const MAX_VECTORS: usize = 3;
 
+/// Widest kernel (the weight gradient keeps filters × kernel width sums in registers).
+const MAX_KERNEL: usize = 7;
+
+/// Filters per block of the weight gradient for a kernel `kw` wide: at
+/// most 24 accumulators.
+const fn grad_rows(kw: usize) -> usize {
+    if kw <= 5 { 4 } else { 3 }
+}
+
 /// Whether [`conv`] and [`weight_grad`] run `d` (and so its stage packs
 /// its weight for them — as for the GEMM, which they share it with):
-/// stride 1, not 1 × 1, at most [`MAX_CHANNELS`] input channels, rows of
+/// stride 1, not 1 × 1, at most [`MAX_KERNEL`] wide, at most [`MAX_CHANNELS`] input channels, rows of
 /// at most 48 outputs filling ≥ 3/4 of their vectors, on AVX-512.
 pub fn applies(d: &Im2col) -> bool {
     let vectors = d.ow.div_ceil(16);
     d.stride == [1, 1]
         && d.kernel != [1, 1]
+        && d.kernel[1] <= MAX_KERNEL
         && (1..=MAX_CHANNELS).contains(&d.c)
         && (1..=MAX_VECTORS).contains(&vectors)
         && 4 * d.ow >= 3 * 16 * vectors
@@ -149,7 +160,7 @@ pub fn weight_grad(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, gw: &mut [
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Im2col, MR, Padded};
+    use super::{Im2col, MAX_KERNEL, MR, Padded, grad_rows};
     use crate::gemm::x86::lanes;
 
     /// Monomorphise `$f::<R, V>` for the panel's live rows `R` (1..=8) and
@@ -244,55 +255,94 @@ mod x86 {
         }
     }
 
-    /// One block of [`super::weight_grad`]: `rows` filters (`dz.len() / plane`).
+    /// One block of [`super::weight_grad`]: `rows` filters (`dz.len() / plane`),
+    /// taken [`GRAD_ROWS`] at a time.
     ///
     /// # Safety
     /// The CPU has AVX-512F; `xpad` is `pad`'s copy of the image, `dz` the
     /// block's planes and `gw` its rows of taps.
     pub(super) unsafe fn grad_panel(d: &Im2col, pad: &Padded, xpad: &[f32], dz: &[f32], gw: &mut [f32]) {
-        let rows = dz.len() / (d.oh * d.ow);
-        // SAFETY: the caller's contract.
-        unsafe { dispatch!(grad_rows, rows, d.ow.div_ceil(16), (d, pad, xpad, dz, gw)) }
+        let plane = d.oh * d.ow;
+        let taps = d.c * d.kernel[0] * d.kernel[1];
+        let rows = dz.len() / plane;
+        let block = grad_rows(d.kernel[1]);
+        for r0 in (0..rows).step_by(block) {
+            let n = block.min(rows - r0);
+            let (dz, gw) = (&dz[r0 * plane..][..n * plane], &mut gw[r0 * taps..][..n * taps]);
+            // SAFETY: the caller's contract, for rows r0 .. r0 + n.
+            unsafe {
+                match (n, d.kernel[1]) {
+                    (1, 1) => grad_block::<1, 1>(d, pad, xpad, dz, gw),
+                    (2, 1) => grad_block::<2, 1>(d, pad, xpad, dz, gw),
+                    (3, 1) => grad_block::<3, 1>(d, pad, xpad, dz, gw),
+                    (4, 1) => grad_block::<4, 1>(d, pad, xpad, dz, gw),
+                    (1, 2) => grad_block::<1, 2>(d, pad, xpad, dz, gw),
+                    (2, 2) => grad_block::<2, 2>(d, pad, xpad, dz, gw),
+                    (3, 2) => grad_block::<3, 2>(d, pad, xpad, dz, gw),
+                    (4, 2) => grad_block::<4, 2>(d, pad, xpad, dz, gw),
+                    (1, 3) => grad_block::<1, 3>(d, pad, xpad, dz, gw),
+                    (2, 3) => grad_block::<2, 3>(d, pad, xpad, dz, gw),
+                    (3, 3) => grad_block::<3, 3>(d, pad, xpad, dz, gw),
+                    (4, 3) => grad_block::<4, 3>(d, pad, xpad, dz, gw),
+                    (1, 4) => grad_block::<1, 4>(d, pad, xpad, dz, gw),
+                    (2, 4) => grad_block::<2, 4>(d, pad, xpad, dz, gw),
+                    (3, 4) => grad_block::<3, 4>(d, pad, xpad, dz, gw),
+                    (4, 4) => grad_block::<4, 4>(d, pad, xpad, dz, gw),
+                    (1, 5) => grad_block::<1, 5>(d, pad, xpad, dz, gw),
+                    (2, 5) => grad_block::<2, 5>(d, pad, xpad, dz, gw),
+                    (3, 5) => grad_block::<3, 5>(d, pad, xpad, dz, gw),
+                    (4, 5) => grad_block::<4, 5>(d, pad, xpad, dz, gw),
+                    (1, 6) => grad_block::<1, 6>(d, pad, xpad, dz, gw),
+                    (2, 6) => grad_block::<2, 6>(d, pad, xpad, dz, gw),
+                    (3, 6) => grad_block::<3, 6>(d, pad, xpad, dz, gw),
+                    (1, 7) => grad_block::<1, 7>(d, pad, xpad, dz, gw),
+                    (2, 7) => grad_block::<2, 7>(d, pad, xpad, dz, gw),
+                    (3, 7) => grad_block::<3, 7>(d, pad, xpad, dz, gw),
+                    _ => unreachable!("kernels up to {MAX_KERNEL} wide, blocks of `grad_rows` filters"),
+                }
+            }
+        }
     }
 
+    /// For one input row of taps `(ci, ky)`, the `R × KW` sums over the
+    /// output rows: each output row's `dz` of the `R` filters is loaded
+    /// once and multiplied by the input row at each of the `KW` shifts
+    /// (`R + KW` loads for `R·KW` multiply-adds).
+    ///
     /// # Safety
-    /// As [`grad_panel`], with `R` its rows and `V` vectors per output row.
+    /// As [`grad_panel`], with `R` filters and `KW` the kernel width.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    unsafe fn grad_rows<const R: usize, const V: usize>(d: &Im2col, pad: &Padded, xpad: &[f32], dz: &[f32], gw: &mut [f32]) {
-        let [kh, kw] = d.kernel;
-        let (ow, plane, taps) = (d.ow, d.oh * d.ow, d.c * kh * kw);
-        let last = lanes(ow - 16 * (V - 1));
+    unsafe fn grad_block<const R: usize, const KW: usize>(d: &Im2col, pad: &Padded, xpad: &[f32], dz: &[f32], gw: &mut [f32]) {
+        let kh = d.kernel[0];
+        let (ow, plane, taps) = (d.ow, d.oh * d.ow, d.c * kh * KW);
+        let vectors = ow.div_ceil(16);
         let (xp, dp) = (xpad.as_ptr(), dz.as_ptr());
-        // Lanes past the row's end read the next row of `dz` and inputs
-        // outside the output: both are zeroed before they multiply.
-        let load = |p: *const f32, v: usize| {
-            // SAFETY: the callers pass addresses inside `xpad` or `dz`
-            // for the masked lanes (see below).
-            unsafe { if v + 1 < V { _mm512_loadu_ps(p) } else { _mm512_maskz_loadu_ps(last, p) } }
-        };
         for ci in 0..d.c {
             for ky in 0..kh {
-                for kx in 0..kw {
-                    let mut acc = [_mm512_setzero_ps(); R];
-                    for oy in 0..d.oh {
-                        // SAFETY: input row oy + ky < hp of channel ci,
-                        // shifted kx, 16·V ≤ width − kx values: inside
-                        // `xpad`; dz row oy of each filter, `ow` values
-                        // read (masked): inside `dz`.
-                        let (row, grad) = unsafe { (xp.add((ci * pad.hp + oy + ky) * pad.width + kx), dp.add(oy * ow)) };
-                        for v in 0..V {
-                            // SAFETY: as above.
-                            let xv = load(unsafe { row.add(16 * v) }, v);
-                            for (r, acc) in acc.iter_mut().enumerate() {
-                                // SAFETY: as above.
-                                let g = load(unsafe { grad.add(r * plane + 16 * v) }, v);
-                                *acc = _mm512_fmadd_ps(xv, g, *acc);
+                let mut acc = [[_mm512_setzero_ps(); KW]; R];
+                for oy in 0..d.oh {
+                    // SAFETY (this block): input row oy + ky < hp of channel
+                    // ci, shifts kx + 16v + 16 ≤ width: inside `xpad`; row
+                    // oy of each filter's `dz`, lanes past `ow` masked
+                    // (they would be the next row's, and inputs outside the
+                    // output): inside `dz`. Masked lanes are zero in both.
+                    unsafe {
+                        let (row, grad) = (xp.add((ci * pad.hp + oy + ky) * pad.width), dp.add(oy * ow));
+                        for v in 0..vectors {
+                            let m = lanes(ow - 16 * v);
+                            let g: [__m512; R] = std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, grad.add(r * plane + 16 * v)));
+                            for kx in 0..KW {
+                                let xv = _mm512_maskz_loadu_ps(m, row.add(kx + 16 * v));
+                                for r in 0..R {
+                                    acc[r][kx] = _mm512_fmadd_ps(xv, g[r], acc[r][kx]);
+                                }
                             }
                         }
                     }
-                    let t = (ci * kh + ky) * kw + kx;
-                    for (r, acc) in acc.iter().enumerate() {
-                        gw[r * taps + t] += _mm512_reduce_add_ps(*acc);
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    for (kx, &a) in acc.iter().enumerate() {
+                        gw[r * taps + (ci * kh + ky) * KW + kx] += _mm512_reduce_add_ps(a);
                     }
                 }
             }
@@ -320,8 +370,9 @@ mod tests {
     }
 
     /// Shapes: one, two and three vectors a row, partial last vectors,
-    /// 3 × 3 and 5 × 5, every panel height (filters 1..=8 and past a panel).
-    const SHAPES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    /// 3 × 3, 5 × 5 and 7 × 7, every panel height (filters 1..=8 and past
+    /// a panel) and so every block of the weight gradient.
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 8] = [
         (1, 28, 28, 5, 2, 6),
         (1, 28, 28, 5, 2, 32),
         (3, 14, 16, 3, 1, 5),
@@ -329,6 +380,7 @@ mod tests {
         (1, 36, 40, 5, 2, 3),
         (1, 14, 14, 3, 0, 8),
         (3, 9, 48, 3, 1, 17),
+        (2, 20, 30, 7, 3, 7),
     ];
 
     #[test]
