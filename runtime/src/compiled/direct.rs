@@ -333,8 +333,8 @@ mod x86 {
                             let g: [__m512; R] = std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, grad.add(r * plane + 16 * v)));
                             for kx in 0..KW {
                                 let xv = _mm512_maskz_loadu_ps(m, row.add(kx + 16 * v));
-                                for r in 0..R {
-                                    acc[r][kx] = _mm512_fmadd_ps(xv, g[r], acc[r][kx]);
+                                for (acc, &g) in acc.iter_mut().zip(&g) {
+                                    acc[kx] = _mm512_fmadd_ps(xv, g, acc[kx]);
                                 }
                             }
                         }

@@ -240,32 +240,6 @@ fn sized_xpad<'a>(g: &ConvGeom, xpad: &'a mut Vec<f32>) -> &'a mut [f32] {
     xpad
 }
 
-/// The adjoint of [`im2col`]: `dx += ` every column entry at its input position.
-#[inline(always)]
-fn col2im(g: &ConvGeom, dcols: &[f32], dx: &mut [f32]) {
-    let [kh, kw] = g.conv.kernel;
-    let [sh, sw] = g.conv.stride;
-    let [ph, pw] = g.conv.pad;
-    let (plane, ow) = (g.plane(), g.ow);
-    for ci in 0..g.c {
-        let dxp = &mut dx[ci * g.h * g.w..][..g.h * g.w];
-        for ky in 0..kh {
-            let rows = local::valid_outputs(g.oh, g.h, sh, ky, ph);
-            for kx in 0..kw {
-                let valid = local::valid_outputs(ow, g.w, sw, kx, pw);
-                let row = &dcols[((ci * kh + ky) * kw + kx) * plane..][..plane];
-                for oy in rows.clone() {
-                    let src = &row[oy * ow..][..ow];
-                    let dxrow = &mut dxp[(oy * sh + ky - ph) * g.w..][..g.w];
-                    for ox in valid.clone() {
-                        dxrow[ox * sw + kx - pw] += src[ox];
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[inline(always)]
 fn activate(a: Activation, v: &mut [f32]) {
     for v in v {
@@ -508,8 +482,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
         }
         let dcols = sized(dcols, k * p);
         gemm_packed(io.packed_t, dz, p, p, &[], false, dcols, p);
-        dx.fill(0.0);
-        col2im(g, dcols, dx);
+        rows::col2im(&g.im2col(), dcols, dx);
     }
     if let (Some(d), Some(acc)) = (&wino, wino_acc) {
         winograd::weight_grad_finish(d, acc, io.gw);

@@ -105,6 +105,51 @@ pub fn im2row(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32]) {
     }
 }
 
+/// The adjoint of [`im2col`], an input gradient from the gradient at the
+/// columns: `dx` (`c × h × w`, written in full) is, at each input, the sum
+/// of the entries of `cols` gathered from it. On AVX-512, for stride 1:
+/// each vector of 16 inputs of a row sums the `kh × kw` column rows that
+/// read it, shifted and masked at the output's edges, then is stored once
+/// (adding into `dx` tap by tap would load and store each input `kh·kw`
+/// times, each add waiting on the last one's store).
+pub fn col2im(d: &Im2col, cols: &[f32], dx: &mut [f32]) {
+    assert!(cols.len() >= d.cols_len() && dx.len() >= d.c * d.h * d.w, "col2im: buffers shorter than the geometry");
+    let (hp, wp) = d.padded();
+    let fits = |o: usize, s: usize, k: usize, p: usize| o == 0 || (o - 1) * s + k <= p;
+    assert!(
+        fits(d.oh, d.stride[0], d.kernel[0], hp) && fits(d.ow, d.stride[1], d.kernel[1], wp),
+        "col2im: the output size does not fit the padded input"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if cpu_level() == CpuLevel::Avx512 && d.stride == [1, 1] {
+        // SAFETY: `cpu_level` found AVX-512 on this CPU; the asserts bound
+        // every unmasked lane read and written.
+        return unsafe { x86::col2im_avx512(d, cols, dx) };
+    }
+    let [kh, kw] = d.kernel;
+    let [sh, sw] = d.stride;
+    let [ph, pw] = d.pad;
+    let (plane, ow) = (d.oh * d.ow, d.ow);
+    dx[..d.c * d.h * d.w].fill(0.0);
+    for ci in 0..d.c {
+        let dxp = &mut dx[ci * d.h * d.w..][..d.h * d.w];
+        for ky in 0..kh {
+            let rows = crate::interp::conv::valid_outputs(d.oh, d.h, sh, ky, ph);
+            for kx in 0..kw {
+                let valid = crate::interp::conv::valid_outputs(ow, d.w, sw, kx, pw);
+                let row = &cols[((ci * kh + ky) * kw + kx) * plane..][..plane];
+                for oy in rows.clone() {
+                    let src = &row[oy * ow..][..ow];
+                    let dxrow = &mut dxp[(oy * sh + ky - ph) * d.w..][..d.w];
+                    for ox in valid.clone() {
+                        dxrow[ox * sw + kx - pw] += src[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `gw += dz · im2row(x)`: one image's weight gradient (`filters × taps`)
 /// from the gradient at its conv output (`dz`, `filters × oh·ow`), as a
 /// packed GEMM — `dz` packed (it is small), the transposed gather read in
@@ -415,6 +460,69 @@ mod x86 {
         }
     }
 
+    /// [`super::col2im`] for stride 1.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the buffers hold the geometry (the caller's asserts).
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn col2im_avx512(d: &Im2col, cols: &[f32], dx: &mut [f32]) {
+        let [kh, kw] = d.kernel;
+        let [ph, pw] = d.pad;
+        let (h, w, oh, ow) = (d.h as isize, d.w as isize, d.oh as isize, d.ow as isize);
+        let plane = d.oh * d.ow;
+        let (cp, dp) = (cols.as_ptr(), dx.as_mut_ptr());
+        // Per vector of input columns: for each kx, the output column of
+        // lane 0 and the lanes whose output column is inside 0..ow.
+        let mut shifts: Vec<(isize, __mmask16)> = Vec::with_capacity(kw);
+        for ix0 in (0..w).step_by(16) {
+            shifts.clear();
+            for kx in 0..kw {
+                // Lane l is output column start + l, valid in 0..ow, and
+                // input column ix0 + l, valid below w.
+                let start = ix0 + pw as isize - kx as isize;
+                let (lo, hi) = ((-start).clamp(0, 16), (ow - start).min(w - ix0).clamp(0, 16));
+                shifts.push((start, if hi > lo { lanes(hi as usize) & !lanes(lo as usize) } else { 0 }));
+            }
+            let n = (w - ix0).min(16) as usize;
+            for ci in 0..d.c {
+                for iy in 0..h {
+                    // Two sums, so that half the adds wait on the other half.
+                    let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                    for ky in 0..kh {
+                        // The output row whose tap ky reads input row iy.
+                        let oy = iy + ph as isize - ky as isize;
+                        if !(0..oh).contains(&oy) {
+                            continue;
+                        }
+                        let taps = ((ci * kh + ky) * kw) * plane + oy as usize * d.ow;
+                        // The lanes outside `m` are masked: the address may
+                        // point before the row (wrapping arithmetic), only
+                        // lanes inside `cols` are read.
+                        let load = |kx: usize| {
+                            let (start, m) = shifts[kx];
+                            // SAFETY: the lanes of `m` are output columns
+                            // start + l in 0..ow of output row oy of tap
+                            // (ci, ky, kx)'s row of `cols`.
+                            unsafe { _mm512_maskz_loadu_ps(m, cp.wrapping_add(taps + kx * plane).wrapping_offset(start)) }
+                        };
+                        let mut kx = 0;
+                        while kx + 1 < kw {
+                            even = _mm512_add_ps(even, load(kx));
+                            odd = _mm512_add_ps(odd, load(kx + 1));
+                            kx += 2;
+                        }
+                        if kx < kw {
+                            even = _mm512_add_ps(even, load(kx));
+                        }
+                    }
+                    let acc = _mm512_add_ps(even, odd);
+                    // SAFETY: columns ix0 .. ix0 + n of row iy of plane ci.
+                    unsafe { _mm512_mask_storeu_ps(dp.add((ci * d.h + iy as usize) * d.w + ix0 as usize), lanes(n), acc) };
+                }
+            }
+        }
+    }
+
     /// `a'` at the activated output `y`, lane by lane, as
     /// [`Activation::derivative_at_output`] computes it (same operations,
     /// same rounding).
@@ -605,6 +713,37 @@ mod tests {
                     let got = gw[i * taps + t];
                     assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "gw[{i}][{t}]: {got} vs {want}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_sums_each_entry_at_its_input() {
+        let mut rng = Rng::new(4);
+        // Rows of one, two and three vectors; padding 0, 1, 2 and wider
+        // than half the kernel; strides 1 to 3; inputs no window reaches.
+        let shapes =
+            [(1, 14, 14, 5, 1, 0), (6, 14, 14, 5, 1, 2), (2, 9, 37, 3, 1, 1), (3, 9, 7, 3, 2, 1), (2, 6, 20, 3, 1, 4), (2, 7, 9, 2, 3, 2)];
+        for (c, h, w, k, s, p) in shapes {
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let d = Im2col { c, h, w, kernel: [k, k], stride: [s, s], pad: [p, p], oh, ow };
+            let cols = values(&mut rng, d.cols_len(), false);
+            let mut dx = vec![f32::NAN; c * h * w];
+            col2im(&d, &cols, &mut dx);
+            let mut want = vec![0.0f64; c * h * w];
+            for ci in 0..c {
+                for (ky, kx) in (0..k).flat_map(|ky| (0..k).map(move |kx| (ky, kx))) {
+                    for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
+                        let (iy, ix) = ((oy * s + ky) as isize - p as isize, (ox * s + kx) as isize - p as isize);
+                        if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                            want[(ci * h + iy as usize) * w + ix as usize] +=
+                                f64::from(cols[((ci * k + ky) * k + kx) * oh * ow + oy * ow + ox]);
+                        }
+                    }
+                }
+            }
+            for (i, (&got, &want)) in dx.iter().zip(&want).enumerate() {
+                assert!((f64::from(got) - want).abs() <= 1e-5 * (1.0 + want.abs()), "c{c} {h}×{w} k{k} s{s} p{p}: dx[{i}] {got} vs {want}");
             }
         }
     }

@@ -38,7 +38,7 @@ impl At {
 }
 
 /// A function of the runtime that kernels call (wrapped in `super`):
-/// transcendental math, the GEMMs, im2col, the 2×2 max pool and its
+/// transcendental math, the GEMMs, im2col and its adjoint, the 2×2 max pool and its
 /// gradient, transposes,
 /// conv weight gradients, direct and Winograd convs. Adding one: a variant here, its
 /// symbol, address and parameters in `super::import`.
@@ -50,6 +50,7 @@ pub enum Import {
     GemmAbt,
     Gemv,
     Im2col,
+    Col2im,
     MaxPool,
     MaxUnpool,
     Transpose,
@@ -61,13 +62,14 @@ pub enum Import {
 }
 
 impl Import {
-    pub const ALL: [Import; 14] = [
+    pub const ALL: [Import; 15] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
         Import::GemmAbt,
         Import::Gemv,
         Import::Im2col,
+        Import::Col2im,
         Import::MaxPool,
         Import::MaxUnpool,
         Import::Transpose,
@@ -264,6 +266,14 @@ impl<'a> Fx<'a> {
         let mut args = vec![x, xpad, cols];
         args.extend(self.geometry(g));
         let f = self.runtime[Import::Im2col];
+        self.b.ins().call(f, &args);
+    }
+
+    /// `dx` (the image's input gradient, written in full) = col2im of `cols`.
+    pub fn col2im(&mut self, g: &ConvGeom, cols: Value, dx: Value) {
+        let mut args = vec![cols, dx];
+        args.extend(self.geometry(g));
+        let f = self.runtime[Import::Col2im];
         self.b.ins().call(f, &args);
     }
 

@@ -23,7 +23,7 @@
 //! argmax are what the shared executor sizes, so the JIT's stages drop into
 //! `convc_runtime::compiled::Network` beside generated ones.
 
-use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH, valid_outputs};
+use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH};
 use convc_runtime::layer::Pool;
 use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -132,54 +132,6 @@ fn copy_run(fx: &mut Fx, src: Value, src_off: i64, dst: Value, dst_off: i64, len
 fn zero_run(fx: &mut Fx, ptr: Value, len: usize) {
     let (zv, zs) = (fx.fv(0.0), fx.f(0.0));
     fx.for_vectors(len, |fx, at, vector| fx.store_at(if vector { zv } else { zs }, ptr, at));
-}
-
-/// The adjoint of im2col without the border: `dx[ci][iy][ix] +=`
-/// every column entry that came from it (`dx` points to the image). Which
-/// outputs each tap reaches inside the image is decided here, per tap, so
-/// no bounds are checked.
-fn emit_col2im(fx: &mut Fx, g: &ConvGeom, dcols: Value, dx: Value) {
-    let [kh, kw] = g.conv.kernel;
-    let [sh, sw] = g.conv.stride;
-    let [ph, pw] = g.conv.pad;
-    let p = g.plane();
-    fx.for_range(0, g.c as i64, 1, |fx, ci| {
-        let d_plane = fx.mul_add(ci, (g.h * g.w) as i64, 0);
-        let d_plane = fx.ptr_at(dx, d_plane);
-        let s_taps = fx.mul_add(ci, (kh * kw * p) as i64, 0);
-        let s_taps = fx.ptr_at(dcols, s_taps);
-        for ky in 0..kh {
-            let rows = valid_outputs(g.oh, g.h, sh, ky, ph);
-            for kx in 0..kw {
-                let cols = valid_outputs(g.ow, g.w, sw, kx, pw);
-                if rows.is_empty() || cols.is_empty() {
-                    continue;
-                }
-                let s_tap = ((ky * kw + kx) * p + cols.start) as i64;
-                // Input row oy·sh + ky − ph, column cols.start·sw + kx − pw.
-                let d_tap = (ky as i64 - ph as i64) * g.w as i64 + (cols.start * sw + kx) as i64 - pw as i64;
-                fx.for_range(rows.start as i64, rows.end as i64, 1, |fx, oy| {
-                    let s = fx.mul_add(oy, g.ow as i64, 0);
-                    let s = fx.ptr_at(s_taps, s);
-                    let d = fx.mul_add(oy, (sh * g.w) as i64, 0);
-                    let d = fx.ptr_at(d_plane, d);
-                    if sw == 1 {
-                        fx.for_vectors(cols.len(), |fx, at, vector| {
-                            let ty = if vector { F32X4 } else { F32 };
-                            let v = fx.load_at(ty, s, at.plus(s_tap));
-                            fx.add_at(ty, d, at.plus(d_tap), v);
-                        });
-                    } else {
-                        for j in 0..cols.len() {
-                            let at = At { index: None, offset: 0 };
-                            let v = fx.load_at(F32, s, at.plus(s_tap + j as i64));
-                            fx.add_at(F32, d, at.plus(d_tap + (j * sw) as i64), v);
-                        }
-                    }
-                });
-            }
-        }
-    });
 }
 
 /// The activation applied in place to `len` values at the pointer `ptr`.
@@ -481,8 +433,7 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 return;
             }
             fx.gemm_packed(packed_t, dz, pv, pv, null, false, dcols, pv);
-            zero_run(fx, dxn, in_len);
-            emit_col2im(fx, g, dcols, dxn);
+            fx.col2im(g, dcols, dxn);
         });
     });
     if let Some(d) = &wino {

@@ -181,6 +181,36 @@ unsafe extern "C" fn convc_im2col(
     rows::im2col(&d, x, xpad, cols);
 }
 
+/// [`rows::col2im`] for JIT code: `dx` (`c × h × w`, written in full)
+/// from the gradient at the columns.
+///
+/// # Safety
+/// `cols` holds `cols_len()` values, `dx` `c·h·w`, not overlapping.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_col2im(
+    cols: *const f32,
+    dx: *mut f32,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    if c * h * w == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (cols, dx) = unsafe { (view(cols, d.cols_len()), std::slice::from_raw_parts_mut(dx, c * h * w)) };
+    rows::col2im(&d, cols, dx);
+}
+
 /// The image and its zero-bordered copy (empty without padding), as the
 /// runtime's gathers take them.
 ///
@@ -461,6 +491,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::GemmAbt => ("convc_gemm_abt", convc_gemm_abt as *const u8, Words(9)),
         Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(6)),
         Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(14)),
+        Import::Col2im => ("convc_col2im", convc_col2im as *const u8, Words(13)),
         Import::MaxPool => ("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8, Words(6)),
         Import::MaxUnpool => ("convc_max_unpool_2x2", convc_max_unpool_2x2 as *const u8, Words(9)),
         Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
