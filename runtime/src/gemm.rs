@@ -443,14 +443,31 @@ pub fn gemm_abt_at(
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const B: usize = 16;
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
-    for r0 in (0..rows).step_by(B) {
-        for c0 in (0..cols).step_by(B) {
-            for c in c0..(c0 + B).min(cols) {
-                let out = &mut dst[c * rows..][r0..(r0 + B).min(rows)];
-                for (r, o) in out.iter_mut().enumerate() {
-                    *o = src[(r0 + r) * cols + c];
-                }
+    #[allow(unused_mut)] // assigned on x86-64
+    let mut done = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if crate::compiled::cpu_level() >= crate::compiled::CpuLevel::Avx2 {
+        // SAFETY: `cpu_level` found AVX2; both buffers hold rows × cols.
+        done = unsafe { x86::transpose_avx2(src, rows, cols, dst) };
+    }
+    // The rest, in blocks: rows below done.0 only in the columns past done.1.
+    let block = |dst: &mut [f32], r0: usize, c0: usize| {
+        for c in c0..(c0 + B).min(cols) {
+            let out = &mut dst[c * rows..][r0..(r0 + B).min(rows)];
+            for (r, o) in out.iter_mut().enumerate() {
+                *o = src[(r0 + r) * cols + c];
             }
+        }
+    };
+    let (full_r, full_c) = done;
+    for r0 in (0..full_r).step_by(B) {
+        for c0 in (full_c..cols).step_by(B) {
+            block(dst, r0, c0);
+        }
+    }
+    for r0 in (full_r..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            block(dst, r0, c0);
         }
     }
 }
@@ -544,35 +561,65 @@ pub(crate) mod x86 {
         for k0 in (0..full).step_by(8) {
             // SAFETY: k0 + 8 ≤ depth ≤ each row's length (asserted).
             let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(rows[i].as_ptr().add(k0)) });
-            let t = [
-                _mm256_unpacklo_ps(r[0], r[1]),
-                _mm256_unpackhi_ps(r[0], r[1]),
-                _mm256_unpacklo_ps(r[2], r[3]),
-                _mm256_unpackhi_ps(r[2], r[3]),
-                _mm256_unpacklo_ps(r[4], r[5]),
-                _mm256_unpackhi_ps(r[4], r[5]),
-                _mm256_unpacklo_ps(r[6], r[7]),
-                _mm256_unpackhi_ps(r[6], r[7]),
-            ];
-            let q = [
-                _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-                _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
-                _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-                _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
-                _mm256_shuffle_ps::<0x44>(t[4], t[6]),
-                _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
-                _mm256_shuffle_ps::<0x44>(t[5], t[7]),
-                _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
-            ];
-            // Column k of the block: rows 0–3 from q[k % 4], rows 4–7 from q[4 + k % 4].
-            for k in 0..8 {
-                let col =
-                    if k < 4 { _mm256_permute2f128_ps::<0x20>(q[k], q[4 + k]) } else { _mm256_permute2f128_ps::<0x31>(q[k - 4], q[k]) };
+            let columns = transpose_8x8(r);
+            for (k, &col) in columns.iter().enumerate() {
                 // SAFETY: step k0 + k < depth of the panel (asserted).
                 unsafe { _mm256_storeu_ps(out.add((k0 + k) * MR), col) };
             }
         }
         full
+    }
+
+    /// The columns of the 8 × 8 block whose rows are `r`.
+    #[target_feature(enable = "avx2")]
+    fn transpose_8x8(r: [__m256; 8]) -> [__m256; 8] {
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        let q = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        // Column k: rows 0–3 from q[k % 4], rows 4–7 from q[4 + k % 4].
+        std::array::from_fn(|k| {
+            if k < 4 { _mm256_permute2f128_ps::<0x20>(q[k], q[4 + k]) } else { _mm256_permute2f128_ps::<0x31>(q[k - 4], q[k]) }
+        })
+    }
+
+    /// The whole 8 × 8 blocks of [`super::transpose`], each transposed in
+    /// registers; returns the rows and columns done (multiples of 8).
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `src` and `dst` hold `rows × cols` values.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_avx2(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) -> (usize, usize) {
+        assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+        let (full_r, full_c) = (rows / 8 * 8, cols / 8 * 8);
+        let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+        for r0 in (0..full_r).step_by(8) {
+            for c0 in (0..full_c).step_by(8) {
+                // SAFETY: rows r0 .. r0 + 8 ≤ rows, columns c0 .. c0 + 8 ≤ cols.
+                let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(sp.add((r0 + i) * cols + c0)) });
+                for (k, &col) in transpose_8x8(r).iter().enumerate() {
+                    // SAFETY: row c0 + k < cols of `dst`, columns r0 .. r0 + 8 ≤ rows.
+                    unsafe { _mm256_storeu_ps(dp.add((c0 + k) * rows + r0), col) };
+                }
+            }
+        }
+        (full_r, full_c)
     }
 
     /// The mask of the first `min(n, 16)` lanes.
@@ -1080,7 +1127,8 @@ mod tests {
 
     #[test]
     fn transpose_moves_every_element_once() {
-        for (rows, cols) in [(1, 1), (3, 70), (64, 3136), (17, 33), (1024, 5)] {
+        // Whole 8 × 8 blocks only, ragged in rows, columns or both.
+        for (rows, cols) in [(1, 1), (3, 70), (64, 3136), (17, 33), (1024, 5), (24, 40), (9, 8), (8, 19)] {
             let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
             let mut dst = vec![f32::NAN; rows * cols];
             transpose(&src, rows, cols, &mut dst);
