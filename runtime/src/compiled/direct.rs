@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 
-use super::rows::Im2col;
+use super::rows::{Bordered, Im2col};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::{MR, PackedA};
 
@@ -69,25 +69,14 @@ impl Padded {
         Self { hp: d.h + 2 * d.pad[0], width: 16 * d.ow.div_ceil(16) + d.kernel[1] - 1 }
     }
 
-    fn len(&self, d: &Im2col) -> usize {
-        d.c * self.hp * self.width
-    }
-
-    /// `x` copied into the interior of `buf`, every other value zero.
-    fn fill<'a>(&self, d: &Im2col, x: &[f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
-        buf.clear();
-        buf.resize(self.len(d), 0.0);
-        for (ci, plane) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
-            for (iy, row) in plane.chunks_exact(d.w).enumerate() {
-                buf[(ci * self.hp + iy + d.pad[0]) * self.width + d.pad[1]..][..d.w].copy_from_slice(row);
-            }
-        }
-        buf
+    /// `x` copied into the interior of a buffer of `buf`'s, every other value zero.
+    fn fill<'a>(&self, d: &Im2col, x: &[f32], buf: &'a mut Bordered) -> &'a [f32] {
+        buf.copy(x, [d.c, d.h, d.w], d.pad, [self.hp, self.width])
     }
 }
 
 thread_local! {
-    static XPAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static XPAD: RefCell<Bordered> = RefCell::default();
 }
 
 /// The geometry fits: stride 1 and outputs inside the padded input.

@@ -175,6 +175,45 @@ pub fn weight_grad(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32], dz
     });
 }
 
+/// Zero-bordered copies of images, kept per thread by the kernels that
+/// read one (direct and Winograd convs): a copy's border is zeroed when it
+/// is made, and only its interior is written after that, so an image
+/// costs its own size, not the padded one's zeroing (Winograd's
+/// backward pass alternates between two geometries: one copy each).
+#[derive(Default)]
+pub(crate) struct Bordered {
+    /// `(c, h, w, top, left, height, width)` and the copy, most recent first.
+    copies: Vec<([usize; 7], Vec<f32>)>,
+}
+
+impl Bordered {
+    /// Copies kept: more geometries than a network has on one thread.
+    const KEEP: usize = 8;
+
+    /// `x` (`c × h × w`) copied into the interior of a `c × height ×
+    /// width` buffer at row `top`, column `left`, zero elsewhere.
+    pub(crate) fn copy(&mut self, x: &[f32], [c, h, w]: [usize; 3], [top, left]: [usize; 2], [height, width]: [usize; 2]) -> &[f32] {
+        assert!(top + h <= height && left + w <= width && x.len() >= c * h * w, "Bordered::copy: the image does not fit");
+        let key = [c, h, w, top, left, height, width];
+        match self.copies.iter().position(|(k, _)| *k == key) {
+            Some(i) => self.copies[..=i].rotate_right(1),
+            None => {
+                if self.copies.len() == Self::KEEP {
+                    self.copies.pop();
+                }
+                self.copies.insert(0, (key, vec![0.0; c * height * width]));
+            }
+        }
+        let buf = &mut self.copies[0].1;
+        for (ci, plane) in x.chunks_exact(h * w).take(c).enumerate() {
+            for (iy, row) in plane.chunks_exact(w).enumerate() {
+                buf[(ci * height + iy + top) * width + left..][..w].copy_from_slice(row);
+            }
+        }
+        buf
+    }
+}
+
 /// The geometry fits the padded input and the buffers hold it.
 fn check(d: &Im2col, x: &[f32], xpad: &[f32], out: &[f32]) {
     let (hp, wp) = d.padded();
@@ -712,6 +751,33 @@ mod tests {
                     let want = start[i * taps + t] + (0..plane).map(|q| dz[i * plane + q] * cols[t * plane + q]).sum::<f32>();
                     let got = gw[i * taps + t];
                     assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "gw[{i}][{t}]: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    /// Copies of several geometries, alternated, and more of them than are
+    /// kept: each time the image's values in the interior, zero around it.
+    #[test]
+    fn bordered_copies_hold_the_image_and_zeros_around_it() {
+        let mut rng = Rng::new(5);
+        let mut copies = Bordered::default();
+        let geometries: Vec<([usize; 3], [usize; 2], [usize; 2])> =
+            (0..Bordered::KEEP + 3).map(|i| ([1 + i % 3, 3 + i, 4], [i % 2, 1 + i % 3], [5 + i + i % 2, 9])).collect();
+        // All of them (the first ones evicted), then back and forth.
+        let order = (0..geometries.len()).chain([0, 1, 0, 5, geometries.len() - 1, 1, 1]);
+        for j in order {
+            let ([c, h, w], [top, left], [height, width]) = geometries[j];
+            let x = values(&mut rng, c * h * w, false);
+            let buf = copies.copy(&x, [c, h, w], [top, left], [height, width]);
+            assert_eq!(buf.len(), c * height * width);
+            for ci in 0..c {
+                for y in 0..height {
+                    for xx in 0..width {
+                        let inside = (top..top + h).contains(&y) && (left..left + w).contains(&xx);
+                        let want = if inside { x[(ci * h + y - top) * w + xx - left] } else { 0.0 };
+                        assert_eq!(buf[(ci * height + y) * width + xx], want, "geometry {j} at ({ci}, {y}, {xx})");
+                    }
                 }
             }
         }

@@ -39,6 +39,7 @@
 
 use std::cell::RefCell;
 
+use super::rows::Bordered;
 use super::{CpuLevel, cpu_level};
 use crate::gemm::{MR, PackedA, gemm_block, gemm_packed_acc, transpose};
 
@@ -249,7 +250,7 @@ fn combine_planes<'a>(out: &mut [f64], terms: impl Iterator<Item = (f64, &'a [f6
 /// `V` and the products `M`.
 #[derive(Default)]
 struct Buffers {
-    xpad: Vec<f32>,
+    xpad: Bordered,
     v: Vec<f32>,
     m: Vec<f32>,
     /// Weight gradients: one point's `dM` packed, its `V` transposed.
@@ -299,19 +300,13 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
 /// zero-bordered copy `b.xpad`.
 fn transform_input(d: &Winograd, x: &[f32], b: &mut Buffers) {
     let (hp, wp) = d.padded();
-    b.xpad.clear();
-    b.xpad.resize(d.c * hp * wp, 0.0);
-    for (ci, plane) in x.chunks_exact(d.h * d.w).take(d.c).enumerate() {
-        for (iy, row) in plane.chunks_exact(d.w).enumerate() {
-            b.xpad[(ci * hp + iy + d.pad[0]) * wp + d.pad[1]..][..d.w].copy_from_slice(row);
-        }
-    }
+    let xpad = b.xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]);
     b.v.resize(POINTS * d.c * d.tile_count(), 0.0);
     // SAFETY: AVX-512 (the callers' assert); `xpad` holds c planes of
     // `padded()`, `v` POINTS × c rows of the tile count.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        x86::input_transform(d, &b.xpad, &mut b.v)
+        x86::input_transform(d, xpad, &mut b.v)
     };
 }
 
