@@ -682,7 +682,13 @@ pub(crate) mod x86 {
         for p in 0..a.rows.div_ceil(MR) {
             let mut j = 0;
             while j < n {
-                let w = (n - j).min(32);
+                // 17–24 columns left: one zmm per row and the rest as column
+                // accumulators (a Winograd GEMM's 49 tiles = 32 + 16 + 1),
+                // not a second zmm per row with 1–8 of its 16 lanes used.
+                let w = match n - j {
+                    17..=24 => 16,
+                    rest => rest.min(32),
+                };
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
                     match w {
@@ -1186,6 +1192,8 @@ mod tests {
                 .into_iter()
                 // Every ragged right edge of one to eight columns.
                 .chain([(5, 9, 40, 0), (12, 4, 7, 2), (3, 5, 35, 0), (8, 2, 34, 1), (10, 11, 38, 0)])
+                // 17–24 columns left: 16 in a tile, the rest as columns.
+                .chain([(11, 6, 49, 2), (9, 5, 20, 0), (8, 3, 56, 1)])
         {
             let (ldb, ldc) = (n + pad, n + 2 * pad);
             let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();
