@@ -178,60 +178,87 @@ pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA
     let (f, c, taps) = (d.filters, d.c, KERNEL * KERNEL);
     assert_eq!(weight.len(), f * c * taps, "winograd::pack_filters: {f}×{c}×5×5 weights expected");
     let pairs = f * c;
-    // g[tap][fi·c + ci]: each tap of every filter, a plane of pairs (in f64:
-    // the transform is rounded once, at the end).
-    let mut g = vec![0.0f64; taps * pairs];
-    for fi in 0..f {
-        for ci in 0..c {
-            let src = if flipped { &weight[(ci * f + fi) * taps..][..taps] } else { &weight[(fi * c + ci) * taps..][..taps] };
-            let pair = fi * c + ci;
-            for tap in 0..taps {
-                // Flipped: rotated by 180°, tap t reads tap 24 − t.
-                let v = if flipped { src[taps - 1 - tap] } else { src[tap] };
-                g[tap * pairs + pair] = f64::from(v);
+    PLANES.with_borrow_mut(|pl| {
+        // g[tap][fi·c + ci]: each tap of every filter, a plane of pairs (in f64:
+        // the transform is rounded once, at the end).
+        let g = grown(&mut pl.input, taps * pairs);
+        for fi in 0..f {
+            for ci in 0..c {
+                let src = if flipped { &weight[(ci * f + fi) * taps..][..taps] } else { &weight[(fi * c + ci) * taps..][..taps] };
+                let pair = fi * c + ci;
+                for tap in 0..taps {
+                    // Flipped: rotated by 180°, tap t reads tap 24 − t.
+                    let v = if flipped { src[taps - 1 - tap] } else { src[tap] };
+                    g[tap * pairs + pair] = f64::from(v);
+                }
             }
         }
-    }
-    // G g Gᵀ, whole planes at a time: u[a·6 + b][pair].
-    let u_planes = two_sided(&g, [KERNEL, KERNEL], [ALPHA, ALPHA], |a, ky| G[a][ky], |b, kx| G[b][kx], pairs);
-    let block = d.block_rows();
-    let mut rows = vec![0.0f32; POINTS * block * c];
-    for (xi, plane) in u_planes.chunks_exact(pairs).enumerate() {
-        // Point ξ's block: rows fi, columns ci, i.e. the plane of pairs.
-        for (r, &v) in rows[xi * block * c..][..pairs].iter_mut().zip(plane) {
-            *r = v as f32;
+        // G g Gᵀ, whole planes at a time: u[a·6 + b][pair].
+        let u_planes = pl.two_sided([KERNEL, KERNEL], [ALPHA, ALPHA], |a, ky| G[a][ky], |b, kx| G[b][kx], pairs);
+        let block = d.block_rows();
+        // The padding rows of each point's block stay zero.
+        let mut rows = vec![0.0f32; POINTS * block * c];
+        for (xi, plane) in u_planes.chunks_exact(pairs).enumerate() {
+            // Point ξ's block: rows fi, columns ci, i.e. the plane of pairs.
+            for (r, &v) in rows[xi * block * c..][..pairs].iter_mut().zip(plane) {
+                *r = v as f32;
+            }
         }
-    }
-    u.pack_on(&rows, POINTS * block, c, threads);
+        u.pack_on(&rows, POINTS * block, c, threads);
+    });
 }
 
-/// `out[i][j] = Σ_k Σ_l left(i, k) · input[k][l] · right(j, l)` for every
-/// pair at once: `input` holds `K × L` planes of `pairs` values
-/// (`[k·L + l][pair]`), the result `I × J` of them — `G g Gᵀ` for the
-/// filters, `Gᵀ dU G` for their gradient — one side after the other.
-fn two_sided(
-    input: &[f64],
-    [k_n, l_n]: [usize; 2],
-    [i_n, j_n]: [usize; 2],
-    left: impl Fn(usize, usize) -> f64,
-    right: impl Fn(usize, usize) -> f64,
-    pairs: usize,
-) -> Vec<f64> {
-    let mut half = vec![0.0f64; i_n * l_n * pairs];
-    for i in 0..i_n {
-        for l in 0..l_n {
-            let terms = (0..k_n).map(|k| (left(i, k), &input[(k * l_n + l) * pairs..][..pairs]));
-            combine_planes(&mut half[(i * l_n + l) * pairs..][..pairs], terms);
-        }
+/// `v[..len]`, grown (never shrunk) to hold it: scratch reused from call to
+/// call (freed and allocated afresh, these planes cost page faults).
+fn grown<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::default());
     }
-    let mut out = vec![0.0f64; i_n * j_n * pairs];
-    for i in 0..i_n {
-        for j in 0..j_n {
-            let terms = (0..l_n).map(|l| (right(j, l), &half[(i * l_n + l) * pairs..][..pairs]));
-            combine_planes(&mut out[(i * j_n + j) * pairs..][..pairs], terms);
+    &mut v[..len]
+}
+
+/// Per-thread f64 planes of the filter transforms.
+#[derive(Default)]
+struct Planes {
+    input: Vec<f64>,
+    half: Vec<f64>,
+    out: Vec<f64>,
+}
+
+thread_local! {
+    static PLANES: RefCell<Planes> = RefCell::default();
+}
+
+impl Planes {
+    /// `out[i][j] = Σ_k Σ_l left(i, k) · input[k][l] · right(j, l)` for
+    /// every pair at once: `input` holds `K × L` planes of `pairs` values
+    /// (`[k·L + l][pair]`), the result `I × J` of them — `G g Gᵀ` for the
+    /// filters, `Gᵀ dU G` for their gradient — one side after the other.
+    fn two_sided(
+        &mut self,
+        [k_n, l_n]: [usize; 2],
+        [i_n, j_n]: [usize; 2],
+        left: impl Fn(usize, usize) -> f64,
+        right: impl Fn(usize, usize) -> f64,
+        pairs: usize,
+    ) -> &[f64] {
+        let input = &self.input[..k_n * l_n * pairs];
+        let half = grown(&mut self.half, i_n * l_n * pairs);
+        for i in 0..i_n {
+            for l in 0..l_n {
+                let terms = (0..k_n).map(|k| (left(i, k), &input[(k * l_n + l) * pairs..][..pairs]));
+                combine_planes(&mut half[(i * l_n + l) * pairs..][..pairs], terms);
+            }
         }
+        let out = grown(&mut self.out, i_n * j_n * pairs);
+        for i in 0..i_n {
+            for j in 0..j_n {
+                let terms = (0..l_n).map(|l| (right(j, l), &half[(i * l_n + l) * pairs..][..pairs]));
+                combine_planes(&mut out[(i * j_n + j) * pairs..][..pairs], terms);
+            }
+        }
+        out
     }
-    out
 }
 
 /// `out = Σ coef · plane` over the `terms`, zero coefficients skipped.
@@ -279,7 +306,7 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
     BUFFERS.with_borrow_mut(|b| {
         let tiles = d.tile_count();
         transform_input(d, x, b);
-        b.m.resize(POINTS * d.filters * tiles, 0.0);
+        grown(&mut b.m, POINTS * d.filters * tiles);
         let block = d.block_rows();
         for xi in 0..POINTS {
             let a = u.block(xi * block, d.filters);
@@ -301,7 +328,7 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
 fn transform_input(d: &Winograd, x: &[f32], b: &mut Buffers) {
     let (hp, wp) = d.padded();
     let xpad = b.xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]);
-    b.v.resize(POINTS * d.c * d.tile_count(), 0.0);
+    grown(&mut b.v, POINTS * d.c * d.tile_count());
     // SAFETY: AVX-512 (the callers' assert); `xpad` holds c planes of
     // `padded()`, `v` POINTS × c rows of the tile count.
     #[cfg(target_arch = "x86_64")]
@@ -327,14 +354,14 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
     BUFFERS.with_borrow_mut(|b| {
         let tiles = d.tile_count();
         transform_input(d, x, b);
-        b.m.resize(POINTS * d.filters * tiles, 0.0);
+        grown(&mut b.m, POINTS * d.filters * tiles);
         // SAFETY: AVX-512 asserted; `dz` holds filters × oh × ow, `m`
         // POINTS × filters rows of the tile count.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             x86::gradient_transform(d, dz, &mut b.m)
         };
-        b.vt.resize(tiles * d.c, 0.0);
+        grown(&mut b.vt, tiles * d.c);
         let Buffers { v, m, packed, vt, .. } = b;
         for xi in 0..POINTS {
             packed.pack(&m[xi * d.filters * tiles..][..d.filters * tiles], d.filters, tiles);
@@ -349,14 +376,18 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
 pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
     let pairs = d.filters * d.c;
     assert!(acc.len() == d.grad_len() && gw.len() == pairs * KERNEL * KERNEL, "winograd::weight_grad_finish: buffers do not fit {d:?}");
-    // acc[ξ] is a plane of (fi, ci) pairs: Gᵀ acc G (in f64), taps[ky·5 + kx][pair].
-    let acc: Vec<f64> = acc.iter().map(|&v| f64::from(v)).collect();
-    let taps = two_sided(&acc, [ALPHA, ALPHA], [KERNEL, KERNEL], |ky, a| G[a][ky], |kx, b| G[b][kx], pairs);
-    for (tap, plane) in taps.chunks_exact(pairs).enumerate() {
-        for (pair, &v) in plane.iter().enumerate() {
-            gw[pair * KERNEL * KERNEL + tap] = v as f32;
+    PLANES.with_borrow_mut(|pl| {
+        // acc[ξ] is a plane of (fi, ci) pairs: Gᵀ acc G (in f64), taps[ky·5 + kx][pair].
+        for (p, &v) in grown(&mut pl.input, acc.len()).iter_mut().zip(acc) {
+            *p = f64::from(v);
         }
-    }
+        let taps = pl.two_sided([ALPHA, ALPHA], [KERNEL, KERNEL], |ky, a| G[a][ky], |kx, b| G[b][kx], pairs);
+        for (tap, plane) in taps.chunks_exact(pairs).enumerate() {
+            for (pair, &v) in plane.iter().enumerate() {
+                gw[pair * KERNEL * KERNEL + tap] = v as f32;
+            }
+        }
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
