@@ -534,19 +534,21 @@ mod x86 {
             let (m0, m1) = (lanes(wp - first), lanes((wp - first).saturating_sub(16)));
             for ci in 0..d.c {
                 // Bᵀ d per band and half: rows a of the transform, over columns.
-                let mut td = [[[_mm512_setzero_ps(); 2]; 2]; ALPHA];
-                #[allow(clippy::needless_range_loop)] // k indexes td's second axis
-                for k in 0..step.bands {
-                    for (half, mask) in [m0, m1].into_iter().enumerate() {
-                        // SAFETY: rows 2(ty + k).. + 6 ≤ hp of plane ci, columns first + 16·half.. masked to wp.
+                // (Built by value: a `td` array written band by band lived
+                // in memory, zeroed by a call to memset each time.)
+                let band = |k: usize| -> [[__m512; 2]; ALPHA] {
+                    let halves = [(m0, 0), (m1, 16)].map(|(mask, half)| {
+                        // SAFETY: rows 2(ty + k).. + 6 ≤ hp of plane ci, columns first + half.. masked to wp.
                         let rows: [__m512; ALPHA] = std::array::from_fn(|i| unsafe {
-                            _mm512_maskz_loadu_ps(mask, xp.add((ci * hp + TILE * (step.ty + k) + i) * wp + first + 16 * half))
+                            _mm512_maskz_loadu_ps(mask, xp.add((ci * hp + TILE * (step.ty + k) + i) * wp + first + half))
                         });
-                        for (a, r) in bt(&rows).into_iter().enumerate() {
-                            td[a][k][half] = r;
-                        }
-                    }
-                }
+                        bt(&rows)
+                    });
+                    std::array::from_fn(|a| [halves[0][a], halves[1][a]])
+                };
+                let zero = [[_mm512_setzero_ps(); 2]; ALPHA];
+                let (b0, b1) = (band(0), if step.bands == 2 { band(1) } else { zero });
+                let td: [[[__m512; 2]; 2]; ALPHA] = std::array::from_fn(|a| [b0[a], b1[a]]);
                 let out = vp.wrapping_add(ci * tiles + step.ty * tx_count + step.tx0);
                 for (a, bands) in td.iter().enumerate() {
                     let cols = pick(bands, &picks, second);
