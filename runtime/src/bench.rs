@@ -23,13 +23,15 @@ pub struct Timing {
 }
 
 /// Run `mode` on random inputs of `batch` images until `min_time` has
-/// passed (after one untimed warm-up batch).
-pub fn time_model(model: &mut dyn Model, batch: usize, mode: BenchMode, min_time: Duration) -> Result<Timing, ModelError> {
+/// passed (after one untimed warm-up batch); a training step's optimizer
+/// update on the model's `threads`.
+pub fn time_model(model: &mut dyn Model, threads: usize, batch: usize, mode: BenchMode, min_time: Duration) -> Result<Timing, ModelError> {
     let mut rng = Rng::new(1);
     let input: Vec<f32> = (0..batch * model.input_shape().len()).map(|_| rng.next_f32()).collect();
     let classes = model.classes();
     let labels: Vec<u8> = (0..batch).map(|_| (rng.below(classes.min(256))) as u8).collect();
     let mut optimizer = Optimizer::new(OptimizerConfig::Sgd { lr: 1e-4, momentum: 0.9, weight_decay: 0.0 });
+    optimizer.set_threads(threads);
     let mut step = |model: &mut dyn Model, i: usize| -> Result<(), ModelError> {
         match mode {
             BenchMode::Infer => {

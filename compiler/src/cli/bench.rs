@@ -82,7 +82,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 ModeArg::Infer => (BenchMode::Infer, "infer", forward_flops),
                 ModeArg::Train => (BenchMode::Train, "train", 3.0 * forward_flops),
             };
-            let timing = time_model(model.as_mut(), batch, bench_mode, Duration::from_secs_f64(args.seconds))?;
+            let timing = time_model(model.as_mut(), threads, batch, bench_mode, Duration::from_secs_f64(args.seconds))?;
             let secs = timing.per_batch.as_secs_f64();
             let gflops = flops * batch as f64 / secs / 1e9;
             let m = Measurement {

@@ -161,6 +161,8 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         args.backend.name(),
         if args.backend == Backend::Jit { format!(" ({threads} threads)") } else { String::new() },
     );
+    // The update of large parameters on the model's threads (the interpreter's: one).
+    optimizer.set_threads(if args.backend == Backend::Jit { threads } else { 1 });
     let opts = TrainOptions { epochs, batch, shuffle: !args.no_shuffle, seed, save: args.save.clone(), progress: !args.quiet };
     let mut print = |s: &EpochStats| {
         println!(

@@ -333,6 +333,11 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
                     self.net.set_threads(threads);
                 }
 
+                /// The threads a batch is split over.
+                pub fn threads(&self) -> usize {
+                    self.net.threads()
+                }
+
                 /// The fused stages, e.g. `conv1+act1+pool1`.
                 pub fn stages(&self) -> Vec<&str> {
                     self.net.stage_names()

@@ -271,6 +271,10 @@ const _: () = {
         pub fn set_threads(&mut self, threads: usize) {
             self.net.set_threads(threads);
         }
+        /// The threads a batch is split over.
+        pub fn threads(&self) -> usize {
+            self.net.threads()
+        }
         /// The fused stages, e.g. `conv1+act1+pool1`.
         pub fn stages(&self) -> Vec<&str> {
             self.net.stage_names()

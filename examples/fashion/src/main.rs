@@ -59,6 +59,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         net.stages().join(", ")
     );
     let mut optimizer = Optimizer::new(OptimizerConfig::Adam { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weight_decay: 0.0 });
+    optimizer.set_threads(net.threads());
     let opts = TrainOptions { epochs: args.epochs, batch: 64, shuffle: true, seed: 42, save: args.save, progress: true };
     let history = train::train(&mut net, &mut optimizer, &train_set, &test_set, &opts, Vec::new(), &mut |s| {
         println!(
