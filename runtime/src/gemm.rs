@@ -221,7 +221,7 @@ impl PackedA {
 
     /// The whole matrix, as the microkernels read it.
     pub(crate) fn panels(&self) -> Panels<'_> {
-        Panels { data: &self.data, rows: self.rows, depth: self.depth }
+        Panels { data: &self.data, rows: self.rows, depth: self.depth, lda: 0 }
     }
 
     /// Rows `first..first + rows` (`first` a multiple of the panel height
@@ -229,16 +229,19 @@ impl PackedA {
     /// several packed together.
     pub(crate) fn block(&self, first: usize, rows: usize) -> Panels<'_> {
         assert!(first.is_multiple_of(MR) && first + rows <= self.rows, "PackedA::block: rows {first}..{} of {}", first + rows, self.rows);
-        Panels { data: &self.data[first * self.depth..][..rows.div_ceil(MR) * MR * self.depth], rows, depth: self.depth }
+        Panels { data: &self.data[first * self.depth..][..rows.div_ceil(MR) * MR * self.depth], rows, depth: self.depth, lda: 0 }
     }
 }
 
-/// A view of whole panels of a [`PackedA`].
+/// A view of whole panels of a [`PackedA`] — or, with `lda` non-zero, of
+/// a row-major matrix read in place (rows `lda` apart; AVX-512 only, see
+/// [`gemm_rows`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Panels<'a> {
     data: &'a [f32],
     rows: usize,
     depth: usize,
+    lda: usize,
 }
 
 impl Panels<'_> {
@@ -275,6 +278,40 @@ pub fn gemm_packed_at(
     ldc: usize,
 ) {
     packed_at(level, a.panels(), b, ldb, n, Start::Bias(bias), relu, c, ldc);
+}
+
+/// Whether [`gemm_rows`] runs here: the AVX-512 microkernel reads a
+/// row-major weight in place (a dense layer's forward then needs no packed
+/// copy; dense1 of fashion_tf is 12.8 MB, repacked after every step).
+pub fn reads_rows_in_place() -> bool {
+    crate::compiled::cpu_level() == crate::compiled::CpuLevel::Avx512
+}
+
+/// [`gemm_packed`] with `a` (`rows × depth`, row-major) read in place:
+/// each depth step broadcasts one value from each of a panel's eight rows
+/// (eight sequential streams; the packed copy is one).
+///
+/// # Panics
+/// When [`reads_rows_in_place`] is false, or as [`gemm_packed`].
+#[allow(clippy::too_many_arguments)] // gemm_packed's, with a's shape
+pub fn gemm_rows(
+    a: &[f32],
+    rows: usize,
+    depth: usize,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    bias: &[f32],
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(reads_rows_in_place(), "gemm_rows needs AVX-512");
+    assert!(a.len() >= rows * depth, "gemm_rows: a is shorter than {rows} × {depth}");
+    // (depth 0: a packed view of nothing, which the kernels handle.)
+    let lda = if depth == 0 { 0 } else { depth };
+    let a = Panels { data: a, rows, depth, lda };
+    packed_at(crate::compiled::CpuLevel::Avx512, a, b, ldb, n, Start::Bias(bias), relu, c, ldc);
 }
 
 /// `c[i][j] += Σₖ a[i][k]·b[k][j]`: [`gemm_packed`] accumulating into `c`
@@ -330,6 +367,7 @@ fn packed_at(
     if rows == 0 || n == 0 {
         return;
     }
+    assert!(a.lda == 0 || level == crate::compiled::CpuLevel::Avx512, "a row-major operand in place needs the AVX-512 kernel");
     if let Start::Bias(bias) = start {
         assert!(bias.is_empty() || bias.len() == rows, "gemm_packed: {} biases for {rows} rows", bias.len());
     }
@@ -691,20 +729,100 @@ pub(crate) mod x86 {
                 };
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
-                    match w {
-                        17.. => tile_avx512::<2>(a, p, b, ldb, j, w, start, relu, c, ldc),
-                        9.. => tile_avx512::<1>(a, p, b, ldb, j, w, start, relu, c, ldc),
-                        8 => columns_avx512::<8>(a, p, b, ldb, j, start, relu, c, ldc),
-                        7 => columns_avx512::<7>(a, p, b, ldb, j, start, relu, c, ldc),
-                        6 => columns_avx512::<6>(a, p, b, ldb, j, start, relu, c, ldc),
-                        5 => columns_avx512::<5>(a, p, b, ldb, j, start, relu, c, ldc),
-                        4 => columns_avx512::<4>(a, p, b, ldb, j, start, relu, c, ldc),
-                        3 => columns_avx512::<3>(a, p, b, ldb, j, start, relu, c, ldc),
-                        2 => columns_avx512::<2>(a, p, b, ldb, j, start, relu, c, ldc),
-                        _ => columns_avx512::<1>(a, p, b, ldb, j, start, relu, c, ldc),
+                    if a.lda == 0 {
+                        panel_tile::<false>(a, p, b, ldb, j, w, start, relu, c, ldc);
+                    } else {
+                        panel_tile::<true>(a, p, b, ldb, j, w, start, relu, c, ldc);
                     }
                 }
                 j += w;
+            }
+        }
+    }
+
+    /// Rows `p·MR..` × columns `j..j + w` (`w ≤ 32`) by the tile or
+    /// column kernel, `IN_PLACE` for a row-major `a` (see [`Rows`]).
+    ///
+    /// # Safety
+    /// As for [`gemm_avx512`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel_tile<const IN_PLACE: bool>(
+        a: Panels<'_>,
+        p: usize,
+        b: &[f32],
+        ldb: usize,
+        j: usize,
+        w: usize,
+        start: Start<'_>,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            match w {
+                17.. => tile_avx512::<2, IN_PLACE>(a, p, b, ldb, j, w, start, relu, c, ldc),
+                9.. => tile_avx512::<1, IN_PLACE>(a, p, b, ldb, j, w, start, relu, c, ldc),
+                8 => columns_avx512::<8, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                7 => columns_avx512::<7, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                6 => columns_avx512::<6, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                5 => columns_avx512::<5, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                4 => columns_avx512::<4, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                3 => columns_avx512::<3, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                2 => columns_avx512::<2, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+                _ => columns_avx512::<1, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
+            }
+        }
+    }
+
+    /// Where a panel's values are: a packed panel (`panel[k][r]`), or
+    /// `IN_PLACE` the rows of a row-major matrix, the last real row standing
+    /// in for the padding rows of a partial panel (their products are not
+    /// stored).
+    #[derive(Clone, Copy)]
+    struct Rows<const IN_PLACE: bool> {
+        panel: *const f32,
+        rows: [*const f32; MR],
+    }
+
+    impl<const IN_PLACE: bool> Rows<IN_PLACE> {
+        fn of(a: &Panels<'_>, p: usize) -> Self {
+            if IN_PLACE {
+                let live = MR.min(a.rows - p * MR);
+                let rows = std::array::from_fn(|r| a.data[(p * MR + r.min(live - 1)) * a.lda..].as_ptr());
+                Self { panel: std::ptr::null(), rows }
+            } else {
+                Self { panel: a.panel(p).as_ptr(), rows: [std::ptr::null(); MR] }
+            }
+        }
+
+        /// Value (r, k) of the panel.
+        ///
+        /// # Safety
+        /// `r < MR`, `k <` the depth.
+        #[inline(always)]
+        unsafe fn at(&self, r: usize, k: usize) -> f32 {
+            // SAFETY: the caller's bounds; a packed panel holds depth × MR
+            // values, each in-place row `depth`.
+            unsafe { if IN_PLACE { *self.rows[r].add(k) } else { *self.panel.add(k * MR + r) } }
+        }
+
+        /// Depth step k of the panel's eight rows.
+        ///
+        /// # Safety
+        /// As [`Rows::at`]; the CPU has AVX.
+        #[inline(always)]
+        unsafe fn step(&self, k: usize) -> __m256 {
+            // SAFETY: as in `at`.
+            unsafe {
+                if IN_PLACE {
+                    let v: [f32; MR] = std::array::from_fn(|r| self.at(r, k));
+                    _mm256_loadu_ps(v.as_ptr())
+                } else {
+                    _mm256_loadu_ps(self.panel.add(k * MR))
+                }
             }
         }
     }
@@ -717,7 +835,7 @@ pub(crate) mod x86 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx512<const V: usize>(
+    unsafe fn tile_avx512<const V: usize, const IN_PLACE: bool>(
         a: Panels<'_>,
         p: usize,
         b: &[f32],
@@ -729,7 +847,7 @@ pub(crate) mod x86 {
         c: &mut [f32],
         ldc: usize,
     ) {
-        let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), a.panel(p).as_ptr());
+        let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), Rows::<IN_PLACE>::of(&a, p));
         let rows = MR.min(a.rows - p * MR);
         let mut masks = [0u16; V];
         for (v, m) in masks.iter_mut().enumerate() {
@@ -759,8 +877,8 @@ pub(crate) mod x86 {
                 }
             }
             for (r, vs) in acc.iter_mut().enumerate() {
-                // SAFETY: the panel holds depth × MR values.
-                let av = _mm512_set1_ps(unsafe { *panel.add(k * MR + r) });
+                // SAFETY: r < MR, k < depth.
+                let av = _mm512_set1_ps(unsafe { panel.at(r, k) });
                 for (acc, x) in vs.iter_mut().zip(&bv) {
                     *acc = _mm512_fmadd_ps(av, *x, *acc);
                 }
@@ -791,7 +909,7 @@ pub(crate) mod x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn columns_avx512<const W: usize>(
+    unsafe fn columns_avx512<const W: usize, const IN_PLACE: bool>(
         a: Panels<'_>,
         p: usize,
         b: &[f32],
@@ -803,7 +921,7 @@ pub(crate) mod x86 {
         ldc: usize,
     ) {
         const { assert!(MR == 8 && W <= 8) };
-        let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), a.panel(p).as_ptr());
+        let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), Rows::<IN_PLACE>::of(&a, p));
         let rows = MR.min(a.rows - p * MR);
         let mut acc = [[_mm256_setzero_ps(); W], [_mm256_setzero_ps(); W]];
         for (col, x) in acc[0].iter_mut().enumerate() {
@@ -818,7 +936,7 @@ pub(crate) mod x86 {
         let step = |acc: &mut [__m256; W], k: usize| {
             // SAFETY: the panel holds depth × MR values; columns j..j+W of
             // row k of b are in bounds (the caller's assert).
-            let av = unsafe { _mm256_loadu_ps(panel.add(k * MR)) };
+            let av = unsafe { panel.step(k) };
             for (col, x) in acc.iter_mut().enumerate() {
                 *x = _mm256_fmadd_ps(av, _mm256_set1_ps(unsafe { *bp.add(k * ldb + j + col) }), *x);
             }
@@ -1210,6 +1328,12 @@ mod tests {
                 for (bias, relu) in [(&bias[..], false), (&[][..], true), (&bias[..], true)] {
                     let mut c = vec![f32::NAN; rows * ldc];
                     gemm_packed_at(level, &packed, &b, ldb, n, bias, relu, &mut c, ldc);
+                    if level == CpuLevel::Avx512 {
+                        // `a` read in place: the same operations, so the same bits.
+                        let mut in_place = vec![f32::NAN; rows * ldc];
+                        gemm_rows(&a, rows, depth, &b, ldb, n, bias, relu, &mut in_place, ldc);
+                        assert!(c.iter().zip(&in_place).all(|(p, q)| p.to_bits() == q.to_bits()), "gemm_rows {rows}×{depth}×{n}");
+                    }
                     for i in 0..rows {
                         for j in 0..ldc {
                             let got = c[i * ldc + j];

@@ -25,7 +25,7 @@
 use super::direct;
 use super::rows::{self, Im2col};
 use super::winograd::{self, Winograd};
-use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
+use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv, reads_rows_in_place, transpose};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
 use crate::layer::{Conv, Pool};
@@ -567,13 +567,18 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
     let (i, u) = (g.inputs, g.units);
     let b = io.x.len() / i;
     if b > GEMV_MAX_BATCH {
-        // yᵀ = act(W·xᵀ + b) over the packed weights, bias and ReLU in
-        // registers: transpose the chunk's inputs in, the outputs back.
+        // yᵀ = act(W·xᵀ + b) over the weights (read in place on AVX-512,
+        // else packed), bias and ReLU in registers: transpose the chunk's
+        // inputs in, the outputs back.
         let Scratch { cols: xt, plane: yt, .. } = io.scratch;
         let (xt, yt) = (sized(xt, i * b), sized(yt, u * b));
         transpose(io.x, b, i, xt);
         let relu = g.activation == Activation::Relu;
-        gemm_packed(io.packed, xt, b, b, io.bias, relu, yt, b);
+        if reads_rows_in_place() {
+            gemm_rows(io.weight, u, i, xt, b, b, io.bias, relu, yt, b);
+        } else {
+            gemm_packed(io.packed, xt, b, b, io.bias, relu, yt, b);
+        }
         transpose(yt, u, b, io.y);
         if !relu {
             activate(g.activation, io.y);

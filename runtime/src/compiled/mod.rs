@@ -255,6 +255,8 @@ impl StageDef {
                 }
                 (geom.conv.filters, geom.taps())
             }
+            // Read in place by the forward GEMM where it can.
+            StageKernels::Dense { .. } if !backward && crate::gemm::reads_rows_in_place() => return,
             StageKernels::Dense { geom, .. } => (geom.units, geom.inputs),
             _ => return,
         };

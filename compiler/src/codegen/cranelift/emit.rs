@@ -47,6 +47,7 @@ pub enum Import {
     Exp,
     Tanh,
     GemmPacked,
+    GemmRows,
     GemmAbt,
     Gemv,
     Im2col,
@@ -62,10 +63,11 @@ pub enum Import {
 }
 
 impl Import {
-    pub const ALL: [Import; 15] = [
+    pub const ALL: [Import; 16] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
+        Import::GemmRows,
         Import::GemmAbt,
         Import::Gemv,
         Import::Im2col,
@@ -259,6 +261,26 @@ impl<'a> Fx<'a> {
         let relu = self.int(relu as i64);
         let f = self.runtime[Import::GemmPacked];
         self.b.ins().call(f, &[a, b, ldb, n, bias, relu, c, ldc]);
+    }
+
+    /// `c = act(bias + A·b)` with `a` (`rows × depth`, row-major) read in
+    /// place (`gemm::gemm_rows`; AVX-512 only); `bias` null for none.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_rows(
+        &mut self,
+        a: Value,
+        [rows, depth]: [Value; 2],
+        b: Value,
+        ldb: Value,
+        n: Value,
+        bias: Value,
+        relu: bool,
+        c: Value,
+        ldc: Value,
+    ) {
+        let relu = self.int(relu as i64);
+        let f = self.runtime[Import::GemmRows];
+        self.b.ins().call(f, &[a, rows, depth, b, ldb, n, bias, relu, c, ldc]);
     }
 
     /// im2col of the image at `x` into `cols` (through `xpad` when padded).

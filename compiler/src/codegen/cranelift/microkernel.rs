@@ -24,6 +24,7 @@
 //! `convc_runtime::compiled::Network` beside generated ones.
 
 use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH};
+use convc_runtime::gemm::reads_rows_in_place;
 use convc_runtime::layer::Pool;
 use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -491,7 +492,12 @@ pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
         },
         |fx| {
             fx.transpose(x, batch, inputs, xt);
-            fx.gemm_packed(packed, xt, batch, batch, bias, relu, yt, batch);
+            // Decided here, as the runtime decides whether to pack the weight.
+            if reads_rows_in_place() {
+                fx.gemm_rows(w, [units, inputs], xt, batch, batch, bias, relu, yt, batch);
+            } else {
+                fx.gemm_packed(packed, xt, batch, batch, bias, relu, yt, batch);
+            }
             fx.transpose(yt, units, batch, y);
         },
     );

@@ -22,7 +22,7 @@ use convc_runtime::Activation;
 use convc_runtime::compiled::direct;
 use convc_runtime::compiled::rows::{self, Im2col};
 use convc_runtime::compiled::winograd::{self, Winograd};
-use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemv, transpose};
+use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv, transpose};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -106,6 +106,43 @@ unsafe extern "C" fn convc_gemm_packed(
     // SAFETY: as above; `c` is the only view of its values.
     let c = unsafe { std::slice::from_raw_parts_mut(c, c_len) };
     gemm_packed(a, b, ldb, n, bias, relu != 0, c, ldc);
+}
+
+/// [`gemm_rows`] for JIT code: [`convc_gemm_packed`] with `a` a row-major
+/// `rows × depth` matrix read in place.
+///
+/// # Safety
+/// As [`convc_gemm_packed`], with `a` holding `rows × depth` values; the
+/// CPU has AVX-512 (the caller checked `reads_rows_in_place` when it
+/// generated the call).
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn convc_gemm_rows(
+    a: *const f32,
+    rows: usize,
+    depth: usize,
+    b: *const f32,
+    ldb: usize,
+    n: usize,
+    bias: *const f32,
+    relu: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let span = |rows: usize, ld: usize| if rows == 0 || n == 0 { 0 } else { (rows - 1) * ld + n };
+    let c_len = span(rows, ldc);
+    if c_len == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract, for every pointer; `c` is the only view of its values.
+    let (a, b, bias, c) = unsafe {
+        (
+            view(a, rows * depth),
+            view(b, span(depth, ldb)),
+            if bias.is_null() { &[][..] } else { view(bias, rows) },
+            std::slice::from_raw_parts_mut(c, c_len),
+        )
+    };
+    gemm_rows(a, rows, depth, b, ldb, n, bias, relu != 0, c, ldc);
 }
 
 /// [`convc_runtime::gemm::gemm_abt`] for JIT code: `c += a·bᵀ`, both
@@ -488,6 +525,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::Exp => ("convc_expf", convc_expf as *const u8, Unary),
         Import::Tanh => ("convc_tanhf", convc_tanhf as *const u8, Unary),
         Import::GemmPacked => ("convc_gemm_packed", convc_gemm_packed as *const u8, Words(8)),
+        Import::GemmRows => ("convc_gemm_rows", convc_gemm_rows as *const u8, Words(10)),
         Import::GemmAbt => ("convc_gemm_abt", convc_gemm_abt as *const u8, Words(9)),
         Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(6)),
         Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(14)),

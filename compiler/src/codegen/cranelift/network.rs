@@ -20,6 +20,7 @@ use std::time::Duration;
 use convc_runtime::compiled::{
     self, ConvBackward, ConvForward, DenseBackward, DenseForward, PoolBackward, PoolForward, StageDef, StageKernels,
 };
+use convc_runtime::gemm::reads_rows_in_place;
 use convc_runtime::layer::Shape;
 use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef};
 use convc_runtime::{Activation, PoolKind};
@@ -371,7 +372,9 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
         move |io: DenseForward<'_>| {
             let _ = &code;
             let images = check_dense_forward(&g, &io);
-            expect("packed weight", io.packed.rows() * io.packed.depth(), u * i);
+            // The weight is packed unless the microkernel reads it in place.
+            let packed_len = if reads_rows_in_place() { 0 } else { u * i };
+            expect("packed weight", io.packed.rows() * io.packed.depth(), packed_len);
             let s = io.scratch;
             let (xt, yt) = (ptr(sized(&mut s.cols, i * images)), ptr(sized(&mut s.plane, u * images)));
             let mut args = [std::ptr::null_mut(); microkernel::dense_fwd::SLOTS];
