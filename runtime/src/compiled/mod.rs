@@ -326,29 +326,31 @@ pub fn chunks(batch: usize, threads: usize) -> Vec<usize> {
 
 /// `v` cut into consecutive pieces of `n × per` values for each `n` of
 /// `parts` (empty pieces when `v` is empty).
-fn split<'a, T>(v: &'a [T], parts: &[usize], per: usize) -> Vec<&'a [T]> {
+fn split<'a, T>(v: &'a [T], parts: &'a [usize], per: usize) -> impl Iterator<Item = &'a [T]> + 'a {
     let mut rest = v;
-    parts
-        .iter()
-        .map(|&n| {
-            let (a, b) = rest.split_at(if rest.is_empty() { 0 } else { n * per });
-            rest = b;
-            a
-        })
-        .collect()
+    parts.iter().map(move |&n| {
+        let (a, b) = rest.split_at(if rest.is_empty() { 0 } else { n * per });
+        rest = b;
+        a
+    })
 }
 
-fn split_mut<'a, T>(v: &'a mut [T], parts: &[usize], per: usize) -> Vec<&'a mut [T]> {
+fn split_mut<'a, T>(v: &'a mut [T], parts: &'a [usize], per: usize) -> impl Iterator<Item = &'a mut [T]> + 'a {
     let mut rest = v;
-    parts
-        .iter()
-        .map(|&n| {
-            let take = if rest.is_empty() { 0 } else { n * per };
-            let (a, b) = std::mem::take(&mut rest).split_at_mut(take);
-            rest = b;
-            a
-        })
-        .collect()
+    parts.iter().map(move |&n| {
+        let take = if rest.is_empty() { 0 } else { n * per };
+        let (a, b) = std::mem::take(&mut rest).split_at_mut(take);
+        rest = b;
+        a
+    })
+}
+
+/// Append the `t`-th of `pieces` to `per_part[t]`: a buffer's chunks dealt
+/// to the threads.
+fn deal<T>(per_part: &mut [Vec<T>], pieces: impl IntoIterator<Item = T>) {
+    for (v, piece) in per_part.iter_mut().zip(pieces) {
+        v.push(piece);
+    }
 }
 
 /// `v[buffer][part]` → `v[part][buffer]`.
@@ -512,12 +514,15 @@ impl Model for Network {
         // Size every buffer for the batch (each is written in full below),
         // draw the dropout masks for the whole batch, as every backend does,
         // and cut each buffer into the threads' chunks.
-        let mut outs = Vec::new();
-        let mut keeps = Vec::new();
-        let mut argmaxes = Vec::new();
-        let mut masks = Vec::new();
-        let mut workers = Vec::new();
-        let mut packs = Vec::new();
+        // Per thread, per stage (few allocations: at batch 1 they were a
+        // tenth of LeNet-5's forward).
+        let (stages, threads) = (self.stages.len(), parts.len());
+        fn fresh<T>(threads: usize, stages: usize) -> Vec<Vec<T>> {
+            (0..threads).map(|_| Vec::with_capacity(stages)).collect()
+        }
+        let (mut outs, mut keeps, mut argmaxes) = (fresh(threads, stages), fresh(threads, stages), fresh(threads, stages));
+        let (mut masks, mut workers) = (fresh(threads, stages), fresh(threads, stages));
+        let mut packs = Vec::with_capacity(stages);
         for ((def, s), y) in self.stages.iter().zip(&mut self.state).zip(&mut self.acts[1..]) {
             y.resize(batch * def.output_len, 0.0);
             let (keep_len, argmax_len) = if train { def.kept_per_image() } else { (0, 0) };
@@ -529,20 +534,18 @@ impl Model for Network {
                 }
                 _ => s.mask.clear(),
             }
-            outs.push(split_mut(y, &parts, def.output_len));
-            keeps.push(split_mut(&mut s.keep, &parts, keep_len));
-            argmaxes.push(split_mut(&mut s.argmax, &parts, argmax_len));
-            masks.push(split(&s.mask, &parts, def.input_len));
-            workers.push(s.workers.iter_mut().take(parts.len()).collect());
+            deal(&mut outs, split_mut(y, &parts, def.output_len));
+            deal(&mut keeps, split_mut(&mut s.keep, &parts, keep_len));
+            deal(&mut argmaxes, split_mut(&mut s.argmax, &parts, argmax_len));
+            deal(&mut masks, split(&s.mask, &parts, def.input_len));
+            deal(&mut workers, s.workers.iter_mut());
             packs.push(&s.packed);
         }
         // Each thread runs every stage on its chunk of the batch: one split,
         // no synchronisation between stages.
         let inputs = split(input, &parts, self.input.len());
-        let outs = transpose(outs);
         let stages = &self.stages;
-        let jobs =
-            inputs.into_iter().zip(outs).zip(transpose(keeps)).zip(transpose(argmaxes)).zip(transpose(masks)).zip(transpose(workers));
+        let jobs = inputs.zip(outs).zip(keeps).zip(argmaxes).zip(masks).zip(workers);
         run(jobs
             .map(|(((((input, mut outs), mut keeps), mut argmaxes), masks), mut workers)| {
                 let (weights, biases, packs) = (&weights, &biases, &packs);
@@ -602,10 +605,10 @@ impl Model for Network {
         }
         let mut lens: Vec<usize> = self.stages.iter().map(|d| d.input_len).collect();
         lens.push(self.classes());
-        let dacts = transpose(self.dacts.iter_mut().zip(&lens).map(|(a, &len)| split_mut(a, &parts, len)).collect());
+        let dacts = transpose(self.dacts.iter_mut().zip(&lens).map(|(a, &len)| split_mut(a, &parts, len).collect()).collect());
         let mut outs: Vec<usize> = vec![self.input.len()];
         outs.extend(self.stages.iter().map(|d| d.output_len));
-        let acts = transpose(self.acts.iter().zip(&outs).map(|(a, &len)| split(a, &parts, len)).collect());
+        let acts = transpose(self.acts.iter().zip(&outs).map(|(a, &len)| split(a, &parts, len).collect()).collect());
         // Parameter gradients: thread 0's kernels write the network's own,
         // the others' their worker's (kernels write, not accumulate: no
         // zeroing pass), summed below in thread order.
@@ -623,11 +626,11 @@ impl Model for Network {
             let dense = def.is_dense();
             let dz_len = if dense { def.output_len } else { 0 };
             s.dz.resize(batch * dz_len, 0.0);
-            dzs.push(split_mut(&mut s.dz, &parts, dz_len));
+            dzs.push(split_mut(&mut s.dz, &parts, dz_len).collect());
             let (keep_len, argmax_len) = def.kept_per_image();
-            keeps.push(split(&s.keep, &parts, keep_len));
-            argmaxes.push(split(&s.argmax, &parts, argmax_len));
-            masks.push(split(&s.mask, &parts, def.input_len));
+            keeps.push(split(&s.keep, &parts, keep_len).collect());
+            argmaxes.push(split(&s.argmax, &parts, argmax_len).collect());
+            masks.push(split(&s.mask, &parts, def.input_len).collect());
             // A dense stage's weight gradient is formed after the pass, below.
             let own_w: &mut [f32] =
                 if dense { &mut [] } else { s.weight.and_then(|w| own[w].take()).map_or(&mut [], |g| g.as_mut_slice()) };
