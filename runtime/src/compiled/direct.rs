@@ -80,11 +80,12 @@ thread_local! {
 }
 
 /// The geometry fits: stride 1 and outputs inside the padded input.
-fn check(d: &Im2col, x: &[f32], filters: usize, out: &[f32]) {
+/// (`out` holds at least `out_len` values.)
+fn check(d: &Im2col, x: &[f32], out: &[f32], out_len: usize) {
     assert!(applies(d), "direct conv: {d:?} is not a geometry it runs (see `applies`)");
     let (hp, wp) = d.padded();
     assert!(d.oh + d.kernel[0] - 1 <= hp && d.ow + d.kernel[1] - 1 <= wp, "direct conv: the output does not fit the padded input");
-    assert!(x.len() >= d.c * d.h * d.w && out.len() >= filters * d.oh * d.ow, "direct conv: buffers shorter than the geometry");
+    assert!(x.len() >= d.c * d.h * d.w && out.len() >= out_len, "direct conv: buffers shorter than the geometry");
 }
 
 /// `z[f] = act(bias[f] + Σ_ci x[ci] ⋆ w[f][ci])` for one image: `x` is
@@ -97,7 +98,7 @@ fn check(d: &Im2col, x: &[f32], filters: usize, out: &[f32]) {
 /// When [`applies`] does not hold for `d`, or a buffer is shorter than it.
 pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z: &mut [f32]) {
     let filters = packed.rows();
-    check(d, x, filters, z);
+    check(d, x, z, filters * d.oh * d.ow);
     let taps = d.c * d.kernel[0] * d.kernel[1];
     assert_eq!(packed.depth(), taps, "direct conv: the packed weight is not {filters} × {taps}");
     assert!(bias.is_empty() || bias.len() == filters, "direct conv: one bias per filter");
@@ -121,13 +122,50 @@ pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z
     });
 }
 
+/// [`conv`] followed by a 2×2 max pool of stride 2, in registers:
+/// `y[f]` (`filters × oh/2 × ow/2`, written in full) is the pool of
+/// `act(bias[f] + Σ_ci x[ci] ⋆ w[f][ci])`. Each step computes two output
+/// rows of a block of filters, takes their maximum, then the maximum of
+/// each pair of columns, and stores the pooled row: the conv plane is
+/// never written. Inference only (training records each maximum's
+/// position: [`super::rows::max_pool_2x2`]). ReLU is applied before the
+/// pool, in registers (other activations, monotone, are the caller's, after
+/// it); a NaN in a window is its maximum, as in the interpreter.
+///
+/// # Panics
+/// As [`conv`].
+pub fn conv_max_pool(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) {
+    let filters = packed.rows();
+    let (ph, pw) = (d.oh / 2, d.ow / 2);
+    check(d, x, y, filters * ph * pw);
+    let taps = d.c * d.kernel[0] * d.kernel[1];
+    assert_eq!(packed.depth(), taps, "direct conv: the packed weight is not {filters} × {taps}");
+    assert!(bias.is_empty() || bias.len() == filters, "direct conv: one bias per filter");
+    let pad = Padded::of(d);
+    XPAD.with_borrow_mut(|buf| {
+        let xpad = pad.fill(d, x, buf);
+        let panels = packed.panels();
+        for p in 0..filters.div_ceil(MR) {
+            let f0 = p * MR;
+            let rows = MR.min(filters - f0);
+            let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + rows] };
+            let y = &mut y[f0 * ph * pw..][..rows * ph * pw];
+            // SAFETY: as in `conv`; `y` holds the panel's pooled planes.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                x86::conv_pool_panel(d, &pad, xpad, panels.panel(p), bias, relu, y)
+            };
+        }
+    });
+}
+
 /// `gw += ` one image's weight gradient (`filters × c·kh·kw`) from the
 /// gradient at its conv output (`dz`, `filters × oh·ow`).
 ///
 /// # Panics
 /// When [`applies`] does not hold for `d`, or a buffer is shorter than it.
 pub fn weight_grad(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, gw: &mut [f32]) {
-    check(d, x, filters, dz);
+    check(d, x, dz, filters * d.oh * d.ow);
     let taps = d.c * d.kernel[0] * d.kernel[1];
     assert!(gw.len() >= filters * taps, "direct conv: the weight gradient is shorter than {filters} × {taps}");
     let pad = Padded::of(d);
@@ -239,6 +277,128 @@ mod x86 {
                             _mm512_mask_storeu_ps(out, last, a);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// One panel of [`super::conv_max_pool`]: `rows` filters
+    /// (`y.len()` / the pooled plane), in blocks that keep two output rows'
+    /// accumulators in registers.
+    ///
+    /// # Safety
+    /// As [`conv_panel`], with `y` the panel's pooled planes.
+    pub(super) unsafe fn conv_pool_panel(d: &Im2col, pad: &Padded, xpad: &[f32], panel: &[f32], bias: &[f32], relu: bool, y: &mut [f32]) {
+        let pooled = (d.oh / 2) * (d.ow / 2);
+        if pooled == 0 {
+            return;
+        }
+        let rows = y.len() / pooled;
+        let vectors = d.ow.div_ceil(16);
+        // 2 · R · V accumulators, V · 2 input vectors and a broadcast: ≤ 32 registers.
+        let block = match vectors {
+            1 => 8,
+            2 => 4,
+            _ => 3,
+        };
+        for r0 in (0..rows).step_by(block) {
+            let n = block.min(rows - r0);
+            let bias = if bias.is_empty() { &[][..] } else { &bias[r0..r0 + n] };
+            let (panel, y) = (&panel[r0..], &mut y[r0 * pooled..][..n * pooled]);
+            // SAFETY: the caller's contract, for filters r0 .. r0 + n of the panel.
+            unsafe {
+                match (n, vectors) {
+                    (1, 1) => conv_pool_rows::<1, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (2, 1) => conv_pool_rows::<2, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (3, 1) => conv_pool_rows::<3, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (4, 1) => conv_pool_rows::<4, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (5, 1) => conv_pool_rows::<5, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (6, 1) => conv_pool_rows::<6, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (7, 1) => conv_pool_rows::<7, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (8, 1) => conv_pool_rows::<8, 1>(d, pad, xpad, panel, bias, relu, y),
+                    (1, 2) => conv_pool_rows::<1, 2>(d, pad, xpad, panel, bias, relu, y),
+                    (2, 2) => conv_pool_rows::<2, 2>(d, pad, xpad, panel, bias, relu, y),
+                    (3, 2) => conv_pool_rows::<3, 2>(d, pad, xpad, panel, bias, relu, y),
+                    (4, 2) => conv_pool_rows::<4, 2>(d, pad, xpad, panel, bias, relu, y),
+                    (1, 3) => conv_pool_rows::<1, 3>(d, pad, xpad, panel, bias, relu, y),
+                    (2, 3) => conv_pool_rows::<2, 3>(d, pad, xpad, panel, bias, relu, y),
+                    (3, 3) => conv_pool_rows::<3, 3>(d, pad, xpad, panel, bias, relu, y),
+                    _ => unreachable!("blocks of up to 8, 4, 3 filters for 1, 2, 3 vectors a row"),
+                }
+            }
+        }
+    }
+
+    /// The maximum of `a` and `b`, NaN when either is.
+    #[target_feature(enable = "avx512f")]
+    fn max_nan(a: __m512, b: __m512) -> __m512 {
+        _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a), a)
+    }
+
+    /// # Safety
+    /// As [`conv_pool_panel`], with `R` filters (the panel's first, at
+    /// stride [`MR`] per tap) and `V` vectors per output row.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn conv_pool_rows<const R: usize, const V: usize>(
+        d: &Im2col,
+        pad: &Padded,
+        xpad: &[f32],
+        panel: &[f32],
+        bias: &[f32],
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        let [kh, kw] = d.kernel;
+        let (ph, pw) = (d.oh / 2, d.ow / 2);
+        let (xp, wp, yp) = (xpad.as_ptr(), panel.as_ptr(), y.as_mut_ptr());
+        let start: [__m512; R] = std::array::from_fn(|r| if bias.is_empty() { _mm512_setzero_ps() } else { _mm512_set1_ps(bias[r]) });
+        let zero = _mm512_setzero_ps();
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        for py in 0..ph {
+            let oy = 2 * py;
+            let mut top = [[zero; V]; R];
+            let mut bottom = [[zero; V]; R];
+            for r in 0..R {
+                top[r] = [start[r]; V];
+                bottom[r] = [start[r]; V];
+            }
+            let mut w = wp;
+            for ci in 0..d.c {
+                for ky in 0..kh {
+                    // SAFETY (this block): rows oy + ky and oy + 1 + ky < hp
+                    // of channel ci, shifts kx + 16·V ≤ width: inside
+                    // `xpad`; `w` steps through the panel's taps × MR values.
+                    unsafe {
+                        let row = xp.add((ci * pad.hp + oy + ky) * pad.width);
+                        let next = row.add(pad.width);
+                        for kx in 0..kw {
+                            let x0: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(row.add(kx + 16 * v)));
+                            let x1: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(next.add(kx + 16 * v)));
+                            for r in 0..R {
+                                let b = _mm512_set1_ps(*w.add(r));
+                                for v in 0..V {
+                                    top[r][v] = _mm512_fmadd_ps(b, x0[v], top[r][v]);
+                                    bottom[r][v] = _mm512_fmadd_ps(b, x1[v], bottom[r][v]);
+                                }
+                            }
+                            w = w.add(MR);
+                        }
+                    }
+                }
+            }
+            for r in 0..R {
+                // The rows' maximum, then each column pair's: 32 columns
+                // (two vectors) give 16 outputs.
+                // ReLU first, as the interpreter (a NaN becomes 0 before the pool).
+                let act = |v: __m512| if relu { _mm512_max_ps(v, zero) } else { v };
+                let m: [__m512; V] = std::array::from_fn(|v| max_nan(act(top[r][v]), act(bottom[r][v])));
+                for g in 0..V.div_ceil(2) {
+                    let (lo, hi) = (m[2 * g], if 2 * g + 1 < V { m[2 * g + 1] } else { zero });
+                    let out = max_nan(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+                    let n = pw.saturating_sub(16 * g).min(16);
+                    // SAFETY: outputs 16g .. 16g + n of pooled row py of filter r.
+                    unsafe { _mm512_mask_storeu_ps(yp.add((r * ph + py) * pw + 16 * g), lanes(n), out) };
                 }
             }
         }
@@ -411,6 +571,21 @@ mod tests {
                     }
                 }
             }
+            // Pooled in registers: the 2×2 maxima of the conv's plane.
+            let (ph, pw) = (d.oh / 2, d.ow / 2);
+            for relu in [false, true] {
+                let mut z = vec![0.0; filters * d.oh * d.ow];
+                conv(&d, &x, &packed, &bias, relu, &mut z);
+                let mut y = vec![f32::NAN; filters * ph * pw];
+                conv_max_pool(&d, &x, &packed, &bias, relu, &mut y);
+                for f in 0..filters {
+                    for (py, px) in (0..ph).flat_map(|py| (0..pw).map(move |px| (py, px))) {
+                        let at = |dy: usize, dx: usize| z[(f * d.oh + 2 * py + dy) * d.ow + 2 * px + dx];
+                        let want = at(0, 0).max(at(0, 1)).max(at(1, 0)).max(at(1, 1));
+                        assert_eq!(y[(f * ph + py) * pw + px], want, "{d:?} pooled f{f} ({py},{px})");
+                    }
+                }
+            }
             // The gradient adds to what `gw` holds.
             let mut gw = vec![1.0f32; filters * taps];
             weight_grad(&d, &x, &dz, filters, &mut gw);
@@ -431,6 +606,34 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// A NaN input makes every pooled output whose windows read it NaN.
+    #[test]
+    fn a_nan_input_is_the_maximum_of_its_windows() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let d = geometry(1, 28, 28, 5, 2);
+        let mut rng = Rng::new(4);
+        let mut x = values(&mut rng, 28 * 28);
+        x[13 * 28 + 17] = f32::NAN;
+        let mut packed = PackedA::default();
+        packed.pack(&values(&mut rng, 6 * 25), 6, 25);
+        // Without an activation; with ReLU, which takes NaN to 0 first (as
+        // the interpreter's does), so no output is NaN.
+        for relu in [false, true] {
+            let mut y = vec![0.0; 6 * 14 * 14];
+            conv_max_pool(&d, &x, &packed, &[], relu, &mut y);
+            for f in 0..6 {
+                for (py, px) in (0..14).flat_map(|py| (0..14).map(move |px| (py, px))) {
+                    // Conv outputs (oy, ox) with |oy − 13| ≤ 2, |ox − 17| ≤ 2 read the NaN.
+                    let reads = |o: usize, c: usize| (2 * o..2 * o + 2).any(|v: usize| v.abs_diff(c) <= 2);
+                    let nan = !relu && reads(py, 13) && reads(px, 17);
+                    assert_eq!(y[(f * 14 + py) * 14 + px].is_nan(), nan, "relu {relu}: f{f} ({py},{px})");
                 }
             }
         }

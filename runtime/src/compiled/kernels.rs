@@ -395,6 +395,15 @@ pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
             conv_plane(g, x, io.weight, io.packed, io.bias, y, xpad, cols);
             continue;
         };
+        if let (Some(d), true, true) = (g.direct(), pg.pool.is_max_2x2(), io.argmax.is_empty() && io.keep.is_empty()) {
+            // Inference: pooled in registers, no plane written.
+            let relu = g.activation == Activation::Relu;
+            direct::conv_max_pool(&d, x, io.packed, io.bias, relu, y);
+            if !relu {
+                activate(g.activation, y);
+            }
+            continue;
+        }
         let z = sized(plane, conv_len);
         conv_plane(g, x, io.weight, io.packed, io.bias, z, xpad, cols);
         let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };

@@ -310,10 +310,11 @@ impl<'a> Fx<'a> {
     }
 
     /// `z = act(bias + conv(x))` for the image at `x` by the runtime's
-    /// `direct::conv` (for a conv `direct::applies` to); `bias` may be null.
-    pub fn direct_conv(&mut self, g: &ConvGeom, [x, packed, bias, z]: [Value; 4], relu: bool) {
-        let relu = self.int(i64::from(relu));
-        let mut args = vec![x, packed, bias, relu, z];
+    /// `direct::conv` (for a conv `direct::applies` to) — with `pool`, its
+    /// 2×2 max pool (`direct::conv_max_pool`); `bias` may be null.
+    pub fn direct_conv(&mut self, g: &ConvGeom, [x, packed, bias, z]: [Value; 4], relu: bool, pool: bool) {
+        let [relu, pool] = [relu, pool].map(|v| self.int(i64::from(v)));
+        let mut args = vec![x, packed, bias, relu, pool, z];
         args.extend(self.geometry(g));
         let f = self.runtime[Import::DirectConv];
         self.b.ins().call(f, &args);

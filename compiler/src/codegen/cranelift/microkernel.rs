@@ -270,12 +270,21 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
         let xn = fx.ptr_at(x, xn);
         let yn = fx.mul_add(n, out_len as i64, 0);
         let yn = fx.ptr_at(y, yn);
+        // Inference through a direct conv and a 2×2 max pool: pooled in
+        // registers, straight into the stage output.
+        if direct && !train && pool.as_ref().is_some_and(|(pool, pg)| runtime_pool(pool, pg)) {
+            fx.direct_conv(g, [xn, packed, bias, yn], relu, true);
+            if !in_registers(g.activation) {
+                activate_run(fx, g.activation, yn, out_len);
+            }
+            return;
+        }
         // Without a pool the GEMM writes the stage output itself.
         let z = if pool.is_some() { plane } else { yn };
         if let Some(d) = &wino {
             fx.winograd(d, [xn, packed, bias, z], relu);
         } else if direct {
-            fx.direct_conv(g, [xn, packed, bias, z], relu);
+            fx.direct_conv(g, [xn, packed, bias, z], relu, false);
         } else {
             let b = emit_cols(fx, g, xn, xpad, cols);
             let pv = fx.int(p as i64);

@@ -306,7 +306,8 @@ unsafe extern "C" fn convc_weight_grad(
 }
 
 /// [`direct::conv`] for JIT code: one image `x` (`c × h × w`) into `z`
-/// (`filters × oh × ow`), `relu` 0 or 1, `bias` null for none.
+/// (`filters × oh × ow`), `relu` 0 or 1, `bias` null for none; with `pool`
+/// 1, [`direct::conv_max_pool`] (`z`: `filters × oh/2 × ow/2`).
 ///
 /// # Safety
 /// `packed` points to the stage's live [`PackedA`] (`filters × c·kh·kw`),
@@ -319,6 +320,7 @@ unsafe extern "C" fn convc_direct_conv(
     packed: *const PackedA,
     bias: *const f32,
     relu: usize,
+    pool: usize,
     z: *mut f32,
     c: usize,
     h: usize,
@@ -333,11 +335,16 @@ unsafe extern "C" fn convc_direct_conv(
     ow: usize,
 ) {
     let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    let out = if pool != 0 { (oh / 2) * (ow / 2) } else { oh * ow };
     // SAFETY: the caller's contract.
-    let (x, packed, z) = unsafe { (view(x, c * h * w), &*packed, std::slice::from_raw_parts_mut(z, (*packed).rows() * oh * ow)) };
+    let (x, packed, z) = unsafe { (view(x, c * h * w), &*packed, std::slice::from_raw_parts_mut(z, (*packed).rows() * out)) };
     // SAFETY: as above.
     let bias = if bias.is_null() { &[][..] } else { unsafe { view(bias, packed.rows()) } };
-    direct::conv(&d, x, packed, bias, relu != 0, z);
+    if pool != 0 {
+        direct::conv_max_pool(&d, x, packed, bias, relu != 0, z);
+    } else {
+        direct::conv(&d, x, packed, bias, relu != 0, z);
+    }
 }
 
 /// [`rows::max_pool_2x2`] for JIT code; `argmax` null when not recorded.
@@ -534,7 +541,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::MaxUnpool => ("convc_max_unpool_2x2", convc_max_unpool_2x2 as *const u8, Words(9)),
         Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
         Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(17)),
-        Import::DirectConv => ("convc_direct_conv", convc_direct_conv as *const u8, Words(16)),
+        Import::DirectConv => ("convc_direct_conv", convc_direct_conv as *const u8, Words(17)),
         Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
         Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(11)),
         Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
