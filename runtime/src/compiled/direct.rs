@@ -97,8 +97,31 @@ fn check(d: &Im2col, x: &[f32], out: &[f32], out_len: usize) {
 /// # Panics
 /// When [`applies`] does not hold for `d`, or a buffer is shorter than it.
 pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z: &mut [f32]) {
+    by_panels(d, x, packed, bias, z, d.oh * d.ow, |pad, xpad, panel, bias, z| {
+        // SAFETY: `applies` (asserted in `check`) found AVX-512; the
+        // padded copy holds every row and shifted vector the kernel
+        // loads (`Padded`), `z` the panel's planes, the panel `taps × MR`.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::conv_panel(d, pad, xpad, panel, bias, relu, z)
+        };
+    });
+}
+
+/// The checks, the padded copy of `x`, then `kernel(pad, xpad, panel,
+/// bias, out)` for each panel of filters: its packed weights, its biases
+/// (or none) and its `per_filter` values of `out` each.
+fn by_panels(
+    d: &Im2col,
+    x: &[f32],
+    packed: &PackedA,
+    bias: &[f32],
+    out: &mut [f32],
+    per_filter: usize,
+    kernel: impl Fn(&Padded, &[f32], &[f32], &[f32], &mut [f32]),
+) {
     let filters = packed.rows();
-    check(d, x, z, filters * d.oh * d.ow);
+    check(d, x, out, filters * per_filter);
     let taps = d.c * d.kernel[0] * d.kernel[1];
     assert_eq!(packed.depth(), taps, "direct conv: the packed weight is not {filters} × {taps}");
     assert!(bias.is_empty() || bias.len() == filters, "direct conv: one bias per filter");
@@ -110,14 +133,7 @@ pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z
             let f0 = p * MR;
             let rows = MR.min(filters - f0);
             let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + rows] };
-            let z = &mut z[f0 * d.oh * d.ow..][..rows * d.oh * d.ow];
-            // SAFETY: `applies` (asserted in `check`) found AVX-512; the
-            // padded copy holds every row and shifted vector the kernel
-            // loads (`Padded`), `z` the panel's planes, the panel `taps × MR`.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::conv_panel(d, &pad, xpad, panels.panel(p), bias, relu, z)
-            };
+            kernel(&pad, xpad, panels.panel(p), bias, &mut out[f0 * per_filter..][..rows * per_filter]);
         }
     });
 }
@@ -135,27 +151,12 @@ pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z
 /// # Panics
 /// As [`conv`].
 pub fn conv_max_pool(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) {
-    let filters = packed.rows();
-    let (ph, pw) = (d.oh / 2, d.ow / 2);
-    check(d, x, y, filters * ph * pw);
-    let taps = d.c * d.kernel[0] * d.kernel[1];
-    assert_eq!(packed.depth(), taps, "direct conv: the packed weight is not {filters} × {taps}");
-    assert!(bias.is_empty() || bias.len() == filters, "direct conv: one bias per filter");
-    let pad = Padded::of(d);
-    XPAD.with_borrow_mut(|buf| {
-        let xpad = pad.fill(d, x, buf);
-        let panels = packed.panels();
-        for p in 0..filters.div_ceil(MR) {
-            let f0 = p * MR;
-            let rows = MR.min(filters - f0);
-            let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + rows] };
-            let y = &mut y[f0 * ph * pw..][..rows * ph * pw];
-            // SAFETY: as in `conv`; `y` holds the panel's pooled planes.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::conv_pool_panel(d, &pad, xpad, panels.panel(p), bias, relu, y)
-            };
-        }
+    by_panels(d, x, packed, bias, y, (d.oh / 2) * (d.ow / 2), |pad, xpad, panel, bias, y| {
+        // SAFETY: as in `conv`; `y` holds the panel's pooled planes.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::conv_pool_panel(d, pad, xpad, panel, bias, relu, y)
+        };
     });
 }
 
