@@ -4,15 +4,18 @@
 //! AVX-512, AVX2+FMA or the baseline (see `conv_forward_for` in the parent module), every
 //! size is a constant there: the kernel-window, channel and pooling loops
 //! have constant trip counts (LLVM unrolls and vectorises them) and the
-//! GEMM calls have constant shapes. im2col and the 2×2 max pool are the
-//! exception: they call [`super::rows`], explicit AVX-512 that the JIT
-//! shares (LLVM had unrolled, not vectorised, the constant-width pool).
+//! GEMM calls have constant shapes. im2col, col2im, the 2×2 max pool and
+//! its gradient are the exception: they call [`super::rows`], explicit
+//! AVX-512 that the JIT shares (LLVM had unrolled, not vectorised, the
+//! constant-width pool).
 //!
 //! A conv stage runs per image: im2col (skipped for 1×1 stride-1 convs),
 //! one GEMM `Z = W·cols` over weights packed once per change of the weights
 //! (bias and ReLU applied in registers before the store) — or, for wide 5×5
 //! stride-1 convs, a Winograd conv ([`super::winograd`], its input and
-//! weight gradients likewise in backward) — then the rest of
+//! weight gradients likewise in backward), or for convs over few input
+//! channels a direct conv ([`super::direct`], in inference with a 2×2 max
+//! pool fused in registers) — then the rest of
 //! the epilogue — other activations and pooling — while the plane is still
 //! in cache. With a pool,
 //! the pre-pool plane lives only in per-thread scratch. Training keeps:
@@ -395,8 +398,9 @@ pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
             conv_plane(g, x, io.weight, io.packed, io.bias, y, xpad, cols);
             continue;
         };
-        if let (Some(d), true, true) = (g.direct(), pg.pool.is_max_2x2(), io.argmax.is_empty() && io.keep.is_empty()) {
-            // Inference: pooled in registers, no plane written.
+        let inference = io.argmax.is_empty() && io.keep.is_empty();
+        if let Some(d) = g.direct().filter(|_| inference && pg.pool.is_max_2x2()) {
+            // Pooled in registers, no plane written.
             let relu = g.activation == Activation::Relu;
             direct::conv_max_pool(&d, x, io.packed, io.bias, relu, y);
             if !relu {
