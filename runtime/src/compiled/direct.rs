@@ -83,8 +83,7 @@ thread_local! {
 /// (`out` holds at least `out_len` values.)
 fn check(d: &Im2col, x: &[f32], out: &[f32], out_len: usize) {
     assert!(applies(d), "direct conv: {d:?} is not a geometry it runs (see `applies`)");
-    let (hp, wp) = d.padded();
-    assert!(d.oh + d.kernel[0] - 1 <= hp && d.ow + d.kernel[1] - 1 <= wp, "direct conv: the output does not fit the padded input");
+    assert!(d.fits(), "direct conv: the output does not fit the padded input");
     assert!(x.len() >= d.c * d.h * d.w && out.len() >= out_len, "direct conv: buffers shorter than the geometry");
 }
 

@@ -41,6 +41,14 @@ impl Im2col {
         }
     }
 
+    /// Whether the output size fits the padded input: the last window of
+    /// each axis ends inside it.
+    pub fn fits(&self) -> bool {
+        let (hp, wp) = self.padded();
+        let fits = |o: usize, s: usize, k: usize, p: usize| o == 0 || (o - 1) * s + k <= p;
+        fits(self.oh, self.stride[0], self.kernel[0], hp) && fits(self.ow, self.stride[1], self.kernel[1], wp)
+    }
+
     /// The im2col matrix's length: taps × output positions.
     pub const fn cols_len(&self) -> usize {
         self.c * self.kernel[0] * self.kernel[1] * self.oh * self.ow
@@ -114,12 +122,7 @@ pub fn im2row(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32]) {
 /// times, each add waiting on the last one's store).
 pub fn col2im(d: &Im2col, cols: &[f32], dx: &mut [f32]) {
     assert!(cols.len() >= d.cols_len() && dx.len() >= d.c * d.h * d.w, "col2im: buffers shorter than the geometry");
-    let (hp, wp) = d.padded();
-    let fits = |o: usize, s: usize, k: usize, p: usize| o == 0 || (o - 1) * s + k <= p;
-    assert!(
-        fits(d.oh, d.stride[0], d.kernel[0], hp) && fits(d.ow, d.stride[1], d.kernel[1], wp),
-        "col2im: the output size does not fit the padded input"
-    );
+    assert!(d.fits(), "col2im: the output size does not fit the padded input");
     #[cfg(target_arch = "x86_64")]
     if cpu_level() == CpuLevel::Avx512 && d.stride == [1, 1] {
         // SAFETY: `cpu_level` found AVX-512 on this CPU; the asserts bound
@@ -216,12 +219,7 @@ impl Bordered {
 
 /// The geometry fits the padded input and the buffers hold it.
 fn check(d: &Im2col, x: &[f32], xpad: &[f32], out: &[f32]) {
-    let (hp, wp) = d.padded();
-    let fits = |o: usize, s: usize, k: usize, p: usize| o == 0 || (o - 1) * s + k <= p;
-    assert!(
-        fits(d.oh, d.stride[0], d.kernel[0], hp) && fits(d.ow, d.stride[1], d.kernel[1], wp),
-        "im2col: the output size does not fit the padded input"
-    );
+    assert!(d.fits(), "im2col: the output size does not fit the padded input");
     assert!(
         x.len() >= d.c * d.h * d.w && xpad.len() >= d.xpad_len() && out.len() >= d.cols_len(),
         "im2col: buffers shorter than the geometry"
