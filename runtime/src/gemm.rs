@@ -244,7 +244,14 @@ pub(crate) struct Panels<'a> {
     lda: usize,
 }
 
-impl Panels<'_> {
+impl<'a> Panels<'a> {
+    /// `rows × depth` already in [`PackedA`]'s layout (`data[p][k][r]`,
+    /// whole panels): an operand a transform wrote packed.
+    pub(crate) fn packed(data: &'a [f32], rows: usize, depth: usize) -> Self {
+        assert!(data.len() >= rows.div_ceil(MR) * MR * depth, "Panels::packed: {rows} × {depth} do not fit {} values", data.len());
+        Self { data, rows, depth, lda: 0 }
+    }
+
     pub(crate) fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.depth * MR..][..self.depth * MR]
     }
@@ -329,6 +336,11 @@ pub fn gemm_packed_acc_at(level: crate::compiled::CpuLevel, a: &PackedA, b: &[f3
 /// operands as in [`gemm_packed`], without bias or activation.
 pub(crate) fn gemm_block(a: Panels<'_>, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize) {
     packed_at(crate::compiled::cpu_level(), a, b, ldb, n, Start::Bias(&[]), false, c, ldc);
+}
+
+/// `c += a · b` for panels `a` ([`Panels::packed`]): [`gemm_packed_acc`]'s sum.
+pub(crate) fn gemm_block_acc(a: Panels<'_>, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize) {
+    packed_at(crate::compiled::cpu_level(), a, b, ldb, n, Start::C, false, c, ldc);
 }
 
 /// What the accumulators of [`gemm_packed`] start from.

@@ -41,7 +41,7 @@ use std::cell::RefCell;
 
 use super::rows::Bordered;
 use super::{CpuLevel, cpu_level};
-use crate::gemm::{MR, PackedA, gemm_block, gemm_packed_acc, transpose};
+use crate::gemm::{MR, PackedA, Panels, gemm_block, gemm_block_acc, transpose};
 
 /// Outputs per tile side (`m`) and the kernel size (`r`).
 pub const TILE: usize = 2;
@@ -274,15 +274,16 @@ fn combine_planes<'a>(out: &mut [f64], terms: impl Iterator<Item = (f64, &'a [f6
 }
 
 /// Per-thread buffers: the zero-bordered image, the transformed input
-/// `V` and the products `M`.
+/// `V` and the products `M`; for weight gradients, the image and the
+/// output gradient channels-last and their transforms.
 #[derive(Default)]
 struct Buffers {
     xpad: Bordered,
     v: Vec<f32>,
     m: Vec<f32>,
-    /// Weight gradients: one point's `dM` packed, its `V` transposed.
-    packed: PackedA,
-    vt: Vec<f32>,
+    xt: Vec<f32>,
+    zt: Vec<f32>,
+    tmp: Vec<f32>,
 }
 
 thread_local! {
@@ -342,6 +343,11 @@ fn transform_input(d: &Winograd, x: &[f32], b: &mut Buffers) {
 /// output gradient `dz`, `filters × oh × ow`; `V` of the input `x`), by 36
 /// accumulating GEMMs. [`weight_grad_finish`] takes it back to the filters.
 ///
+/// The GEMMs' depth is the tiles, so both transforms run channels-last
+/// (16 channels a vector, a tile's window read as whole vectors): `V`
+/// comes out tile-major as the GEMM's right operand, `dM` straight in its
+/// packed panels — no per-image packing or transposing of either.
+///
 /// # Panics
 /// As [`conv`]; and when `acc` is not [`Winograd::grad_len`] long.
 pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
@@ -352,23 +358,65 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
     );
     assert!(cpu_level() == CpuLevel::Avx512, "winograd::weight_grad_acc needs AVX-512");
     BUFFERS.with_borrow_mut(|b| {
-        let tiles = d.tile_count();
-        transform_input(d, x, b);
-        grown(&mut b.m, POINTS * d.filters * tiles);
-        // SAFETY: AVX-512 asserted; `dz` holds filters × oh × ow, `m`
-        // POINTS × filters rows of the tile count.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            x86::gradient_transform(d, dz, &mut b.m)
-        };
-        grown(&mut b.vt, tiles * d.c);
-        let Buffers { v, m, packed, vt, .. } = b;
-        for xi in 0..POINTS {
-            packed.pack(&m[xi * d.filters * tiles..][..d.filters * tiles], d.filters, tiles);
-            transpose(&v[xi * d.c * tiles..][..d.c * tiles], d.c, tiles, vt);
-            gemm_packed_acc(packed, vt, d.c, d.c, &mut acc[xi * d.filters * d.c..][..d.filters * d.c], d.c);
+        let (tiles, (ty, tx)) = (d.tile_count(), d.tiles());
+        let (cs, fs) = (d.c.next_multiple_of(LANES), d.filters.next_multiple_of(LANES));
+        let Buffers { v, m, xt, zt, tmp, .. } = b;
+        let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
+        // Tiles past oh, ow read zeros.
+        let zt = channels_last(&dz[..d.filters * d.oh * d.ow], [d.filters, d.oh, d.ow], [0, 0], [TILE * ty, TILE * tx], fs, tmp, zt);
+        // A row of the 6 × 6 points at a time: its transforms (a sixth of
+        // the values) are still in cache when its six GEMMs read them.
+        let (v, m) = (grown(v, ALPHA * tiles * cs), grown(m, ALPHA * fs * tiles));
+        let (fc, panels) = (d.filters * d.c, fs / MR);
+        for a in 0..ALPHA {
+            // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
+            // values, `zt` the tiles' 2 × 2 blocks of `fs`; `v`, `m` are
+            // sized for six points of every tile.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                x86::weight_grad_row(a, d, [xt, zt], [cs, fs], v, m)
+            };
+            for b in 0..ALPHA {
+                let dm = Panels::packed(&m[b * panels * tiles * MR..][..panels * tiles * MR], d.filters, tiles);
+                let acc = &mut acc[(a * ALPHA + b) * fc..][..fc];
+                gemm_block_acc(dm, &v[b * tiles * cs..][..tiles * cs], cs, d.c, acc, d.c);
+            }
         }
     });
+}
+
+/// Lanes of a vector: channels-last buffers hold a multiple per pixel.
+const LANES: usize = 16;
+
+/// `x` (`c × h × w`) channels-last in `out`: pixel `(iy + pad₀, ix + pad₁)`
+/// of an `hp × wp` plane holds its `c` channels and zeros up to `cs`; the
+/// border is zero. `tmp` holds the plain transpose on the way.
+fn channels_last<'a>(
+    x: &[f32],
+    [c, h, w]: [usize; 3],
+    pad: [usize; 2],
+    [hp, wp]: [usize; 2],
+    cs: usize,
+    tmp: &mut Vec<f32>,
+    out: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    assert!(h + pad[0] <= hp && w + pad[1] <= wp && c <= cs, "channels_last: {c} × {h} × {w} does not fit {hp} × {wp} × {cs}");
+    let t = grown(tmp, h * w * c);
+    transpose(x, c, h * w, t);
+    let out = grown(out, hp * wp * cs);
+    out.fill(0.0);
+    for iy in 0..h {
+        let row = &mut out[((iy + pad[0]) * wp + pad[1]) * cs..][..w * cs];
+        let src = &t[iy * w * c..][..w * c];
+        if cs == c {
+            row.copy_from_slice(src);
+        } else {
+            for (dst, px) in row.chunks_exact_mut(cs).zip(src.chunks_exact(c)) {
+                dst[..c].copy_from_slice(px);
+            }
+        }
+    }
+    out
 }
 
 /// `gw[f][ci] = Gᵀ acc[·][f][ci] G` (5 × 5 from the 6 × 6 points):
@@ -623,47 +671,72 @@ mod x86 {
         }
     }
 
-    /// `dM[ξ][f][t] = (A dY Aᵀ)[ξ]` for the 2 × 2 block `dY` of the output
-    /// gradient under every tile (zero past `oh`, `ow`): the adjoint of
-    /// [`output_transform`], per step.
+    /// Row `a` of the weight gradient's transforms, channels-last (a
+    /// vector holds 16 channels: a tile's window is 36 whole vectors, no
+    /// permutes): `v[b][t][ci] = (Bᵀ d B)[a][b]` for the window `d` of every
+    /// tile `t` of the input, and `dM[a][b] = (A dY Aᵀ)[a][b]` for the 2 × 2
+    /// block `dY` of the output gradient under it, written as the GEMM's
+    /// packed panels: `m[((b·P + p)·tiles + t)·8 + r]` for filter `8p + r`
+    /// (`P = fs / 8`).
     ///
     /// # Safety
-    /// AVX-512F; `dz` holds filters × oh × ow, `m` 36 × filters rows of the
-    /// tile count.
+    /// AVX-512F; `a < 6`; `xt` holds `padded()` pixels of `cs` values and
+    /// `zt` `2·ty × 2·tx` pixels of `fs`, zero past `oh`, `ow` and the
+    /// filters ([`super::channels_last`]), `cs` and `fs` multiples of 16;
+    /// `v` holds 6 × tiles × `cs`, `m` 6 × `fs` × tiles.
+    pub(super) unsafe fn weight_grad_row(a: usize, d: &Winograd, cl: [&[f32]; 2], lanes: [usize; 2], v: &mut [f32], m: &mut [f32]) {
+        // SAFETY: the caller's contract, the row a constant.
+        unsafe {
+            match a {
+                0 => row::<0>(d, cl, lanes, v, m),
+                1 => row::<1>(d, cl, lanes, v, m),
+                2 => row::<2>(d, cl, lanes, v, m),
+                3 => row::<3>(d, cl, lanes, v, m),
+                4 => row::<4>(d, cl, lanes, v, m),
+                _ => row::<5>(d, cl, lanes, v, m),
+            }
+        }
+    }
+
+    /// [`weight_grad_row`] for the row `A` (the unused rows of each
+    /// transform are never computed).
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn gradient_transform(d: &Winograd, dz: &[f32], m: &mut [f32]) {
-        let (_, tx_count) = d.tiles();
-        let tiles = d.tile_count();
-        let steps = steps(d);
-        let (zp, mp) = (dz.as_ptr(), m.as_mut_ptr());
-        for step in steps {
-            let picks: [__m512i; TILE] = step.picks();
-            let (live, second) = step.lanes();
-            let x0 = TILE * step.tx0;
-            let width = (d.ow - x0).min(TILE * step.n);
-            for f in 0..d.filters {
-                // dy[i][j]: output (2ty + i, 2tx + j) of each tile, lanes over the step's tiles.
-                let dy: [[__m512; TILE]; TILE] = std::array::from_fn(|i| {
-                    let bands: [[__m512; 2]; 2] = std::array::from_fn(|k| {
-                        let oy = TILE * (step.ty + k) + i;
-                        if k >= step.bands || oy >= d.oh {
-                            return [_mm512_setzero_ps(); 2];
-                        }
-                        let row = zp.wrapping_add((f * d.oh + oy) * d.ow + x0);
-                        // SAFETY: columns x0.. of row oy of plane f, masked to the step's width inside ow.
-                        unsafe {
-                            [_mm512_maskz_loadu_ps(lanes(width), row), _mm512_maskz_loadu_ps(lanes(width.saturating_sub(16)), row.add(16))]
-                        }
+    unsafe fn row<const A: usize>(d: &Winograd, [xt, zt]: [&[f32]; 2], [cs, fs]: [usize; 2], v: &mut [f32], m: &mut [f32]) {
+        let ((hp, wp), (ty_n, tx_n)) = (d.padded(), d.tiles());
+        let (tiles, wz, panels) = (ty_n * tx_n, TILE * tx_n, fs / 8);
+        assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * tiles * cs);
+        assert!(fs.is_multiple_of(16) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * fs * tiles);
+        let (xp, vp, zp, mp) = (xt.as_ptr(), v.as_mut_ptr(), zt.as_ptr(), m.as_mut_ptr());
+        for ty in 0..ty_n {
+            for tx in 0..tx_n {
+                let t = ty * tx_n + tx;
+                for q in (0..cs).step_by(16) {
+                    let corner = (TILE * ty * wp + TILE * tx) * cs + q;
+                    // (Bᵀ d)[A][j] for each window column j, then · B.
+                    let row: [__m512; ALPHA] = std::array::from_fn(|j| {
+                        // SAFETY: window (i, j) of the tile is pixel (2ty + i, 2tx + j) < padded(), channels q..q + 16 ≤ cs.
+                        let col: [__m512; ALPHA] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(xp.add(corner + (i * wp + j) * cs)) });
+                        bt(&col)[A]
                     });
-                    pick(&bands, &picks, second)
-                });
-                // A dY per column j, then (A dY) Aᵀ per row a.
-                let cols = [a(dy[0][0], dy[1][0]), a(dy[0][1], dy[1][1])];
-                let out = mp.wrapping_add(f * tiles + step.ty * tx_count + step.tx0);
-                for (ai, (&c0, &c1)) in cols[0].iter().zip(&cols[1]).enumerate() {
-                    for (b, v) in a(c0, c1).into_iter().enumerate() {
-                        // SAFETY: row (ξ, f) of `m`, the step's tiles.
-                        unsafe { _mm512_mask_storeu_ps(out.add((ai * ALPHA + b) * d.filters * tiles), lanes(live), v) };
+                    for (b, x) in bt(&row).into_iter().enumerate() {
+                        // SAFETY: point b of the row, tile t, channels q.. of `v`.
+                        unsafe { _mm512_storeu_ps(vp.add((b * tiles + t) * cs + q), x) };
+                    }
+                }
+                for q in (0..fs).step_by(16) {
+                    let corner = (TILE * ty * wz + TILE * tx) * fs + q;
+                    // SAFETY: the tile's outputs (2ty + i, 2tx + j) are pixels of `zt`, filters q..q + 16 ≤ fs.
+                    let dy = |i: usize, j: usize| unsafe { _mm512_loadu_ps(zp.add(corner + (i * wz + j) * fs)) };
+                    // (A dY)[A][j] for both columns j, then · Aᵀ.
+                    let (c0, c1) = (a(dy(0, 0), dy(1, 0))[A], a(dy(0, 1), dy(1, 1))[A]);
+                    for (b, x) in a(c0, c1).into_iter().enumerate() {
+                        let (lo, hi) = (_mm512_castps512_ps256(x), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))));
+                        let panel = b * panels + q / 8;
+                        // SAFETY: panels q/8 and q/8 + 1 < P of point b, step t, 8 lanes each.
+                        unsafe {
+                            _mm256_storeu_ps(mp.add((panel * tiles + t) * 8), lo);
+                            _mm256_storeu_ps(mp.add(((panel + 1) * tiles + t) * 8), hi);
+                        }
                     }
                 }
             }
