@@ -211,6 +211,21 @@ impl PackedA {
         });
     }
 
+    /// Keep a `rows × cols` matrix as it is, row-major (`depth()` is then
+    /// `cols`): an operand read by rows, such as the right-hand side of
+    /// [`gemm_block`]. `fill` writes every value (the allocation is reused).
+    pub fn store_rows(&mut self, rows: usize, cols: usize, fill: impl FnOnce(&mut [f32])) {
+        self.data.clear();
+        self.data.resize(rows * cols, 0.0);
+        (self.rows, self.depth) = (rows, cols);
+        fill(&mut self.data);
+    }
+
+    /// The values as stored: panels, or the rows of [`PackedA::store_rows`].
+    pub(crate) fn values(&self) -> &[f32] {
+        &self.data
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -222,14 +237,6 @@ impl PackedA {
     /// The whole matrix, as the microkernels read it.
     pub(crate) fn panels(&self) -> Panels<'_> {
         Panels { data: &self.data, rows: self.rows, depth: self.depth, lda: 0 }
-    }
-
-    /// Rows `first..first + rows` (`first` a multiple of the panel height
-    /// [`MR`], the block inside the matrix): one GEMM's operand among
-    /// several packed together.
-    pub(crate) fn block(&self, first: usize, rows: usize) -> Panels<'_> {
-        assert!(first.is_multiple_of(MR) && first + rows <= self.rows, "PackedA::block: rows {first}..{} of {}", first + rows, self.rows);
-        Panels { data: &self.data[first * self.depth..][..rows.div_ceil(MR) * MR * self.depth], rows, depth: self.depth, lda: 0 }
     }
 }
 
@@ -250,6 +257,13 @@ impl<'a> Panels<'a> {
     pub(crate) fn packed(data: &'a [f32], rows: usize, depth: usize) -> Self {
         assert!(data.len() >= rows.div_ceil(MR) * MR * depth, "Panels::packed: {rows} × {depth} do not fit {} values", data.len());
         Self { data, rows, depth, lda: 0 }
+    }
+
+    /// `rows × depth` row-major with rows `lda` apart, read in place by
+    /// the AVX-512 microkernel (see [`gemm_rows`]).
+    pub(crate) fn in_place(data: &'a [f32], rows: usize, depth: usize, lda: usize) -> Self {
+        assert!(depth > 0 && lda >= depth && data.len() >= (rows - 1) * lda + depth, "Panels::in_place: {rows} × {depth} rows {lda} apart do not fit");
+        Self { data, rows, depth, lda }
     }
 
     pub(crate) fn panel(&self, p: usize) -> &[f32] {
@@ -772,11 +786,32 @@ pub(crate) mod x86 {
         c: &mut [f32],
         ldc: usize,
     ) {
+        let live = MR.min(a.rows - p * MR);
         // SAFETY: forwarded from this function's contract.
         unsafe {
             match w {
-                17.. => tile_avx512::<2, IN_PLACE>(a, p, b, ldb, j, w, start, relu, c, ldc),
-                9.. => tile_avx512::<1, IN_PLACE>(a, p, b, ldb, j, w, start, relu, c, ldc),
+                9.. if live < MR => {
+                    // A partial panel (49 Winograd tiles = 6 panels + 1 row,
+                    // 10 units = 8 + 2): blocks of 4, 2, 1 of its live rows,
+                    // not FMAs for all eight.
+                    let mut r0 = 0;
+                    for rows in [4, 2, 1] {
+                        if live - r0 >= rows {
+                            let args = (a, p, r0, b, ldb, j, w, start, relu);
+                            match (rows, w) {
+                                (4, 17..) => tile_avx512::<2, 4, IN_PLACE>(args, c, ldc),
+                                (4, _) => tile_avx512::<1, 4, IN_PLACE>(args, c, ldc),
+                                (2, 17..) => tile_avx512::<2, 2, IN_PLACE>(args, c, ldc),
+                                (2, _) => tile_avx512::<1, 2, IN_PLACE>(args, c, ldc),
+                                (_, 17..) => tile_avx512::<2, 1, IN_PLACE>(args, c, ldc),
+                                _ => tile_avx512::<1, 1, IN_PLACE>(args, c, ldc),
+                            }
+                            r0 += rows;
+                        }
+                    }
+                }
+                17.. => tile_avx512::<2, MR, IN_PLACE>((a, p, 0, b, ldb, j, w, start, relu), c, ldc),
+                9.. => tile_avx512::<1, MR, IN_PLACE>((a, p, 0, b, ldb, j, w, start, relu), c, ldc),
                 8 => columns_avx512::<8, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
                 7 => columns_avx512::<7, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
                 6 => columns_avx512::<6, IN_PLACE>(a, p, b, ldb, j, start, relu, c, ldc),
@@ -839,41 +874,35 @@ pub(crate) mod x86 {
         }
     }
 
-    /// Rows `p·MR..` (one panel) × columns `j..j + w` (`w ≤ 16·V`) with `V`
-    /// zmm vectors per row.
+    /// `R` rows from `p·MR + r0` (of one panel) × columns `j..j + w`
+    /// (`w ≤ 16·V`) with `V` zmm vectors per row.
     ///
     /// # Safety
-    /// As for [`gemm_avx512`].
+    /// As for [`gemm_avx512`]; `r0 + R` rows of the panel are real.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_avx512<const V: usize, const IN_PLACE: bool>(
-        a: Panels<'_>,
-        p: usize,
-        b: &[f32],
-        ldb: usize,
-        j: usize,
-        w: usize,
-        start: Start<'_>,
-        relu: bool,
+    #[allow(clippy::type_complexity)] // the GEMM's operands, as a tuple to pass on
+    unsafe fn tile_avx512<const V: usize, const R: usize, const IN_PLACE: bool>(
+        (a, p, r0, b, ldb, j, w, start, relu): (Panels<'_>, usize, usize, &[f32], usize, usize, usize, Start<'_>, bool),
         c: &mut [f32],
         ldc: usize,
     ) {
         let (bp, cp, panel) = (b.as_ptr(), c.as_mut_ptr(), Rows::<IN_PLACE>::of(&a, p));
-        let rows = MR.min(a.rows - p * MR);
+        debug_assert!(r0 + R <= MR.min(a.rows - p * MR));
+        let first = p * MR + r0;
         let mut masks = [0u16; V];
         for (v, m) in masks.iter_mut().enumerate() {
             *m = lanes(w.saturating_sub(16 * v));
         }
-        let mut acc = [[_mm512_setzero_ps(); V]; MR];
-        for (r, vs) in acc.iter_mut().enumerate().take(rows) {
-            match start.bias(p * MR + r) {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        for (r, vs) in acc.iter_mut().enumerate() {
+            match start.bias(first + r) {
                 Some(v) => *vs = [_mm512_set1_ps(v); V],
                 None => {
                     for (v, x) in vs.iter_mut().enumerate() {
-                        // SAFETY: row p·MR + r, columns j..j+w of c are in
+                        // SAFETY: row first + r, columns j..j+w of c are in
                         // bounds; masked-off lanes are not read.
-                        *x = unsafe { _mm512_maskz_loadu_ps(masks[v], cp.wrapping_add((p * MR + r) * ldc + j + 16 * v)) };
+                        *x = unsafe { _mm512_maskz_loadu_ps(masks[v], cp.wrapping_add((first + r) * ldc + j + 16 * v)) };
                     }
                 }
             }
@@ -889,22 +918,22 @@ pub(crate) mod x86 {
                 }
             }
             for (r, vs) in acc.iter_mut().enumerate() {
-                // SAFETY: r < MR, k < depth.
-                let av = _mm512_set1_ps(unsafe { panel.at(r, k) });
+                // SAFETY: r0 + r < MR, k < depth.
+                let av = _mm512_set1_ps(unsafe { panel.at(r0 + r, k) });
                 for (acc, x) in vs.iter_mut().zip(&bv) {
                     *acc = _mm512_fmadd_ps(av, *x, *acc);
                 }
             }
         }
-        for (r, vs) in acc.iter().enumerate().take(rows) {
+        for (r, vs) in acc.iter().enumerate() {
             for (v, &x) in vs.iter().enumerate() {
                 if masks[v] == 0 {
                     continue;
                 }
                 let x = if relu { _mm512_max_ps(x, _mm512_setzero_ps()) } else { x };
-                // SAFETY: row p·MR + r, columns j..j+w of c are in bounds;
+                // SAFETY: row first + r, columns j..j+w of c are in bounds;
                 // masked-off lanes are not written.
-                unsafe { _mm512_mask_storeu_ps(cp.wrapping_add((p * MR + r) * ldc + j + 16 * v), masks[v], x) };
+                unsafe { _mm512_mask_storeu_ps(cp.wrapping_add((first + r) * ldc + j + 16 * v), masks[v], x) };
             }
         }
     }
@@ -1344,6 +1373,8 @@ mod tests {
                 .chain([(5, 9, 40, 0), (12, 4, 7, 2), (3, 5, 35, 0), (8, 2, 34, 1), (10, 11, 38, 0)])
                 // 17–24 columns left: 16 in a tile, the rest as columns.
                 .chain([(11, 6, 49, 2), (9, 5, 20, 0), (8, 3, 56, 1)])
+                // Partial panels of every height under a tile (blocks of 4, 2, 1 rows).
+                .chain([(15, 4, 64, 1), (7, 5, 20, 0), (2, 3, 17, 0), (4, 6, 12, 0)])
         {
             let (ldb, ldc) = (n + pad, n + 2 * pad);
             let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();

@@ -122,8 +122,10 @@ impl ConvGeom {
     /// transpose), or a Winograd conv's filter transforms.
     pub fn packed_len(&self, backward: bool) -> usize {
         match self.winograd() {
-            Some(d) if backward => d.adjoint().u_rows() * d.filters,
-            Some(d) => d.u_rows() * d.c,
+            Some(d) => {
+                let (rows, cols) = if backward { d.adjoint() } else { d }.u_shape();
+                rows * cols
+            }
             None => self.conv.filters * self.taps(),
         }
     }

@@ -248,7 +248,7 @@ impl StageDef {
             StageKernels::Conv { geom, .. } => {
                 if let Some(d) = geom.winograd() {
                     let d = if backward { d.adjoint() } else { d };
-                    return winograd::pack_filters(&d, weight, backward, packed, threads);
+                    return winograd::pack_filters(&d, weight, backward, packed);
                 }
                 if geom.local {
                     return;

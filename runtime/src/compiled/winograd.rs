@@ -39,7 +39,6 @@
 
 use std::cell::RefCell;
 
-use super::rows::Bordered;
 use super::{CpuLevel, cpu_level};
 use crate::gemm::{MR, PackedA, Panels, gemm_block, gemm_block_acc, transpose};
 
@@ -128,14 +127,17 @@ impl Winograd {
         (TILE * ty + KERNEL - 1, TILE * tx + KERNEL - 1)
     }
 
-    /// Rows of the packed filter transform: the 36 points' blocks of
-    /// `filters` rows, each block starting a panel.
-    pub const fn u_rows(&self) -> usize {
-        POINTS * self.block_rows()
+    /// Channels and filters as stored channels-last: a whole number of
+    /// vectors each (the rest zero).
+    const fn lanes(&self) -> (usize, usize) {
+        (self.c.next_multiple_of(LANES), self.filters.next_multiple_of(LANES))
     }
 
-    const fn block_rows(&self) -> usize {
-        self.filters.div_ceil(MR) * MR
+    /// The shape of [`pack_filters`]' matrix: the 36 points' `Uᵀ` blocks,
+    /// `c` rows of `filters` each (both rounded up to whole vectors).
+    pub const fn u_shape(&self) -> (usize, usize) {
+        let (cs, fs) = self.lanes();
+        (POINTS * cs, fs)
     }
 
     /// The accumulator [`weight_grad_acc`] sums into: the weight gradient
@@ -168,12 +170,13 @@ impl Winograd {
     }
 }
 
-/// `U[ξ][f][ci] = (G g Gᵀ)[ξ]` for the filters `g = weight[f][ci]`
-/// (`filters × c × 5 × 5`), packed for [`conv`]. With `flipped`, `weight`
+/// `Uᵀ[ξ][ci][f] = (G g Gᵀ)[ξ]` for the filters `g = weight[f][ci]`
+/// (`filters × c × 5 × 5`), stored for [`conv`] (the right-hand side of
+/// its GEMMs, [`Winograd::u_shape`]). With `flipped`, `weight`
 /// is the forward conv's of which `d` is the [`Winograd::adjoint`]
 /// (`c × filters × 5 × 5` in `d`'s terms) and `g` its filters rotated by
 /// 180° with the two channel axes swapped.
-pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA, threads: usize) {
+pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA) {
     d.check();
     let (f, c, taps) = (d.filters, d.c, KERNEL * KERNEL);
     assert_eq!(weight.len(), f * c * taps, "winograd::pack_filters: {f}×{c}×5×5 weights expected");
@@ -195,16 +198,16 @@ pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA
         }
         // G g Gᵀ, whole planes at a time: u[a·6 + b][pair].
         let u_planes = pl.two_sided([KERNEL, KERNEL], [ALPHA, ALPHA], |a, ky| G[a][ky], |b, kx| G[b][kx], pairs);
-        let block = d.block_rows();
-        // The padding rows of each point's block stay zero.
-        let mut rows = vec![0.0f32; POINTS * block * c];
-        for (xi, plane) in u_planes.chunks_exact(pairs).enumerate() {
-            // Point ξ's block: rows fi, columns ci, i.e. the plane of pairs.
-            for (r, &v) in rows[xi * block * c..][..pairs].iter_mut().zip(plane) {
-                *r = v as f32;
+        let (cs, fs) = d.lanes();
+        // Point ξ's block is Uᵀ: row ci, column fi (padding rows and columns zero).
+        u.store_rows(POINTS * cs, fs, |rows| {
+            for (xi, plane) in u_planes.chunks_exact(pairs).enumerate() {
+                let block = &mut rows[xi * cs * fs..][..cs * fs];
+                for (pair, &v) in plane.iter().enumerate() {
+                    block[(pair % c) * fs + pair / c] = v as f32;
+                }
             }
-        }
-        u.pack_on(&rows, POINTS * block, c, threads);
+        });
     });
 }
 
@@ -273,15 +276,14 @@ fn combine_planes<'a>(out: &mut [f64], terms: impl Iterator<Item = (f64, &'a [f6
     }
 }
 
-/// Per-thread buffers: the zero-bordered image, the transformed input
-/// `V` and the products `M`; for weight gradients, the image and the
-/// output gradient channels-last and their transforms.
+/// Per-thread buffers: the image (or gradient) channels-last, a row of
+/// points of its transform `V`, the products `M`, the output
+/// channels-last, and the transposes on the way.
 #[derive(Default)]
 struct Buffers {
-    xpad: Bordered,
+    xt: Vec<f32>,
     v: Vec<f32>,
     m: Vec<f32>,
-    xt: Vec<f32>,
     zt: Vec<f32>,
     tmp: Vec<f32>,
 }
@@ -295,6 +297,12 @@ thread_local! {
 /// (written in full); `bias` empty or one per filter; `relu` applies
 /// max(0, ·) before the store.
 ///
+/// Channels-last throughout (the image and the output are transposed in
+/// and out): each tile's window is 36 whole vectors of 16 channels, and
+/// point ξ's GEMM is `Mᵀ[ξ] (tiles × filters) = Vᵀ[ξ] (tiles × c) ·
+/// Uᵀ[ξ] (c × filters)` with `Vᵀ` read in place by the microkernel, a row
+/// of six points transformed just before its GEMMs read it.
+///
 /// # Panics
 /// When the geometry is not a 5×5 stride-1 conv, a buffer is shorter than
 /// it, `u` was packed for another, or the CPU lacks AVX-512 (see [`applies`]).
@@ -302,40 +310,37 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
     d.check();
     assert!(x.len() >= d.c * d.h * d.w && y.len() >= d.filters * d.oh * d.ow, "winograd::conv: buffers shorter than {d:?}");
     assert!(bias.is_empty() || bias.len() == d.filters, "winograd::conv: {} biases for {} filters", bias.len(), d.filters);
-    assert!(u.rows() == d.u_rows() && u.depth() == d.c, "winograd::conv: filters packed for another geometry");
+    assert!((u.rows(), u.depth()) == d.u_shape(), "winograd::conv: filters packed for another geometry");
     assert!(cpu_level() == CpuLevel::Avx512, "winograd::conv needs AVX-512");
     BUFFERS.with_borrow_mut(|b| {
-        let tiles = d.tile_count();
-        transform_input(d, x, b);
-        grown(&mut b.m, POINTS * d.filters * tiles);
-        let block = d.block_rows();
-        for xi in 0..POINTS {
-            let a = u.block(xi * block, d.filters);
-            let v = &b.v[xi * d.c * tiles..][..d.c * tiles];
-            let m = &mut b.m[xi * d.filters * tiles..][..d.filters * tiles];
-            gemm_block(a, v, tiles, tiles, m, tiles);
+        let (tiles, (ty, tx), (cs, fs)) = (d.tile_count(), d.tiles(), d.lanes());
+        let Buffers { xt, v, m, zt, tmp } = b;
+        let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
+        let (v, m) = (grown(v, ALPHA * tiles * cs), grown(m, POINTS * tiles * fs));
+        let ut = u.values();
+        for a in 0..ALPHA {
+            // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
+            // values, `v` six points of every tile.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                x86::input_row(a, d, xt, cs, v)
+            };
+            for b in 0..ALPHA {
+                let xi = a * ALPHA + b;
+                let vt = Panels::in_place(&v[b * tiles * cs..][..tiles * cs], tiles, cs, cs);
+                gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * tiles * fs..][..tiles * fs], fs);
+            }
         }
-        // SAFETY: AVX-512 checked above; `m` holds POINTS × filters rows of
-        // the tile count, `y` filters × oh × ow (asserted).
+        let (hy, wy) = (TILE * ty, TILE * tx);
+        let yt = grown(zt, hy * wy * fs);
+        // SAFETY: AVX-512 asserted; `m` holds 36 points of every tile's
+        // `fs` values, `yt` the tiles' 2 × 2 outputs of `fs`.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            x86::output_transform(d, &b.m, bias, relu, y)
+            x86::output_transform(d, m, fs, bias, relu, yt)
         };
+        planes(yt, [hy, wy, fs], [d.filters, d.oh, d.ow], tmp, y);
     });
-}
-
-/// `b.v = Bᵀ d B` for every tile of the image `x`, through the
-/// zero-bordered copy `b.xpad`.
-fn transform_input(d: &Winograd, x: &[f32], b: &mut Buffers) {
-    let (hp, wp) = d.padded();
-    let xpad = b.xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]);
-    grown(&mut b.v, POINTS * d.c * d.tile_count());
-    // SAFETY: AVX-512 (the callers' assert); `xpad` holds c planes of
-    // `padded()`, `v` POINTS × c rows of the tile count.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        x86::input_transform(d, xpad, &mut b.v)
-    };
 }
 
 /// `acc[ξ][f][ci] += Σ_t dM[ξ][f][t] · V[ξ][ci][t]` for one image: the
@@ -359,7 +364,7 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
     assert!(cpu_level() == CpuLevel::Avx512, "winograd::weight_grad_acc needs AVX-512");
     BUFFERS.with_borrow_mut(|b| {
         let (tiles, (ty, tx)) = (d.tile_count(), d.tiles());
-        let (cs, fs) = (d.c.next_multiple_of(LANES), d.filters.next_multiple_of(LANES));
+        let (cs, fs) = d.lanes();
         let Buffers { v, m, xt, zt, tmp, .. } = b;
         let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
         // Tiles past oh, ow read zeros.
@@ -438,6 +443,22 @@ pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
     });
 }
 
+/// The inverse of [`channels_last`]: `y[f][oy][ox]` for `f < filters`,
+/// `oy < oh`, `ox < ow` from `yt`, `hy × wy` pixels of `fs` values.
+fn planes(yt: &[f32], [hy, wy, fs]: [usize; 3], [filters, oh, ow]: [usize; 3], tmp: &mut Vec<f32>, y: &mut [f32]) {
+    assert!(oh <= hy && ow <= wy && filters <= fs && y.len() >= filters * oh * ow, "planes: {filters} × {oh} × {ow} from {hy} × {wy} × {fs}");
+    if (hy, wy, fs) == (oh, ow, filters) {
+        return transpose(&yt[..hy * wy * fs], hy * wy, fs, y);
+    }
+    let t = grown(tmp, hy * wy * fs);
+    transpose(&yt[..hy * wy * fs], hy * wy, fs, t);
+    for (f, plane) in y[..filters * oh * ow].chunks_exact_mut(oh * ow).enumerate() {
+        for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
+            row.copy_from_slice(&t[(f * hy + oy) * wy..][..ow]);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -486,233 +507,64 @@ mod x86 {
         [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_fmadd_ps(two, y1, y0), _mm512_fnmadd_ps(two, y1, y0), y1]
     }
 
-    /// Tiles per step along a tile row: their windows span 2·14 + 4 = 32
-    /// input columns, two vectors.
-    const CHUNK: usize = 14;
-
-    /// One step of a transform: `bands` (1 or 2) tile rows from `ty`, the
-    /// `n` tiles from `tx0` of each (a row of up to 8 tiles shares its
-    /// vector with the next: lanes `k·n..` are band `k`'s).
-    #[derive(Clone, Copy)]
-    struct Step {
-        ty: usize,
-        bands: usize,
-        tx0: usize,
-        n: usize,
-    }
-
-    impl Step {
-        /// Lanes in use, and the mask of the second band's.
-        fn lanes(self) -> (usize, __mmask16) {
-            let second = if self.bands == 2 { lanes(2 * self.n) & !lanes(self.n) } else { 0 };
-            (self.bands * self.n, second)
-        }
-
-        /// For each window column `j`, the permute that picks it for the
-        /// step's tiles ([`every_other`]; two bands index within theirs).
-        #[target_feature(enable = "avx512f")]
-        #[inline]
-        fn picks<const N: usize>(self) -> [__m512i; N] {
-            let per_band = if self.bands == 2 { self.n } else { 16 };
-            std::array::from_fn(|j| every_other(j, per_band))
-        }
-    }
-
-    /// The steps covering every tile of `d`, in tile order.
-    fn steps(d: &Winograd) -> Vec<Step> {
-        let (ty_count, tx_count) = d.tiles();
-        let mut steps = Vec::new();
-        if tx_count <= 8 {
-            for ty in (0..ty_count).step_by(2) {
-                steps.push(Step { ty, bands: 2.min(ty_count - ty), tx0: 0, n: tx_count });
+    /// `f::<A>(args)` for the row `a < 6` of the transform domain, a
+    /// constant in each instance (the other rows are never computed).
+    macro_rules! by_row {
+        ($a:expr, $f:ident($($arg:expr),*)) => {
+            match $a {
+                0 => $f::<0>($($arg),*),
+                1 => $f::<1>($($arg),*),
+                2 => $f::<2>($($arg),*),
+                3 => $f::<3>($($arg),*),
+                4 => $f::<4>($($arg),*),
+                _ => $f::<5>($($arg),*),
             }
-        } else {
-            for ty in 0..ty_count {
-                for tx0 in (0..tx_count).step_by(CHUNK) {
-                    steps.push(Step { ty, bands: 1, tx0, n: CHUNK.min(tx_count - tx0) });
-                }
-            }
-        }
-        steps
+        };
     }
 
-    /// `[2(l mod n) + j]`: lane `l` takes column `2l + j` of its band (of `n`
-    /// tiles) from two vectors of columns.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn every_other(j: usize, n: usize) -> __m512i {
-        let idx: [i32; 16] = std::array::from_fn(|l| (2 * (l % n) + j) as i32);
-        // SAFETY: 16 i32 are one vector.
-        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
-    }
-
-    /// The window columns `j` of a step's tiles, lanes over tiles, from
-    /// each band's two vectors of columns `bands[k]`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    fn pick<const N: usize>(bands: &[[__m512; 2]; 2], picks: &[__m512i; N], second: __mmask16) -> [__m512; N] {
-        std::array::from_fn(|j| {
-            let first = _mm512_permutex2var_ps(bands[0][0], picks[j], bands[0][1]);
-            if second == 0 {
-                return first;
-            }
-            _mm512_mask_mov_ps(first, second, _mm512_permutex2var_ps(bands[1][0], picks[j], bands[1][1]))
-        })
-    }
-
-    /// `V[ξ][ci][t] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`:
-    /// per step, `Bᵀ d` down six whole input rows of each band (two vectors
-    /// of columns), then `(Bᵀ d) B` across, each window column `j` of the
-    /// tiles picked out with two-source permutes.
+    /// Row `a` of `V = Bᵀ d B` for every tile, channels-last:
+    /// `v[b][t][ci] = (Bᵀ d B)[a][b]` for the window `d` of tile `t`.
     ///
     /// # Safety
-    /// AVX-512F; `xpad` holds `c` planes of `padded()`; `v` holds 36 × c
-    /// rows of the tile count.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn input_transform(d: &Winograd, xpad: &[f32], v: &mut [f32]) {
-        let (hp, wp) = d.padded();
-        let (_, tx_count) = d.tiles();
-        let tiles = d.tile_count();
-        let steps = steps(d);
-        let (xp, vp) = (xpad.as_ptr(), v.as_mut_ptr());
-        for step in steps {
-            let picks: [__m512i; ALPHA] = step.picks();
-            let (live, second) = step.lanes();
-            let first = 2 * step.tx0;
-            let (m0, m1) = (lanes(wp - first), lanes((wp - first).saturating_sub(16)));
-            for ci in 0..d.c {
-                // Bᵀ d per band and half: rows a of the transform, over columns.
-                // (Built by value: a `td` array written band by band lived
-                // in memory, zeroed by a call to memset each time.)
-                let band = |k: usize| -> [[__m512; 2]; ALPHA] {
-                    let halves = [(m0, 0), (m1, 16)].map(|(mask, half)| {
-                        // SAFETY: rows 2(ty + k).. + 6 ≤ hp of plane ci, columns first + half.. masked to wp.
-                        let rows: [__m512; ALPHA] = std::array::from_fn(|i| unsafe {
-                            _mm512_maskz_loadu_ps(mask, xp.add((ci * hp + TILE * (step.ty + k) + i) * wp + first + half))
-                        });
-                        bt(&rows)
-                    });
-                    std::array::from_fn(|a| [halves[0][a], halves[1][a]])
-                };
-                let zero = [[_mm512_setzero_ps(); 2]; ALPHA];
-                let (b0, b1) = (band(0), if step.bands == 2 { band(1) } else { zero });
-                let td: [[[__m512; 2]; 2]; ALPHA] = std::array::from_fn(|a| [b0[a], b1[a]]);
-                let out = vp.wrapping_add(ci * tiles + step.ty * tx_count + step.tx0);
-                for (a, bands) in td.iter().enumerate() {
-                    let cols = pick(bands, &picks, second);
-                    for (b, v) in bt(&cols).into_iter().enumerate() {
-                        // SAFETY: row (ξ, ci) of `v`, the step's tiles.
-                        unsafe { _mm512_mask_storeu_ps(out.add((a * ALPHA + b) * d.c * tiles), lanes(live), v) };
-                    }
-                }
-            }
-        }
+    /// AVX-512F; `a < 6`; `xt` holds `padded()` pixels of `cs` values
+    /// ([`super::channels_last`]), `cs` a multiple of 16; `v` holds 6 ×
+    /// tiles × `cs`.
+    pub(super) unsafe fn input_row(a: usize, d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
+        // SAFETY: the caller's contract.
+        unsafe { by_row!(a, v_row(d, xt, cs, v)) }
     }
 
-    /// `y[f][2ty + i][2tx + j] = act(bias[f] + (Aᵀ M A)[i][j])` for every
-    /// tile: per step, the 2 × 2 outputs as four vectors over its tiles,
-    /// interleaved into each band's two output rows.
-    ///
-    /// # Safety
-    /// AVX-512F; `m` holds 36 × filters rows of the tile count; `y` holds
-    /// filters × oh × ow.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn output_transform(d: &Winograd, m: &[f32], bias: &[f32], relu: bool, y: &mut [f32]) {
-        let (_, tx_count) = d.tiles();
-        let tiles = d.tile_count();
-        let steps = steps(d);
-        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
-        for step in steps {
-            let (live, _) = step.lanes();
-            // Output column 2l + j of band k (16·half.. of it) from lane k·n + l of o[j].
-            let weave = |k: usize, half: usize| {
-                let idx: [i32; 16] = std::array::from_fn(|col| (k * step.n + 8 * half + col / 2 + 16 * (col % 2)) as i32);
-                // SAFETY: 16 i32 are one vector.
-                unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
-            };
-            let weaves: [[__m512i; 2]; 2] = std::array::from_fn(|k| std::array::from_fn(|half| weave(k, half)));
-            let x0 = TILE * step.tx0;
-            let width = (d.ow - x0).min(TILE * step.n);
-            for f in 0..d.filters {
-                let b = _mm512_set1_ps(bias.get(f).copied().unwrap_or(0.0));
-                let first = f * tiles + step.ty * tx_count + step.tx0;
-                // M A per row a of the transform domain: column j of it is ma[j].
-                let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
-                    // SAFETY: row (ξ, f) of `m`, the step's tiles.
-                    let row: [__m512; ALPHA] = std::array::from_fn(|b| unsafe {
-                        _mm512_maskz_loadu_ps(lanes(live), mp.add((a * ALPHA + b) * d.filters * tiles + first))
-                    });
-                    at(&row)
-                });
-                let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
-                let [o0, o1] = [at(&ma[0]), at(&ma[1])];
-                for (k, weaves) in weaves.iter().enumerate().take(step.bands) {
-                    for i in 0..TILE {
-                        let oy = TILE * (step.ty + k) + i;
-                        if oy >= d.oh {
-                            break;
-                        }
-                        let mut o = [_mm512_add_ps(o0[i], b), _mm512_add_ps(o1[i], b)];
-                        if relu {
-                            o = o.map(|v| _mm512_max_ps(v, _mm512_setzero_ps()));
-                        }
-                        let row = yp.wrapping_add((f * d.oh + oy) * d.ow + x0);
-                        for (half, weave) in weaves.iter().enumerate() {
-                            let mask = lanes(width.saturating_sub(16 * half));
-                            if mask == 0 {
-                                break;
-                            }
-                            // SAFETY: columns x0 + 16·half.. of output row oy, masked to the step's width inside ow.
-                            unsafe { _mm512_mask_storeu_ps(row.add(16 * half), mask, _mm512_permutex2var_ps(o[0], *weave, o[1])) };
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Row `a` of the weight gradient's transforms, channels-last (a
-    /// vector holds 16 channels: a tile's window is 36 whole vectors, no
-    /// permutes): `v[b][t][ci] = (Bᵀ d B)[a][b]` for the window `d` of every
-    /// tile `t` of the input, and `dM[a][b] = (A dY Aᵀ)[a][b]` for the 2 × 2
-    /// block `dY` of the output gradient under it, written as the GEMM's
-    /// packed panels: `m[((b·P + p)·tiles + t)·8 + r]` for filter `8p + r`
+    /// Row `a` of the weight gradient's transforms: [`input_row`]'s `V`,
+    /// and `dM = A dY Aᵀ` for the 2 × 2 block `dY` of the output gradient
+    /// under each tile written as the GEMM's packed panels:
+    /// `m[((b·P + p)·tiles + t)·8 + r] = dM[a][b]` for filter `8p + r`
     /// (`P = fs / 8`).
     ///
     /// # Safety
-    /// AVX-512F; `a < 6`; `xt` holds `padded()` pixels of `cs` values and
-    /// `zt` `2·ty × 2·tx` pixels of `fs`, zero past `oh`, `ow` and the
-    /// filters ([`super::channels_last`]), `cs` and `fs` multiples of 16;
-    /// `v` holds 6 × tiles × `cs`, `m` 6 × `fs` × tiles.
-    pub(super) unsafe fn weight_grad_row(a: usize, d: &Winograd, cl: [&[f32]; 2], lanes: [usize; 2], v: &mut [f32], m: &mut [f32]) {
-        // SAFETY: the caller's contract, the row a constant.
+    /// As [`input_row`] for `xt`, `cs`, `v`; `zt` holds `2·ty × 2·tx`
+    /// pixels of `fs` values, zero past `oh`, `ow` and the filters, `fs` a
+    /// multiple of 16; `m` holds 6 × `fs` × tiles.
+    pub(super) unsafe fn weight_grad_row(a: usize, d: &Winograd, [xt, zt]: [&[f32]; 2], [cs, fs]: [usize; 2], v: &mut [f32], m: &mut [f32]) {
+        // SAFETY: the caller's contract.
         unsafe {
-            match a {
-                0 => row::<0>(d, cl, lanes, v, m),
-                1 => row::<1>(d, cl, lanes, v, m),
-                2 => row::<2>(d, cl, lanes, v, m),
-                3 => row::<3>(d, cl, lanes, v, m),
-                4 => row::<4>(d, cl, lanes, v, m),
-                _ => row::<5>(d, cl, lanes, v, m),
-            }
+            by_row!(a, v_row(d, xt, cs, v));
+            by_row!(a, dm_row(d, zt, fs, m));
         }
     }
 
-    /// [`weight_grad_row`] for the row `A` (the unused rows of each
-    /// transform are never computed).
+    /// [`input_row`] for the row `A`: per tile and 16 channels, `(Bᵀ d)[A]`
+    /// down the window's six columns (whole vectors: no permutes), then `· B`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn row<const A: usize>(d: &Winograd, [xt, zt]: [&[f32]; 2], [cs, fs]: [usize; 2], v: &mut [f32], m: &mut [f32]) {
+    unsafe fn v_row<const A: usize>(d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
         let ((hp, wp), (ty_n, tx_n)) = (d.padded(), d.tiles());
-        let (tiles, wz, panels) = (ty_n * tx_n, TILE * tx_n, fs / 8);
+        let tiles = ty_n * tx_n;
         assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * tiles * cs);
-        assert!(fs.is_multiple_of(16) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * fs * tiles);
-        let (xp, vp, zp, mp) = (xt.as_ptr(), v.as_mut_ptr(), zt.as_ptr(), m.as_mut_ptr());
+        let (xp, vp) = (xt.as_ptr(), v.as_mut_ptr());
         for ty in 0..ty_n {
             for tx in 0..tx_n {
                 let t = ty * tx_n + tx;
                 for q in (0..cs).step_by(16) {
                     let corner = (TILE * ty * wp + TILE * tx) * cs + q;
-                    // (Bᵀ d)[A][j] for each window column j, then · B.
                     let row: [__m512; ALPHA] = std::array::from_fn(|j| {
                         // SAFETY: window (i, j) of the tile is pixel (2ty + i, 2tx + j) < padded(), channels q..q + 16 ≤ cs.
                         let col: [__m512; ALPHA] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(xp.add(corner + (i * wp + j) * cs)) });
@@ -723,6 +575,20 @@ mod x86 {
                         unsafe { _mm512_storeu_ps(vp.add((b * tiles + t) * cs + q), x) };
                     }
                 }
+            }
+        }
+    }
+
+    /// The `dM` half of [`weight_grad_row`] for the row `A`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn dm_row<const A: usize>(d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
+        let (ty_n, tx_n) = d.tiles();
+        let (tiles, wz, panels) = (ty_n * tx_n, TILE * tx_n, fs / 8);
+        assert!(fs.is_multiple_of(16) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * fs * tiles);
+        let (zp, mp) = (zt.as_ptr(), m.as_mut_ptr());
+        for ty in 0..ty_n {
+            for tx in 0..tx_n {
+                let t = ty * tx_n + tx;
                 for q in (0..fs).step_by(16) {
                     let corner = (TILE * ty * wz + TILE * tx) * fs + q;
                     // SAFETY: the tile's outputs (2ty + i, 2tx + j) are pixels of `zt`, filters q..q + 16 ≤ fs.
@@ -736,6 +602,46 @@ mod x86 {
                         unsafe {
                             _mm256_storeu_ps(mp.add((panel * tiles + t) * 8), lo);
                             _mm256_storeu_ps(mp.add(((panel + 1) * tiles + t) * 8), hi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `yt[(2ty + i)·wy + 2tx + j][f] = act(bias[f] + (Aᵀ M A)[i][j])` for
+    /// every tile, channels-last (`wy = 2·tx`): per tile and 16 filters,
+    /// the 36 points as whole vectors of `m[ξ][t][f]`.
+    ///
+    /// # Safety
+    /// AVX-512F; `m` holds 36 × tiles × `fs` values, `fs` a multiple of
+    /// 16; `yt` holds `2·ty × 2·tx × fs`; `bias` is empty or one per filter.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn output_transform(d: &Winograd, m: &[f32], fs: usize, bias: &[f32], relu: bool, yt: &mut [f32]) {
+        let (ty_n, tx_n) = d.tiles();
+        let (tiles, wy) = (ty_n * tx_n, TILE * tx_n);
+        assert!(fs.is_multiple_of(16) && m.len() >= ALPHA * ALPHA * tiles * fs && yt.len() >= TILE * ty_n * wy * fs);
+        assert!(bias.is_empty() || bias.len() == d.filters);
+        let (mp, yp) = (m.as_ptr(), yt.as_mut_ptr());
+        for q in (0..fs).step_by(16) {
+            // SAFETY: lanes up to the bias's length (masked).
+            let b = unsafe { _mm512_maskz_loadu_ps(lanes(bias.len().saturating_sub(q)), bias.as_ptr().wrapping_add(q)) };
+            for ty in 0..ty_n {
+                for tx in 0..tx_n {
+                    let t = ty * tx_n + tx;
+                    // (M A)[a] per row a of the transform domain: column j of it is ma[j].
+                    let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
+                        // SAFETY: point a·6 + b, tile t, filters q..q + 16 ≤ fs of `m`.
+                        let row: [__m512; ALPHA] = std::array::from_fn(|b| unsafe { _mm512_loadu_ps(mp.add(((a * ALPHA + b) * tiles + t) * fs + q)) });
+                        at(&row)
+                    });
+                    let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
+                    for (j, col) in ma.iter().enumerate() {
+                        for (i, o) in at(col).into_iter().enumerate() {
+                            let o = _mm512_add_ps(o, b);
+                            let o = if relu { _mm512_max_ps(o, _mm512_setzero_ps()) } else { o };
+                            // SAFETY: pixel (2ty + i, 2tx + j) of `yt`, filters q..q + 16 ≤ fs.
+                            unsafe { _mm512_storeu_ps(yp.add(((TILE * ty + i) * wy + TILE * tx + j) * fs + q), o) };
                         }
                     }
                 }
@@ -862,7 +768,7 @@ mod tests {
             let d = geometry(c, h, w, pad, filters);
             let (x, wt, bias) = (uniform(&mut rng, c * h * w), uniform(&mut rng, filters * c * 25), uniform(&mut rng, filters));
             let mut u = PackedA::default();
-            pack_filters(&d, &wt, false, &mut u, 1);
+            pack_filters(&d, &wt, false, &mut u);
             for relu in [false, true] {
                 // Garbage in `y` must be overwritten everywhere.
                 let mut y = vec![f32::NAN; filters * d.oh * d.ow];
@@ -938,7 +844,7 @@ mod tests {
             let adj = d.adjoint();
             let (wt, dy) = (uniform(&mut rng, filters * c * 25), uniform(&mut rng, filters * d.oh * d.ow));
             let mut u = PackedA::default();
-            pack_filters(&adj, &wt, true, &mut u, 1);
+            pack_filters(&adj, &wt, true, &mut u);
             let mut dx = vec![f32::NAN; c * h * w];
             conv(&adj, &dy, &u, &[], false, &mut dx);
             // dx[ci][iy][ix] = Σ dy[f][oy][ox]·w[f][ci][iy−oy+p][ix−ox+p], by the definition.
