@@ -262,7 +262,10 @@ impl<'a> Panels<'a> {
     /// `rows × depth` row-major with rows `lda` apart, read in place by
     /// the AVX-512 microkernel (see [`gemm_rows`]).
     pub(crate) fn in_place(data: &'a [f32], rows: usize, depth: usize, lda: usize) -> Self {
-        assert!(depth > 0 && lda >= depth && data.len() >= (rows - 1) * lda + depth, "Panels::in_place: {rows} × {depth} rows {lda} apart do not fit");
+        assert!(
+            depth > 0 && lda >= depth && data.len() >= (rows - 1) * lda + depth,
+            "Panels::in_place: {rows} × {depth} rows {lda} apart do not fit"
+        );
         Self { data, rows, depth, lda }
     }
 

@@ -316,20 +316,17 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
         let (tiles, (ty, tx), (cs, fs)) = (d.tile_count(), d.tiles(), d.lanes());
         let Buffers { xt, v, m, zt, tmp } = b;
         let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
-        let (v, m) = (grown(v, ALPHA * tiles * cs), grown(m, POINTS * tiles * fs));
+        let (v, m) = (grown(v, POINTS * tiles * cs), grown(m, POINTS * tiles * fs));
         let ut = u.values();
-        for a in 0..ALPHA {
-            // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
-            // values, `v` six points of every tile.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::input_row(a, d, xt, cs, v)
-            };
-            for b in 0..ALPHA {
-                let xi = a * ALPHA + b;
-                let vt = Panels::in_place(&v[b * tiles * cs..][..tiles * cs], tiles, cs, cs);
-                gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * tiles * fs..][..tiles * fs], fs);
-            }
+        // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
+        // values, `v` 36 points of every tile.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::input_transform(d, xt, cs, v)
+        };
+        for xi in 0..POINTS {
+            let vt = Panels::in_place(&v[xi * tiles * cs..][..tiles * cs], tiles, cs, cs);
+            gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * tiles * fs..][..tiles * fs], fs);
         }
         let (hy, wy) = (TILE * ty, TILE * tx);
         let yt = grown(zt, hy * wy * fs);
@@ -369,22 +366,29 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
         let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
         // Tiles past oh, ow read zeros.
         let zt = channels_last(&dz[..d.filters * d.oh * d.ow], [d.filters, d.oh, d.ow], [0, 0], [TILE * ty, TILE * tx], fs, tmp, zt);
-        // A row of the 6 × 6 points at a time: its transforms (a sixth of
-        // the values) are still in cache when its six GEMMs read them.
-        let (v, m) = (grown(v, ALPHA * tiles * cs), grown(m, ALPHA * fs * tiles));
+        // `V` for every point, `dM` a row of six points at a time (its
+        // stores are scattered over the panels: a sixth of them is still in
+        // cache when the row's GEMMs read it).
+        let (v, m) = (grown(v, POINTS * tiles * cs), grown(m, ALPHA * fs * tiles));
         let (fc, panels) = (d.filters * d.c, fs / MR);
+        // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
+        // values, `v` 36 points of every tile.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::input_transform(d, xt, cs, v)
+        };
         for a in 0..ALPHA {
-            // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
-            // values, `zt` the tiles' 2 × 2 blocks of `fs`; `v`, `m` are
-            // sized for six points of every tile.
+            // SAFETY: AVX-512 asserted; `zt` holds the tiles' 2 × 2 blocks
+            // of `fs` values, `m` six points of every tile.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                x86::weight_grad_row(a, d, [xt, zt], [cs, fs], v, m)
+                x86::gradient_row(a, d, zt, fs, m)
             };
             for b in 0..ALPHA {
+                let xi = a * ALPHA + b;
                 let dm = Panels::packed(&m[b * panels * tiles * MR..][..panels * tiles * MR], d.filters, tiles);
-                let acc = &mut acc[(a * ALPHA + b) * fc..][..fc];
-                gemm_block_acc(dm, &v[b * tiles * cs..][..tiles * cs], cs, d.c, acc, d.c);
+                let acc = &mut acc[xi * fc..][..fc];
+                gemm_block_acc(dm, &v[xi * tiles * cs..][..tiles * cs], cs, d.c, acc, d.c);
             }
         }
     });
@@ -446,7 +450,10 @@ pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
 /// The inverse of [`channels_last`]: `y[f][oy][ox]` for `f < filters`,
 /// `oy < oh`, `ox < ow` from `yt`, `hy × wy` pixels of `fs` values.
 fn planes(yt: &[f32], [hy, wy, fs]: [usize; 3], [filters, oh, ow]: [usize; 3], tmp: &mut Vec<f32>, y: &mut [f32]) {
-    assert!(oh <= hy && ow <= wy && filters <= fs && y.len() >= filters * oh * ow, "planes: {filters} × {oh} × {ow} from {hy} × {wy} × {fs}");
+    assert!(
+        oh <= hy && ow <= wy && filters <= fs && y.len() >= filters * oh * ow,
+        "planes: {filters} × {oh} × {ow} from {hy} × {wy} × {fs}"
+    );
     if (hy, wy, fs) == (oh, ow, filters) {
         return transpose(&yt[..hy * wy * fs], hy * wy, fs, y);
     }
@@ -507,79 +514,72 @@ mod x86 {
         [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_fmadd_ps(two, y1, y0), _mm512_fnmadd_ps(two, y1, y0), y1]
     }
 
-    /// `f::<A>(args)` for the row `a < 6` of the transform domain, a
-    /// constant in each instance (the other rows are never computed).
-    macro_rules! by_row {
-        ($a:expr, $f:ident($($arg:expr),*)) => {
-            match $a {
-                0 => $f::<0>($($arg),*),
-                1 => $f::<1>($($arg),*),
-                2 => $f::<2>($($arg),*),
-                3 => $f::<3>($($arg),*),
-                4 => $f::<4>($($arg),*),
-                _ => $f::<5>($($arg),*),
-            }
-        };
-    }
-
-    /// Row `a` of `V = Bᵀ d B` for every tile, channels-last:
-    /// `v[b][t][ci] = (Bᵀ d B)[a][b]` for the window `d` of tile `t`.
+    /// Row `a` of `dM = A dY Aᵀ` for the 2 × 2 block `dY` of the output
+    /// gradient under every tile, written as the weight gradient GEMM's
+    /// packed panels: `m[((b·P + p)·tiles + t)·8 + r] = dM[a][b]` for
+    /// filter `8p + r` (`P = fs / 8`), 16 filters a vector.
     ///
     /// # Safety
-    /// AVX-512F; `a < 6`; `xt` holds `padded()` pixels of `cs` values
-    /// ([`super::channels_last`]), `cs` a multiple of 16; `v` holds 6 ×
-    /// tiles × `cs`.
-    pub(super) unsafe fn input_row(a: usize, d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
-        // SAFETY: the caller's contract.
-        unsafe { by_row!(a, v_row(d, xt, cs, v)) }
-    }
-
-    /// Row `a` of the weight gradient's transforms: [`input_row`]'s `V`,
-    /// and `dM = A dY Aᵀ` for the 2 × 2 block `dY` of the output gradient
-    /// under each tile written as the GEMM's packed panels:
-    /// `m[((b·P + p)·tiles + t)·8 + r] = dM[a][b]` for filter `8p + r`
-    /// (`P = fs / 8`).
-    ///
-    /// # Safety
-    /// As [`input_row`] for `xt`, `cs`, `v`; `zt` holds `2·ty × 2·tx`
-    /// pixels of `fs` values, zero past `oh`, `ow` and the filters, `fs` a
-    /// multiple of 16; `m` holds 6 × `fs` × tiles.
-    pub(super) unsafe fn weight_grad_row(a: usize, d: &Winograd, [xt, zt]: [&[f32]; 2], [cs, fs]: [usize; 2], v: &mut [f32], m: &mut [f32]) {
-        // SAFETY: the caller's contract.
+    /// AVX-512F; `a < 6`; `zt` holds `2·ty × 2·tx` pixels of `fs` values,
+    /// zero past `oh`, `ow` and the filters ([`super::channels_last`]), `fs`
+    /// a multiple of 16; `m` holds 6 × `fs` × tiles.
+    pub(super) unsafe fn gradient_row(a: usize, d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
+        // SAFETY: the caller's contract; each instance has its row a constant.
         unsafe {
-            by_row!(a, v_row(d, xt, cs, v));
-            by_row!(a, dm_row(d, zt, fs, m));
+            match a {
+                0 => dm_row::<0>(d, zt, fs, m),
+                1 => dm_row::<1>(d, zt, fs, m),
+                2 => dm_row::<2>(d, zt, fs, m),
+                3 => dm_row::<3>(d, zt, fs, m),
+                4 => dm_row::<4>(d, zt, fs, m),
+                _ => dm_row::<5>(d, zt, fs, m),
+            }
         }
     }
 
-    /// [`input_row`] for the row `A`: per tile and 16 channels, `(Bᵀ d)[A]`
-    /// down the window's six columns (whole vectors: no permutes), then `· B`.
+    /// `V[ξ][t][ci] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`,
+    /// channels-last: a vector holds 16 channels, so a window is 36 whole
+    /// vectors (no permutes), `Bᵀ d` down its columns and then `· B` across.
+    ///
+    /// # Safety
+    /// AVX-512F; `xt` holds `padded()` pixels of `cs` values
+    /// ([`super::channels_last`]), `cs` a multiple of 16; `v` holds 36 ×
+    /// tiles × `cs`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn v_row<const A: usize>(d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
+    pub(super) unsafe fn input_transform(d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
         let ((hp, wp), (ty_n, tx_n)) = (d.padded(), d.tiles());
         let tiles = ty_n * tx_n;
-        assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * tiles * cs);
+        assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * ALPHA * tiles * cs);
         let (xp, vp) = (xt.as_ptr(), v.as_mut_ptr());
         for ty in 0..ty_n {
             for tx in 0..tx_n {
                 let t = ty * tx_n + tx;
                 for q in (0..cs).step_by(16) {
                     let corner = (TILE * ty * wp + TILE * tx) * cs + q;
-                    let row: [__m512; ALPHA] = std::array::from_fn(|j| {
+                    // Bᵀ d down each window column j into td[·][j] (a loop over
+                    // j: built with array maps instead, the column copies made
+                    // this transform 5% slower).
+                    let mut td = [[_mm512_setzero_ps(); ALPHA]; ALPHA];
+                    #[allow(clippy::needless_range_loop)]
+                    for j in 0..ALPHA {
                         // SAFETY: window (i, j) of the tile is pixel (2ty + i, 2tx + j) < padded(), channels q..q + 16 ≤ cs.
                         let col: [__m512; ALPHA] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(xp.add(corner + (i * wp + j) * cs)) });
-                        bt(&col)[A]
-                    });
-                    for (b, x) in bt(&row).into_iter().enumerate() {
-                        // SAFETY: point b of the row, tile t, channels q.. of `v`.
-                        unsafe { _mm512_storeu_ps(vp.add((b * tiles + t) * cs + q), x) };
+                        for (a, x) in bt(&col).into_iter().enumerate() {
+                            td[a][j] = x;
+                        }
+                    }
+                    for (a, row) in td.iter().enumerate() {
+                        for (b, x) in bt(row).into_iter().enumerate() {
+                            // SAFETY: point a·6 + b, tile t, channels q.. of `v`.
+                            unsafe { _mm512_storeu_ps(vp.add(((a * ALPHA + b) * tiles + t) * cs + q), x) };
+                        }
                     }
                 }
             }
         }
     }
 
-    /// The `dM` half of [`weight_grad_row`] for the row `A`.
+    /// [`gradient_row`] for the row `A` (the other rows are never computed).
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn dm_row<const A: usize>(d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
         let (ty_n, tx_n) = d.tiles();
@@ -632,7 +632,8 @@ mod x86 {
                     // (M A)[a] per row a of the transform domain: column j of it is ma[j].
                     let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
                         // SAFETY: point a·6 + b, tile t, filters q..q + 16 ≤ fs of `m`.
-                        let row: [__m512; ALPHA] = std::array::from_fn(|b| unsafe { _mm512_loadu_ps(mp.add(((a * ALPHA + b) * tiles + t) * fs + q)) });
+                        let row: [__m512; ALPHA] =
+                            std::array::from_fn(|b| unsafe { _mm512_loadu_ps(mp.add(((a * ALPHA + b) * tiles + t) * fs + q)) });
                         at(&row)
                     });
                     let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
