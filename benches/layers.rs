@@ -5,7 +5,7 @@
 //! direct kernels), and the `network!` code on one thread for conv, the fused stage and dense
 //! (fashion_tf's conv1 and conv2 stages are 80.3 MFLOP and 1.28 GFLOP per
 //! batch of 64: divide by the time for GFLOP/s, and by `convc bench`'s peak
-//! for the fraction).
+//! for the fraction). `winograd/…`: fashion_tf's conv2 kernels per image.
 
 mod common;
 
@@ -137,5 +137,35 @@ fn layers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, layers);
+/// fashion_tf's conv2 as Winograd F(4×4, 5×5) kernels, per image (the
+/// runtime's entry points that the JIT and the macro's code call): the
+/// forward transform-GEMMs-transform, the input gradient (the adjoint conv)
+/// and the weight gradient's accumulation. AVX-512 CPUs only.
+fn winograd(c: &mut Criterion) {
+    use convc::runtime::compiled::winograd::{self, Winograd};
+    use convc::runtime::compiled::{CpuLevel, cpu_level};
+    use convc::runtime::gemm::PackedA;
+    use convc::runtime::rng::Rng;
+    if cpu_level() != CpuLevel::Avx512 {
+        return;
+    }
+    let d = Winograd { c: 32, h: 14, w: 14, pad: [2, 2], filters: 64, oh: 14, ow: 14 };
+    let adjoint = d.adjoint();
+    let mut rng = Rng::new(1);
+    let mut draw = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.symmetric(scale)).collect() };
+    let (x, dz, weight) = (draw(32 * 196, 1.0), draw(64 * 196, 1.0), draw(64 * 32 * 25, 0.1));
+    let (mut u, mut ut) = (PackedA::default(), PackedA::default());
+    winograd::pack_filters(&d, &weight, false, &mut u);
+    winograd::pack_filters(&adjoint, &weight, true, &mut ut);
+    let (mut y, mut dx, mut acc) = (vec![0.0; 64 * 196], vec![0.0; 32 * 196], vec![0.0; d.grad_len()]);
+    let mut group = c.benchmark_group("winograd/conv5x5_32to64_14x14");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3)).sample_size(20);
+    group.bench_function("forward", |b| b.iter(|| winograd::conv(&d, &x, &u, &[], true, &mut y)));
+    group.bench_function("input_gradient", |b| b.iter(|| winograd::conv(&adjoint, &dz, &ut, &[], false, &mut dx)));
+    group.bench_function("weight_gradient", |b| b.iter(|| winograd::weight_grad_acc(&d, &x, &dz, &mut acc)));
+    group.finish();
+}
+
+criterion_group!(benches, layers, winograd);
 criterion_main!(benches);

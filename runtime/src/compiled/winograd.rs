@@ -1,41 +1,44 @@
-//! 5×5 stride-1 convolutions by Winograd's minimal filtering F(2×2, 5×5):
-//! each 2×2 block of outputs ("tile") comes from a 6×6 window of the
-//! input as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, 36 multiplications per input
-//! channel instead of 100. Over a layer that is 36 GEMMs, one per point ξ
-//! of the 6 × 6 transform domain:
+//! 5×5 stride-1 convolutions by Winograd's minimal filtering F(4×4, 5×5):
+//! each 4×4 block of outputs ("tile") comes from an 8×8 window of the
+//! input as `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, 64 multiplications per input
+//! channel instead of 400. Over a layer that is 64 GEMMs, one per point ξ
+//! of the 8 × 8 transform domain:
 //!
 //! ```text
-//! M[ξ] (filters × tiles) = U[ξ] (filters × channels) · V[ξ] (channels × tiles)
+//! Mᵀ[ξ] (tiles × filters) = Vᵀ[ξ] (tiles × channels) · Uᵀ[ξ] (channels × filters)
 //! ```
 //!
-//! with `U = G g Gᵀ` transformed once per change of the weights (packed like
-//! any GEMM weight, the 36 points' blocks one under the other) and
-//! `V = Bᵀ d B` per image. The GEMMs are the packed microkernels' — 2.8×
-//! fewer multiply-adds than im2col's single GEMM; the transforms around them
-//! are a small fraction (they are O(channels), the GEMMs O(channels ×
-//! filters)). fashion_tf's conv2 (32 → 64, 14 × 14) takes 117 µs per image
-//! instead of 197; with few channels (LeNet-5's 6 → 16) the transforms
-//! dominate and the direct GEMM stays ([`applies`]).
+//! with `U = G g Gᵀ` transformed once per change of the weights and
+//! `V = Bᵀ d B` per image. fashion_tf's conv2 (32 → 64, 14 × 14: 16 tiles,
+//! covering 16 × 16) does 4.8× fewer multiply-adds than im2col's GEMM
+//! (F(2×2, 5×5), before: 2.8×); with few channels (LeNet-5's 6 → 16) the
+//! transforms dominate and the direct GEMM stays ([`applies`]).
 //!
-//! The transform matrices come from the interpolation points 0, ±1, ±2, ∞
-//! (Toom–Cook; `G` carries the Lagrange denominators, `Bᵀ` is then integer).
-//! fp32 error: ~1e-6 of `max|d| · Σ|g|` at worst over random windows, the
-//! same order as the direct sum's.
+//! Everything runs channels-last: the image is transposed to pixels of
+//! 16-channel vectors, so a tile's window is 64 whole vectors (no permutes
+//! or gathers), `V` comes out tile-major — the left operand of the GEMMs,
+//! read in place by the microkernel — and the output transform works on
+//! vectors of 16 filters before the result is transposed back to planes.
+//! Each point's block of `V` and `M` is a cache line longer than its
+//! tiles' values ([`point_stride`]): 16 tiles × 64 floats is 4 KB, and 64
+//! loads 4 KB apart all fall in one set of the L1 cache (with that stride
+//! the output transform ran 3× slower).
+//!
+//! The transform matrices come from the interpolation points 0, ±1, ±2,
+//! ±1/2, ∞ (Toom–Cook; `G` carries the Lagrange denominators). fp32 error:
+//! ~1.3e-6 of a sum's `Σ|x·w|` at worst over random images (F(2×2, 5×5):
+//! ~2.5e-6), measured against an f64 direct sum.
 //!
 //! The input gradient of such a conv is again a 5×5 stride-1 conv — of the
 //! output gradient, with the filters rotated by 180° and their channels
 //! swapped, padded `4 − pad` ([`Winograd::adjoint`], [`pack_filters`]'s
 //! `flipped`): training's backward pass uses the same code. The weight
 //! gradient is formed in the transform domain, `dU[ξ] = Σ dM[ξ]·V[ξ]ᵀ` with
-//! `dM = A dY Aᵀ` per tile of the output gradient, 36 GEMMs per image
-//! summed over the chunk, and taken back to the filters once by `Gᵀ dU G`
-//! ([`weight_grad_acc`], [`weight_grad_finish`]).
-//!
-//! The transforms work a tile row (or two) at a time in AVX-512 registers:
-//! whole input rows loaded as vectors, each window column of the tiles
-//! picked out with two-source permutes, outputs interleaved back into rows
-//! the same way (gathering each window with `vgatherdps` ran 4× slower).
-//! On CPUs without AVX-512 convs keep the im2col path.
+//! `dM = A dY Aᵀ` per tile of the output gradient (written straight into
+//! the GEMM's packed panels), 64 GEMMs per image summed over the chunk,
+//! and taken back to the filters once by `Gᵀ dU G` ([`weight_grad_acc`],
+//! [`weight_grad_finish`]). On CPUs without AVX-512 convs keep the im2col
+//! path.
 
 use std::cell::RefCell;
 
@@ -43,7 +46,7 @@ use super::{CpuLevel, cpu_level};
 use crate::gemm::{MR, PackedA, Panels, gemm_block, gemm_block_acc, transpose};
 
 /// Outputs per tile side (`m`) and the kernel size (`r`).
-pub const TILE: usize = 2;
+pub const TILE: usize = 4;
 pub const KERNEL: usize = 5;
 /// The transform's size, `m + r − 1`, and its points.
 const ALPHA: usize = TILE + KERNEL - 1;
@@ -52,27 +55,36 @@ const POINTS: usize = ALPHA * ALPHA;
 /// `Bᵀ`: the input transform (as written out in `x86::bt`, checked by a test).
 #[cfg_attr(not(test), allow(dead_code))]
 const BT: [[f32; ALPHA]; ALPHA] = [
-    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    [-1.0, 0.0, 5.25, 0.0, -5.25, 0.0, 1.0, 0.0],
+    [0.0, 1.0, 1.0, -4.25, -4.25, 1.0, 1.0, 0.0],
+    [0.0, -1.0, 1.0, 4.25, -4.25, -1.0, 1.0, 0.0],
+    [0.0, 0.5, 0.25, -2.5, -1.25, 2.0, 1.0, 0.0],
+    [0.0, -0.5, 0.25, 2.5, -1.25, -2.0, 1.0, 0.0],
+    [0.0, 2.0, 4.0, -2.5, -5.0, 0.5, 1.0, 0.0],
+    [0.0, -2.0, 4.0, 2.5, -5.0, -0.5, 1.0, 0.0],
+    [0.0, -1.0, 0.0, 5.25, 0.0, -5.25, 0.0, 1.0],
 ];
 
 /// `G`: the filter transform.
 const G: [[f64; KERNEL]; ALPHA] = [
-    [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, -1.0 / 3.0, 2.0 / 3.0],
+    [-1.0, 0.0, 0.0, 0.0, 0.0],
+    [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
+    [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
+    [1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0, 4.0 / 45.0, 8.0 / 45.0],
+    [1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0, -4.0 / 45.0, 8.0 / 45.0],
+    [32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0, 4.0 / 45.0, 2.0 / 45.0],
+    [32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0, -4.0 / 45.0, 2.0 / 45.0],
     [0.0, 0.0, 0.0, 0.0, 1.0],
 ];
 
 /// `Aᵀ`: the output transform (`x86::at`).
 #[cfg_attr(not(test), allow(dead_code))]
-const AT: [[f32; ALPHA]; TILE] = [[1.0, 1.0, 1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, 2.0, -2.0, 1.0]];
+const AT: [[f32; ALPHA]; TILE] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.25, 0.25, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 0.125, -0.125, 1.0],
+];
 
 /// Fewest input channels and filters for which Winograd beats the direct
 /// GEMM here (measured per image, standalone: 16 → 16 channels on 14 × 14,
@@ -92,20 +104,21 @@ pub struct Winograd {
     pub ow: usize,
 }
 
-/// Fewest tiles per image: below, the GEMMs are too narrow to gain (at
-/// 16 tiles, 64 → 64 channels, Winograd and the direct GEMM take the same time).
-pub const MIN_TILES: usize = 25;
+/// Fewest outputs per image (9 × 9): below, the tiles' GEMMs are too
+/// narrow to gain (a 7 × 7 output, 64 → 64 channels: no faster than the
+/// direct GEMM, measured with 2 × 2 tiles).
+pub const MIN_OUTPUTS: usize = 81;
 
 /// Whether a conv with this kernel and stride runs as Winograd `d` here:
 /// 5×5 kernels, stride 1, padding at most 4, at least [`MIN_CHANNELS`]
-/// channels and filters, [`MIN_TILES`] tiles, and AVX-512 on this CPU.
+/// channels and filters, [`MIN_OUTPUTS`] outputs, and AVX-512 on this CPU.
 pub fn applies(kernel: [usize; 2], stride: [usize; 2], d: &Winograd) -> bool {
     kernel == [KERNEL; 2]
         && stride == [1, 1]
         && d.pad.iter().all(|&p| p < KERNEL)
         && d.c >= MIN_CHANNELS
         && d.filters >= MIN_CHANNELS
-        && d.tile_count() >= MIN_TILES
+        && d.oh * d.ow >= MIN_OUTPUTS
         && cpu_level() == CpuLevel::Avx512
 }
 
@@ -133,7 +146,7 @@ impl Winograd {
         (self.c.next_multiple_of(LANES), self.filters.next_multiple_of(LANES))
     }
 
-    /// The shape of [`pack_filters`]' matrix: the 36 points' `Uᵀ` blocks,
+    /// The shape of [`pack_filters`]' matrix: the 64 points' `Uᵀ` blocks,
     /// `c` rows of `filters` each (both rounded up to whole vectors).
     pub const fn u_shape(&self) -> (usize, usize) {
         let (cs, fs) = self.lanes();
@@ -141,7 +154,7 @@ impl Winograd {
     }
 
     /// The accumulator [`weight_grad_acc`] sums into: the weight gradient
-    /// in the transform domain, 36 × filters × c.
+    /// in the transform domain, 64 × filters × c.
     pub const fn grad_len(&self) -> usize {
         POINTS * self.filters * self.c
     }
@@ -298,10 +311,9 @@ thread_local! {
 /// max(0, ·) before the store.
 ///
 /// Channels-last throughout (the image and the output are transposed in
-/// and out): each tile's window is 36 whole vectors of 16 channels, and
+/// and out): each tile's window is 64 whole vectors of 16 channels, and
 /// point ξ's GEMM is `Mᵀ[ξ] (tiles × filters) = Vᵀ[ξ] (tiles × c) ·
-/// Uᵀ[ξ] (c × filters)` with `Vᵀ` read in place by the microkernel, a row
-/// of six points transformed just before its GEMMs read it.
+/// Uᵀ[ξ] (c × filters)` with `Vᵀ` read in place by the microkernel.
 ///
 /// # Panics
 /// When the geometry is not a 5×5 stride-1 conv, a buffer is shorter than
@@ -316,22 +328,23 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
         let (tiles, (ty, tx), (cs, fs)) = (d.tile_count(), d.tiles(), d.lanes());
         let Buffers { xt, v, m, zt, tmp } = b;
         let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
-        let (v, m) = (grown(v, POINTS * tiles * cs), grown(m, POINTS * tiles * fs));
+        let (vs, ms) = (point_stride(tiles, cs), point_stride(tiles, fs));
+        let (v, m) = (grown(v, POINTS * vs), grown(m, POINTS * ms));
         let ut = u.values();
         // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
-        // values, `v` 36 points of every tile.
+        // values, `v` 64 points of every tile.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             x86::input_transform(d, xt, cs, v)
         };
         for xi in 0..POINTS {
-            let vt = Panels::in_place(&v[xi * tiles * cs..][..tiles * cs], tiles, cs, cs);
-            gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * tiles * fs..][..tiles * fs], fs);
+            let vt = Panels::in_place(&v[xi * vs..][..tiles * cs], tiles, cs, cs);
+            gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * ms..][..tiles * fs], fs);
         }
         let (hy, wy) = (TILE * ty, TILE * tx);
         let yt = grown(zt, hy * wy * fs);
-        // SAFETY: AVX-512 asserted; `m` holds 36 points of every tile's
-        // `fs` values, `yt` the tiles' 2 × 2 outputs of `fs`.
+        // SAFETY: AVX-512 asserted; `m` holds 64 points of every tile's
+        // `fs` values, `yt` the tiles' 4 × 4 outputs of `fs`.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             x86::output_transform(d, m, fs, bias, relu, yt)
@@ -342,7 +355,7 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
 
 /// `acc[ξ][f][ci] += Σ_t dM[ξ][f][t] · V[ξ][ci][t]` for one image: the
 /// weight gradient in the transform domain (`dM = A dY Aᵀ` per tile of the
-/// output gradient `dz`, `filters × oh × ow`; `V` of the input `x`), by 36
+/// output gradient `dz`, `filters × oh × ow`; `V` of the input `x`), by 64
 /// accumulating GEMMs. [`weight_grad_finish`] takes it back to the filters.
 ///
 /// The GEMMs' depth is the tiles, so both transforms run channels-last
@@ -366,32 +379,41 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
         let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
         // Tiles past oh, ow read zeros.
         let zt = channels_last(&dz[..d.filters * d.oh * d.ow], [d.filters, d.oh, d.ow], [0, 0], [TILE * ty, TILE * tx], fs, tmp, zt);
-        // `V` for every point, `dM` a row of six points at a time (its
-        // stores are scattered over the panels: a sixth of them is still in
+        // `V` for every point, `dM` a row of eight points at a time (its
+        // stores are scattered over the panels: an eighth of them is still in
         // cache when the row's GEMMs read it).
-        let (v, m) = (grown(v, POINTS * tiles * cs), grown(m, ALPHA * fs * tiles));
+        let (vs, ms) = (point_stride(tiles, cs), point_stride(tiles, fs));
+        let (v, m) = (grown(v, POINTS * vs), grown(m, ALPHA * ms));
         let (fc, panels) = (d.filters * d.c, fs / MR);
         // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
-        // values, `v` 36 points of every tile.
+        // values, `v` 64 points of every tile.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             x86::input_transform(d, xt, cs, v)
         };
         for a in 0..ALPHA {
-            // SAFETY: AVX-512 asserted; `zt` holds the tiles' 2 × 2 blocks
-            // of `fs` values, `m` six points of every tile.
+            // SAFETY: AVX-512 asserted; `zt` holds the tiles' 4 × 4 blocks
+            // of `fs` values, `m` eight points of every tile.
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 x86::gradient_row(a, d, zt, fs, m)
             };
             for b in 0..ALPHA {
                 let xi = a * ALPHA + b;
-                let dm = Panels::packed(&m[b * panels * tiles * MR..][..panels * tiles * MR], d.filters, tiles);
+                let dm = Panels::packed(&m[b * ms..][..panels * tiles * MR], d.filters, tiles);
                 let acc = &mut acc[xi * fc..][..fc];
-                gemm_block_acc(dm, &v[xi * tiles * cs..][..tiles * cs], cs, d.c, acc, d.c);
+                gemm_block_acc(dm, &v[xi * vs..][..tiles * cs], cs, d.c, acc, d.c);
             }
         }
     });
+}
+
+/// Values from one point's block of `V` or `M` to the next: its tiles'
+/// `lanes` values and a cache line more — with 16 tiles of 64 values the
+/// blocks would be 4 KB apart, and a tile's 64 loads (or stores) across
+/// them would all fall in one set of the L1 cache.
+const fn point_stride(tiles: usize, lanes: usize) -> usize {
+    tiles * lanes + LANES
 }
 
 /// Lanes of a vector: channels-last buffers hold a multiple per pixel.
@@ -428,7 +450,7 @@ fn channels_last<'a>(
     out
 }
 
-/// `gw[f][ci] = Gᵀ acc[·][f][ci] G` (5 × 5 from the 6 × 6 points):
+/// `gw[f][ci] = Gᵀ acc[·][f][ci] G` (5 × 5 from the 8 × 8 points):
 /// the weight gradient (`filters × c × 5 × 5`) from [`weight_grad_acc`]'s sums.
 pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
     let pairs = d.filters * d.c;
@@ -473,56 +495,72 @@ mod x86 {
     use super::{ALPHA, TILE, Winograd};
     use crate::gemm::x86::lanes;
 
-    /// `Bᵀ d` for a column `d` of six vectors: [`BT`](super::BT)'s rows,
-    /// written out (shared sums, no zero terms).
+    /// `Bᵀ d` for a column `d` of eight vectors: [`BT`](super::BT)'s rows,
+    /// written out — each pair of rows for the points ±p as the sum and the
+    /// difference of its even and odd terms, no zero terms.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
     pub(super) fn bt(d: &[__m512; ALPHA]) -> [__m512; ALPHA] {
-        let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
-        let s12 = _mm512_add_ps(d[1], d[2]);
-        let d12 = _mm512_sub_ps(d[1], d[2]);
-        let s34 = _mm512_add_ps(d[3], d[4]);
-        let d43 = _mm512_sub_ps(d[4], d[3]);
-        let d42 = _mm512_sub_ps(d[4], d[2]);
-        let d13 = _mm512_sub_ps(d[1], d[3]);
+        let c = _mm512_set1_ps;
+        let (fma, add, sub, mul) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
+        // ±1: (d2 + d6 − 4.25 d4) ± (d1 + d5 − 4.25 d3)
+        let (e1, o1) = (fma(c(-4.25), d[4], add(d[2], d[6])), fma(c(-4.25), d[3], add(d[1], d[5])));
+        // ±1/2: (0.25 d2 − 1.25 d4 + d6) ± (0.5 d1 − 2.5 d3 + 2 d5)
+        let (e2, o2) = (fma(c(-1.25), d[4], fma(c(0.25), d[2], d[6])), fma(c(2.0), d[5], fma(c(-2.5), d[3], mul(c(0.5), d[1]))));
+        // ±2: (4 d2 − 5 d4 + d6) ± (2 d1 − 2.5 d3 + 0.5 d5)
+        let (e3, o3) = (fma(c(-5.0), d[4], fma(c(4.0), d[2], d[6])), fma(c(0.5), d[5], fma(c(-2.5), d[3], mul(c(2.0), d[1]))));
         [
-            _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
-            _mm512_fnmadd_ps(four, s12, s34),
-            _mm512_fmadd_ps(four, d12, d43),
-            _mm512_fnmadd_ps(two, d13, d42),
-            _mm512_fmadd_ps(two, d13, d42),
-            _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+            fma(c(5.25), sub(d[2], d[4]), sub(d[6], d[0])),
+            add(e1, o1),
+            sub(e1, o1),
+            add(e2, o2),
+            sub(e2, o2),
+            add(e3, o3),
+            sub(e3, o3),
+            fma(c(5.25), sub(d[3], d[5]), sub(d[7], d[1])),
         ]
     }
 
-    /// `Aᵀ m` for a column `m` of six vectors: [`AT`](super::AT)'s rows, written out.
+    /// `Aᵀ m` for a column `m` of eight vectors: [`AT`](super::AT)'s rows,
+    /// written out over the sums and differences of the ± pairs.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
     pub(super) fn at(m: &[__m512; ALPHA]) -> [__m512; TILE] {
-        let s = _mm512_add_ps(_mm512_add_ps(m[1], m[2]), _mm512_add_ps(m[3], m[4]));
-        let d12 = _mm512_sub_ps(m[1], m[2]);
-        let d34 = _mm512_sub_ps(m[3], m[4]);
-        [_mm512_add_ps(m[0], s), _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0), d34, d12), m[5])]
+        let c = _mm512_set1_ps;
+        let (fma, add, sub) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps);
+        let (s1, d1) = (add(m[1], m[2]), sub(m[1], m[2]));
+        let (s2, d2) = (add(m[3], m[4]), sub(m[3], m[4]));
+        let (s3, d3) = (add(m[5], m[6]), sub(m[5], m[6]));
+        [
+            add(add(m[0], s1), add(s2, s3)),
+            fma(c(0.5), d3, fma(c(2.0), d2, d1)),
+            fma(c(0.25), s3, fma(c(4.0), s2, s1)),
+            add(fma(c(0.125), d3, fma(c(8.0), d2, d1)), m[7]),
+        ]
     }
 
-    /// `A y` for the pair `y = (y0, y1)`: the transpose of
-    /// [`AT`](super::AT), from two outputs to six points.
+    /// `A y` for four outputs `y`: the transpose of [`AT`](super::AT), from
+    /// a tile's outputs to the eight points.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    pub(super) fn a(y0: __m512, y1: __m512) -> [__m512; ALPHA] {
-        let two = _mm512_set1_ps(2.0);
-        [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_fmadd_ps(two, y1, y0), _mm512_fnmadd_ps(two, y1, y0), y1]
+    pub(super) fn a(y: [__m512; TILE]) -> [__m512; ALPHA] {
+        let c = _mm512_set1_ps;
+        let (fma, add, sub, mul) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
+        let (e1, o1) = (add(y[0], y[2]), add(y[1], y[3]));
+        let (e2, o2) = (fma(c(4.0), y[2], y[0]), fma(c(8.0), y[3], mul(c(2.0), y[1])));
+        let (e3, o3) = (fma(c(0.25), y[2], y[0]), fma(c(0.125), y[3], mul(c(0.5), y[1])));
+        [y[0], add(e1, o1), sub(e1, o1), add(e2, o2), sub(e2, o2), add(e3, o3), sub(e3, o3), y[3]]
     }
 
-    /// Row `a` of `dM = A dY Aᵀ` for the 2 × 2 block `dY` of the output
+    /// Row `a` of `dM = A dY Aᵀ` for the 4 × 4 block `dY` of the output
     /// gradient under every tile, written as the weight gradient GEMM's
     /// packed panels: `m[((b·P + p)·tiles + t)·8 + r] = dM[a][b]` for
     /// filter `8p + r` (`P = fs / 8`), 16 filters a vector.
     ///
     /// # Safety
-    /// AVX-512F; `a < 6`; `zt` holds `2·ty × 2·tx` pixels of `fs` values,
+    /// AVX-512F; `a < 8`; `zt` holds `4·ty × 4·tx` pixels of `fs` values,
     /// zero past `oh`, `ow` and the filters ([`super::channels_last`]), `fs`
-    /// a multiple of 16; `m` holds 6 × `fs` × tiles.
+    /// a multiple of 16; `m` holds 8 × `fs` × tiles.
     pub(super) unsafe fn gradient_row(a: usize, d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
         // SAFETY: the caller's contract; each instance has its row a constant.
         unsafe {
@@ -532,24 +570,27 @@ mod x86 {
                 2 => dm_row::<2>(d, zt, fs, m),
                 3 => dm_row::<3>(d, zt, fs, m),
                 4 => dm_row::<4>(d, zt, fs, m),
-                _ => dm_row::<5>(d, zt, fs, m),
+                5 => dm_row::<5>(d, zt, fs, m),
+                6 => dm_row::<6>(d, zt, fs, m),
+                _ => dm_row::<7>(d, zt, fs, m),
             }
         }
     }
 
     /// `V[ξ][t][ci] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`,
-    /// channels-last: a vector holds 16 channels, so a window is 36 whole
+    /// channels-last: a vector holds 16 channels, so a window is 64 whole
     /// vectors (no permutes), `Bᵀ d` down its columns and then `· B` across.
     ///
     /// # Safety
     /// AVX-512F; `xt` holds `padded()` pixels of `cs` values
-    /// ([`super::channels_last`]), `cs` a multiple of 16; `v` holds 36 ×
+    /// ([`super::channels_last`]), `cs` a multiple of 16; `v` holds 64 ×
     /// tiles × `cs`.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn input_transform(d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
         let ((hp, wp), (ty_n, tx_n)) = (d.padded(), d.tiles());
         let tiles = ty_n * tx_n;
-        assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * ALPHA * tiles * cs);
+        let vs = super::point_stride(tiles, cs);
+        assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * ALPHA * vs);
         let (xp, vp) = (xt.as_ptr(), v.as_mut_ptr());
         for ty in 0..ty_n {
             for tx in 0..tx_n {
@@ -562,7 +603,7 @@ mod x86 {
                     let mut td = [[_mm512_setzero_ps(); ALPHA]; ALPHA];
                     #[allow(clippy::needless_range_loop)]
                     for j in 0..ALPHA {
-                        // SAFETY: window (i, j) of the tile is pixel (2ty + i, 2tx + j) < padded(), channels q..q + 16 ≤ cs.
+                        // SAFETY: window (i, j) of the tile is pixel (4ty + i, 4tx + j) < padded(), channels q..q + 16 ≤ cs.
                         let col: [__m512; ALPHA] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(xp.add(corner + (i * wp + j) * cs)) });
                         for (a, x) in bt(&col).into_iter().enumerate() {
                             td[a][j] = x;
@@ -570,8 +611,8 @@ mod x86 {
                     }
                     for (a, row) in td.iter().enumerate() {
                         for (b, x) in bt(row).into_iter().enumerate() {
-                            // SAFETY: point a·6 + b, tile t, channels q.. of `v`.
-                            unsafe { _mm512_storeu_ps(vp.add(((a * ALPHA + b) * tiles + t) * cs + q), x) };
+                            // SAFETY: point a·8 + b, tile t, channels q.. of `v`.
+                            unsafe { _mm512_storeu_ps(vp.add((a * ALPHA + b) * vs + t * cs + q), x) };
                         }
                     }
                 }
@@ -583,25 +624,33 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn dm_row<const A: usize>(d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
         let (ty_n, tx_n) = d.tiles();
-        let (tiles, wz, panels) = (ty_n * tx_n, TILE * tx_n, fs / 8);
-        assert!(fs.is_multiple_of(16) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * fs * tiles);
+        let (tiles, wz) = (ty_n * tx_n, TILE * tx_n);
+        let ms = super::point_stride(tiles, fs);
+        assert!(fs.is_multiple_of(16) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * ms);
         let (zp, mp) = (zt.as_ptr(), m.as_mut_ptr());
         for ty in 0..ty_n {
             for tx in 0..tx_n {
                 let t = ty * tx_n + tx;
                 for q in (0..fs).step_by(16) {
                     let corner = (TILE * ty * wz + TILE * tx) * fs + q;
-                    // SAFETY: the tile's outputs (2ty + i, 2tx + j) are pixels of `zt`, filters q..q + 16 ≤ fs.
-                    let dy = |i: usize, j: usize| unsafe { _mm512_loadu_ps(zp.add(corner + (i * wz + j) * fs)) };
-                    // (A dY)[A][j] for both columns j, then · Aᵀ.
-                    let (c0, c1) = (a(dy(0, 0), dy(1, 0))[A], a(dy(0, 1), dy(1, 1))[A]);
-                    for (b, x) in a(c0, c1).into_iter().enumerate() {
+                    // (A dY)[A][j] for each column j, then · Aᵀ (loops, not
+                    // array closures: see output_transform).
+                    let mut row = [_mm512_setzero_ps(); TILE];
+                    for (j, r) in row.iter_mut().enumerate() {
+                        let mut col = [_mm512_setzero_ps(); TILE];
+                        for (i, c) in col.iter_mut().enumerate() {
+                            // SAFETY: the tile's output (4ty + i, 4tx + j) is a pixel of `zt`, filters q..q + 16 ≤ fs.
+                            *c = unsafe { _mm512_loadu_ps(zp.add(corner + (i * wz + j) * fs)) };
+                        }
+                        *r = a(col)[A];
+                    }
+                    for (b, x) in a(row).into_iter().enumerate() {
                         let (lo, hi) = (_mm512_castps512_ps256(x), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))));
-                        let panel = b * panels + q / 8;
+                        let panel = q / 8;
                         // SAFETY: panels q/8 and q/8 + 1 < P of point b, step t, 8 lanes each.
                         unsafe {
-                            _mm256_storeu_ps(mp.add((panel * tiles + t) * 8), lo);
-                            _mm256_storeu_ps(mp.add(((panel + 1) * tiles + t) * 8), hi);
+                            _mm256_storeu_ps(mp.add(b * ms + (panel * tiles + t) * 8), lo);
+                            _mm256_storeu_ps(mp.add(b * ms + ((panel + 1) * tiles + t) * 8), hi);
                         }
                     }
                 }
@@ -609,18 +658,19 @@ mod x86 {
         }
     }
 
-    /// `yt[(2ty + i)·wy + 2tx + j][f] = act(bias[f] + (Aᵀ M A)[i][j])` for
-    /// every tile, channels-last (`wy = 2·tx`): per tile and 16 filters,
-    /// the 36 points as whole vectors of `m[ξ][t][f]`.
+    /// `yt[(4ty + i)·wy + 4tx + j][f] = act(bias[f] + (Aᵀ M A)[i][j])` for
+    /// every tile, channels-last (`wy = 4·tx`): per tile and 16 filters,
+    /// the 64 points as whole vectors of `m[ξ][t][f]`.
     ///
     /// # Safety
-    /// AVX-512F; `m` holds 36 × tiles × `fs` values, `fs` a multiple of
-    /// 16; `yt` holds `2·ty × 2·tx × fs`; `bias` is empty or one per filter.
+    /// AVX-512F; `m` holds 64 × tiles × `fs` values, `fs` a multiple of
+    /// 16; `yt` holds `4·ty × 4·tx × fs`; `bias` is empty or one per filter.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn output_transform(d: &Winograd, m: &[f32], fs: usize, bias: &[f32], relu: bool, yt: &mut [f32]) {
         let (ty_n, tx_n) = d.tiles();
         let (tiles, wy) = (ty_n * tx_n, TILE * tx_n);
-        assert!(fs.is_multiple_of(16) && m.len() >= ALPHA * ALPHA * tiles * fs && yt.len() >= TILE * ty_n * wy * fs);
+        let ms = super::point_stride(tiles, fs);
+        assert!(fs.is_multiple_of(16) && m.len() >= ALPHA * ALPHA * ms && yt.len() >= TILE * ty_n * wy * fs);
         assert!(bias.is_empty() || bias.len() == d.filters);
         let (mp, yp) = (m.as_ptr(), yt.as_mut_ptr());
         for q in (0..fs).step_by(16) {
@@ -629,19 +679,27 @@ mod x86 {
             for ty in 0..ty_n {
                 for tx in 0..tx_n {
                     let t = ty * tx_n + tx;
-                    // (M A)[a] per row a of the transform domain: column j of it is ma[j].
-                    let rows: [[__m512; TILE]; ALPHA] = std::array::from_fn(|a| {
-                        // SAFETY: point a·6 + b, tile t, filters q..q + 16 ≤ fs of `m`.
-                        let row: [__m512; ALPHA] =
-                            std::array::from_fn(|b| unsafe { _mm512_loadu_ps(mp.add(((a * ALPHA + b) * tiles + t) * fs + q)) });
-                        at(&row)
-                    });
-                    let ma: [[__m512; ALPHA]; TILE] = std::array::from_fn(|j| rows.map(|r| r[j]));
+                    // (M A)[a][j] per row a of the transform domain, kept by
+                    // column: ma[j][a]. (Loops: built by array closures, the
+                    // compiler left `at` out of line in them — a quarter of
+                    // the forward's time.)
+                    let mut ma = [[_mm512_setzero_ps(); ALPHA]; TILE];
+                    #[allow(clippy::needless_range_loop)]
+                    for a in 0..ALPHA {
+                        let mut row = [_mm512_setzero_ps(); ALPHA];
+                        for (b, x) in row.iter_mut().enumerate() {
+                            // SAFETY: point a·8 + b, tile t, filters q..q + 16 ≤ fs of `m`.
+                            *x = unsafe { _mm512_loadu_ps(mp.add((a * ALPHA + b) * ms + t * fs + q)) };
+                        }
+                        for (j, x) in at(&row).into_iter().enumerate() {
+                            ma[j][a] = x;
+                        }
+                    }
                     for (j, col) in ma.iter().enumerate() {
                         for (i, o) in at(col).into_iter().enumerate() {
                             let o = _mm512_add_ps(o, b);
                             let o = if relu { _mm512_max_ps(o, _mm512_setzero_ps()) } else { o };
-                            // SAFETY: pixel (2ty + i, 2tx + j) of `yt`, filters q..q + 16 ≤ fs.
+                            // SAFETY: pixel (4ty + i, 4tx + j) of `yt`, filters q..q + 16 ≤ fs.
                             unsafe { _mm512_storeu_ps(yp.add(((TILE * ty + i) * wy + TILE * tx + j) * fs + q), o) };
                         }
                     }
@@ -726,7 +784,7 @@ mod tests {
                 // SAFETY: AVX-512 checked above.
                 let col = unsafe {
                     let e: [__m512; TILE] = std::array::from_fn(|i| _mm512_set1_ps(if i == k { 1.0 } else { 0.0 }));
-                    x86::a(e[0], e[1])
+                    x86::a(e)
                 };
                 for (xi, v) in col.into_iter().enumerate() {
                     assert_eq!(lane0(v), AT[k][xi], "A row {xi}");
