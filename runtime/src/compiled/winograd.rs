@@ -435,15 +435,22 @@ fn channels_last<'a>(
     let t = grown(tmp, h * w * c);
     transpose(x, c, h * w, t);
     let out = grown(out, hp * wp * cs);
-    out.fill(0.0);
+    // Zero the border only (the interior is written below): whole rows
+    // above and below, the pixels left and right of each image row.
+    let row_len = wp * cs;
+    out[..pad[0] * row_len].fill(0.0);
+    out[(pad[0] + h) * row_len..].fill(0.0);
     for iy in 0..h {
-        let row = &mut out[((iy + pad[0]) * wp + pad[1]) * cs..][..w * cs];
-        let src = &t[iy * w * c..][..w * c];
+        let row = &mut out[(iy + pad[0]) * row_len..][..row_len];
+        row[..pad[1] * cs].fill(0.0);
+        row[(pad[1] + w) * cs..].fill(0.0);
+        let (inside, src) = (&mut row[pad[1] * cs..][..w * cs], &t[iy * w * c..][..w * c]);
         if cs == c {
-            row.copy_from_slice(src);
+            inside.copy_from_slice(src);
         } else {
-            for (dst, px) in row.chunks_exact_mut(cs).zip(src.chunks_exact(c)) {
+            for (dst, px) in inside.chunks_exact_mut(cs).zip(src.chunks_exact(c)) {
                 dst[..c].copy_from_slice(px);
+                dst[c..].fill(0.0);
             }
         }
     }
