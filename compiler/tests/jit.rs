@@ -66,7 +66,7 @@ fn shipped_specs_match_the_interpreter() {
     check_forward_against_interpreter(&load("vgg16"), 1, 7, &jit(true, 2)).unwrap_or_else(|e| panic!("vgg16: {e}"));
 }
 
-/// Convs that run as Winograd F(2×2, 5×5) on AVX-512 (see the runtime's
+/// Convs that run as Winograd F(4×4, 5×5) on AVX-512 (see the runtime's
 /// `winograd::applies`): partial last tiles, padding 2 and 1, 17 filters,
 /// tanh after the transform, an average pool and a stage without pool —
 /// forward and backward (the input gradient by the adjoint Winograd conv),

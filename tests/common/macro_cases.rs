@@ -279,7 +279,7 @@ cases! {
         type = "softmax"
     "#;
     inline WinogradShapes = r#"
-        # Convs that run as Winograd F(2x2, 5x5) on AVX-512: partial last
+        # Convs that run as Winograd F(4x4, 5x5) on AVX-512: partial last
         # tiles (odd outputs), padding 2 and 1, a filter count off the panel
         # height, tanh after the transform, an average pool (kept plane)
         # and a stage without pool.

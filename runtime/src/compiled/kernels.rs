@@ -101,7 +101,7 @@ impl ConvGeom {
         Im2col { c: self.c, h: self.h, w: self.w, kernel: c.kernel, stride: c.stride, pad: c.pad, oh: self.oh, ow: self.ow }
     }
 
-    /// This conv as a Winograd F(2×2, 5×5) conv, when it runs as one here
+    /// This conv as a Winograd F(4×4, 5×5) conv, when it runs as one here
     /// ([`winograd::applies`]): forward over the filters' transform, the
     /// input gradient over the [`Winograd::adjoint`]'s.
     pub fn winograd(&self) -> Option<Winograd> {
