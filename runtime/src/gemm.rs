@@ -213,7 +213,8 @@ impl PackedA {
 
     /// Keep a `rows × cols` matrix as it is, row-major (`depth()` is then
     /// `cols`): an operand read by rows, such as the right-hand side of
-    /// [`gemm_block`]. `fill` writes every value (the allocation is reused).
+    /// [`gemm_block`]. The values are zeroed, then `fill` writes them (the
+    /// allocation is reused).
     pub fn store_rows(&mut self, rows: usize, cols: usize, fill: impl FnOnce(&mut [f32])) {
         self.data.clear();
         self.data.resize(rows * cols, 0.0);
