@@ -179,10 +179,10 @@ pub fn weight_grad(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32], dz
 }
 
 /// Zero-bordered copies of images, kept per thread by the kernels that
-/// read one (direct and Winograd convs): a copy's border is zeroed when it
-/// is made, and only its interior is written after that, so an image
-/// costs its own size, not the padded one's zeroing (Winograd's
-/// backward pass alternates between two geometries: one copy each).
+/// read one (the direct convs): a copy's border is zeroed when it is
+/// made, and only its interior is written after that, so an image costs
+/// its own size, not the padded one's zeroing (a copy per geometry, so
+/// that convs of several geometries on one thread each keep theirs).
 #[derive(Default)]
 pub(crate) struct Bordered {
     /// `(c, h, w, top, left, height, width)` and the copy, most recent first.
