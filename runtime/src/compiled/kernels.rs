@@ -26,6 +26,7 @@
 //! same epilogue.
 
 use super::direct;
+use super::filter_lanes;
 use super::rows::{self, Im2col};
 use super::winograd::{self, Winograd};
 use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv, reads_rows_in_place, transpose};
@@ -115,6 +116,15 @@ impl ConvGeom {
     pub fn direct(&self) -> Option<Im2col> {
         let d = self.im2col();
         (!self.local && self.winograd().is_none() && direct::applies(&d)).then_some(d)
+    }
+
+    /// This conv's weight gradient summed with the filters in the lanes
+    /// ([`filter_lanes::applies`]), when it would otherwise run as im2row
+    /// and a GEMM: the sums in the stage's scratch, image after image, then
+    /// [`filter_lanes::weight_grad_finish`].
+    pub fn filter_lanes(&self) -> Option<Im2col> {
+        let d = self.im2col();
+        (!self.local && !self.pointwise() && self.winograd().is_none() && !direct::applies(&d) && filter_lanes::applies(&d)).then_some(d)
     }
 
     /// Rows × depth of the weight as packed for the forward GEMM(s), or
@@ -429,11 +439,17 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
     let (in_len, out_len, conv_len, keep_len) = (g.in_len(), g.out_len(), g.conv_len(), g.keep_len());
     let (f, k, p) = (g.conv.filters, g.taps(), g.plane());
     let Scratch { xpad, cols, plane, dcols, wgrad } = io.scratch;
-    // A Winograd conv sums its weight gradient in the transform domain and
-    // turns it into the filters' after the last image.
-    let wino = g.winograd();
-    let mut wino_acc = wino.map(|d| {
-        let acc = sized(wgrad, d.grad_len());
+    // A Winograd conv sums its weight gradient in the transform domain,
+    // filter_lanes channels-last; either turns its sums into the filters'
+    // after the last image.
+    let (wino, lanes) = (g.winograd(), g.filter_lanes());
+    let acc_len = match (&wino, &lanes) {
+        (Some(d), _) => d.grad_len(),
+        (None, Some(d)) => filter_lanes::grad_len(d, f),
+        (None, None) => 0,
+    };
+    let mut acc = (acc_len > 0).then(|| {
+        let acc = sized(wgrad, acc_len);
         acc.fill(0.0);
         acc
     });
@@ -484,14 +500,17 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             }
             continue;
         }
-        if let (Some(d), Some(acc)) = (&wino, wino_acc.as_deref_mut()) {
+        if let (Some(d), Some(acc)) = (&wino, acc.as_deref_mut()) {
             winograd::weight_grad_acc(d, x, dz, acc);
             if !dx.is_empty() {
                 winograd::conv(&d.adjoint(), dz, io.packed_t, &[], false, dx);
             }
             continue;
         }
-        rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw);
+        match (&lanes, acc.as_deref_mut()) {
+            (Some(d), Some(acc)) => filter_lanes::weight_grad_acc(d, x, dz, f, acc),
+            _ => rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw),
+        }
         if dx.is_empty() {
             continue;
         }
@@ -499,8 +518,10 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
         gemm_packed(io.packed_t, dz, p, p, &[], false, dcols, p);
         rows::col2im(&g.im2col(), dcols, dx);
     }
-    if let (Some(d), Some(acc)) = (&wino, wino_acc) {
-        winograd::weight_grad_finish(d, acc, io.gw);
+    match (&wino, &lanes, acc) {
+        (Some(d), _, Some(acc)) => winograd::weight_grad_finish(d, acc, io.gw),
+        (None, Some(d), Some(acc)) => filter_lanes::weight_grad_finish(d, f, acc, io.gw),
+        _ => {}
     }
 }
 

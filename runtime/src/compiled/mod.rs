@@ -17,6 +17,7 @@
 //! seed and thread count give identical weights.
 
 pub mod direct;
+pub mod filter_lanes;
 pub mod kernels;
 pub mod rows;
 pub mod winograd;

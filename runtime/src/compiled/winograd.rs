@@ -422,7 +422,7 @@ const LANES: usize = 16;
 /// `x` (`c × h × w`) channels-last in `out`: pixel `(iy + pad₀, ix + pad₁)`
 /// of an `hp × wp` plane holds its `c` channels and zeros up to `cs`; the
 /// border is zero. `tmp` holds the plain transpose on the way.
-fn channels_last<'a>(
+pub(super) fn channels_last<'a>(
     x: &[f32],
     [c, h, w]: [usize; 3],
     pad: [usize; 2],

@@ -60,10 +60,12 @@ pub enum Import {
     Winograd,
     WinogradGrad,
     WinogradGradFinish,
+    LanesGrad,
+    LanesGradFinish,
 }
 
 impl Import {
-    pub const ALL: [Import; 16] = [
+    pub const ALL: [Import; 18] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
@@ -80,6 +82,8 @@ impl Import {
         Import::Winograd,
         Import::WinogradGrad,
         Import::WinogradGradFinish,
+        Import::LanesGrad,
+        Import::LanesGradFinish,
     ];
 }
 
@@ -306,6 +310,25 @@ impl<'a> Fx<'a> {
         let mut args = vec![x, xpad, rows, dz, gw, filters];
         args.extend(self.geometry(g));
         let f = self.runtime[Import::WeightGrad];
+        self.b.ins().call(f, &args);
+    }
+
+    /// `acc += ` the weight gradient of the image at `x`, summed with the
+    /// filters in the lanes (the runtime's `filter_lanes::weight_grad_acc`).
+    pub fn lanes_grad(&mut self, g: &ConvGeom, [x, dz, acc]: [Value; 3]) {
+        let filters = self.int(g.conv.filters as i64);
+        let mut args = vec![x, dz, acc, filters];
+        args.extend(self.geometry(g));
+        let f = self.runtime[Import::LanesGrad];
+        self.b.ins().call(f, &args);
+    }
+
+    /// `gw = ` the filters' gradient from `acc` (`filter_lanes::weight_grad_finish`).
+    pub fn lanes_grad_finish(&mut self, g: &ConvGeom, [acc, gw]: [Value; 2]) {
+        let filters = self.int(g.conv.filters as i64);
+        let mut args = vec![acc, gw, filters];
+        args.extend(self.geometry(g));
+        let f = self.runtime[Import::LanesGradFinish];
         self.b.ins().call(f, &args);
     }
 

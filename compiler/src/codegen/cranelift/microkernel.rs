@@ -23,7 +23,7 @@
 //! argmax are what the shared executor sizes, so the JIT's stages drop into
 //! `convc_runtime::compiled::Network` beside generated ones.
 
-use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH};
+use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH, filter_lanes};
 use convc_runtime::gemm::reads_rows_in_place;
 use convc_runtime::layer::Pool;
 use convc_runtime::{Activation, PoolKind};
@@ -113,7 +113,10 @@ pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
     }
     let xpad = g.im2col().xpad_len();
     let cols = if g.pointwise() { 0 } else { g.im2col().cols_len() };
-    [xpad, cols, g.conv_len(), cols]
+    // A weight gradient summed with the filters in the lanes keeps its sums
+    // in `cols` (which only the forward's im2col uses then).
+    let sums = g.filter_lanes().map_or(0, |d| filter_lanes::grad_len(&d, g.conv.filters));
+    [xpad, cols.max(sums), g.conv_len(), cols]
 }
 
 /// The fused pool over a conv plane (rows of `ow`).
@@ -332,11 +335,13 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     let pool = pool_geom(g);
     let batch = fx.batch;
     // The gradients are the chunk's sums: they start at zero here (a
-    // Winograd conv's in the transform domain, in `dcols`).
-    let wino = g.winograd();
-    match &wino {
-        Some(d) => zero_run(fx, dcols, d.grad_len()),
-        None => zero_run(fx, gw, f * k),
+    // Winograd conv's in the transform domain, in `dcols`; filter_lanes'
+    // channels-last, in `cols`).
+    let (wino, lanes) = (g.winograd(), g.filter_lanes());
+    match (&wino, &lanes) {
+        (Some(d), _) => zero_run(fx, dcols, d.grad_len()),
+        (None, Some(d)) => zero_run(fx, cols, filter_lanes::grad_len(d, f)),
+        (None, None) => zero_run(fx, gw, f * k),
     }
     fx.if_nonnull(gb, |fx| zero_run(fx, gb, f));
     fx.for_to(0, batch, 1, |fx, n| {
@@ -426,6 +431,8 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
             fx.gemm_abt(dz, pv, xn, pv, [fv, kv, pv], gw, kv);
         } else if let Some(d) = &wino {
             fx.winograd_grad(d, [xn, dz, dcols]);
+        } else if lanes.is_some() {
+            fx.lanes_grad(g, [xn, dz, cols]);
         } else {
             fx.weight_grad(g, [xn, xpad, cols], dz, gw);
         }
@@ -448,6 +455,8 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     });
     if let Some(d) = &wino {
         fx.winograd_grad_finish(d, [dcols, gw]);
+    } else if lanes.is_some() {
+        fx.lanes_grad_finish(g, [cols, gw]);
     }
 }
 

@@ -19,9 +19,9 @@ use std::fmt;
 use std::time::Instant;
 
 use convc_runtime::Activation;
-use convc_runtime::compiled::direct;
 use convc_runtime::compiled::rows::{self, Im2col};
 use convc_runtime::compiled::winograd::{self, Winograd};
+use convc_runtime::compiled::{direct, filter_lanes};
 use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv, transpose};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
@@ -519,6 +519,68 @@ unsafe extern "C" fn convc_winograd_grad_finish(
     winograd::weight_grad_finish(&d, acc, gw);
 }
 
+/// [`filter_lanes::weight_grad_acc`] for JIT code: `acc += ` one image's
+/// weight gradient with the filters in the lanes (`x` its input, `dz` the
+/// gradient at its conv output).
+///
+/// # Safety
+/// `x`, `dz` and `acc` hold the geometry's input, output and `grad_len()`
+/// values, `acc` overlapping neither; the geometry is one
+/// [`filter_lanes::applies`] to.
+#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+unsafe extern "C" fn convc_lanes_grad(
+    x: *const f32,
+    dz: *const f32,
+    acc: *mut f32,
+    filters: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    // SAFETY: the caller's contract.
+    let (x, dz, acc) = unsafe {
+        (view(x, c * h * w), view(dz, filters * oh * ow), std::slice::from_raw_parts_mut(acc, filter_lanes::grad_len(&d, filters)))
+    };
+    filter_lanes::weight_grad_acc(&d, x, dz, filters, acc);
+}
+
+/// [`filter_lanes::weight_grad_finish`] for JIT code: `gw` (filters ×
+/// taps) from the sums in `acc`.
+///
+/// # Safety
+/// `acc` holds `grad_len()` values, `gw` the filters' and overlaps nothing.
+#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+unsafe extern "C" fn convc_lanes_grad_finish(
+    acc: *const f32,
+    gw: *mut f32,
+    filters: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    // SAFETY: the caller's contract.
+    let (acc, gw) = unsafe { (view(acc, filter_lanes::grad_len(&d, filters)), std::slice::from_raw_parts_mut(gw, filters * c * kh * kw)) };
+    filter_lanes::weight_grad_finish(&d, filters, acc, gw);
+}
+
 /// How an import is called: `f32 → f32`, or that many pointer-sized words.
 enum Params {
     Unary,
@@ -545,6 +607,8 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
         Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(11)),
         Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
+        Import::LanesGrad => ("convc_lanes_grad", convc_lanes_grad as *const u8, Words(15)),
+        Import::LanesGradFinish => ("convc_lanes_grad_finish", convc_lanes_grad_finish as *const u8, Words(14)),
     }
 }
 
