@@ -14,7 +14,7 @@
 //! gather, and FMA-bound.
 //!
 //! The sums stay channels-last — `acc[tap][filter]` — from image to image
-//! ([`weight_grad_acc`]) and are transposed into the filters' layout once
+//! ([`backward`]) and are transposed into the filters' layout once
 //! per batch ([`weight_grad_finish`]), as the Winograd conv's are.
 
 use std::cell::RefCell;
@@ -22,11 +22,12 @@ use std::cell::RefCell;
 use super::rows::{Bordered, Im2col};
 use super::winograd::channels_last;
 use super::{CpuLevel, cpu_level};
+use crate::gemm::PackedA;
 
 /// Lanes of a vector: filters per block.
 const LANES: usize = 16;
 
-/// Whether [`weight_grad_acc`] runs `d`'s weight gradient: a square kernel
+/// Whether [`backward`] runs `d`'s weight gradient: a square kernel
 /// 2 to 5 wide (a block of taps fits the registers), any stride and
 /// padding, on AVX-512.
 pub fn applies(d: &Im2col) -> bool {
@@ -59,32 +60,67 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { xpad: Bordered::default(), dzt: Vec::new(), tmp: Vec::new() });
 }
 
-/// `acc[tap][fi] += Σ_p dz[fi][p] · x[tap at p]` for one image `x`
-/// (`c × h × w`) and its output gradient `dz` (`filters × oh·ow`); `acc`
-/// holds [`grad_len`] values, zero before the first image.
-pub fn weight_grad_acc(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, acc: &mut [f32]) {
+/// The weight as [`backward`]'s input gradient reads it: `wt[tap][fi] =
+/// w[fi][tap]`, each tap a row of the filters rounded up to whole vectors
+/// (zero past `filters`).
+pub fn pack_weights(d: &Im2col, filters: usize, weight: &[f32], packed: &mut PackedA) {
+    let (taps, cs) = (d.c * d.kernel[0] * d.kernel[1], lanes(filters));
+    assert!(weight.len() >= filters * taps, "filter_lanes::pack_weights: the weight is shorter than {filters} × {taps}");
+    packed.store_rows(taps, cs, |wt| {
+        for (fi, row) in weight.chunks_exact(taps).take(filters).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                wt[t * cs + fi] = v;
+            }
+        }
+    });
+}
+
+/// One image's backward: `acc[tap][fi] += Σ_p dz[fi][p] · x[tap at p]`
+/// for its input `x` (`c × h × w`) and output gradient `dz` (`filters ×
+/// oh·ow`) — `acc` holds [`grad_len`] values, zero before the first image —
+/// and, unless `dx` is empty, the input gradient `dx` (`c × h × w`, written
+/// in full) over the weight as [`pack_weights`] stores it.
+///
+/// The input gradient also runs with the filters in the lanes: each input
+/// sums, for every output that read it, that output's vector of `dz`
+/// times its tap's vector of weights (a block of up to eight channels'
+/// sums in registers), and the lanes are added up sixteen inputs at a time
+/// — no columns matrix, no col2im, and only the taps that reach an output.
+pub fn backward(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, wt: &PackedA, acc: &mut [f32], dx: &mut [f32]) {
     let plane = d.oh * d.ow;
+    let (taps, cs) = (d.c * d.kernel[0] * d.kernel[1], lanes(filters));
     assert!(
-        applies(d) && x.len() >= d.c * d.h * d.w && dz.len() >= filters * plane && acc.len() >= grad_len(d, filters),
-        "filter_lanes::weight_grad_acc: buffers do not fit {d:?} with {filters} filters"
+        applies(d)
+            && x.len() >= d.c * d.h * d.w
+            && dz.len() >= filters * plane
+            && acc.len() >= grad_len(d, filters)
+            && (dx.is_empty() || (dx.len() >= d.c * d.h * d.w && wt.rows() == taps && wt.depth() == cs)),
+        "filter_lanes::backward: buffers do not fit {d:?} with {filters} filters"
     );
-    let cs = lanes(filters);
     let (hp, wp) = d.padded();
     SCRATCH.with_borrow_mut(|s| {
         let xp: &[f32] = if d.xpad_len() == 0 { x } else { s.xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]) };
-        let dzt = channels_last(&dz[..filters * plane], [filters, d.oh, d.ow], [0, 0], [d.oh, d.ow], cs, &mut s.tmp, &mut s.dzt);
+        // With stride 1 each row of `dz` gets `k − 1` zero pixels either
+        // side, so that the input gradient reads whole rows of taps.
+        let edge = if d.stride[1] == 1 { d.kernel[1] - 1 } else { 0 };
+        let (row, shape) = ((d.ow + 2 * edge) * cs, [d.oh, d.ow + 2 * edge]);
+        let dzt = channels_last(&dz[..filters * plane], [filters, d.oh, d.ow], [0, edge], shape, cs, &mut s.tmp, &mut s.dzt);
+        let layout = x86::Dz { edge, row, cs };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `applies` checked AVX-512; `xp` is the padded image, in
-        // which every window fits (`fits`); `dzt` holds `oh·ow × cs` values
-        // and `acc` `taps × cs`.
+        // which every window fits (`fits`); `dzt` holds `oh` rows as
+        // `layout` says, `acc` and `wt` `taps × cs` values, `dx` the image's.
         unsafe {
-            x86::accumulate(d, xp, dzt, cs, acc)
+            x86::accumulate(d, xp, dzt, &layout, acc);
+            if !dx.is_empty() {
+                x86::input_grad(d, dzt, &layout, wt.values(), dx);
+            }
         };
     });
 }
 
 /// `gw[fi][tap] = acc[tap][fi]`: the weight gradient (`filters × taps`)
-/// from [`weight_grad_acc`]'s sums.
+/// from [`backward`]'s sums.
 pub fn weight_grad_finish(d: &Im2col, filters: usize, acc: &[f32], gw: &mut [f32]) {
     let (taps, cs) = (d.c * d.kernel[0] * d.kernel[1], lanes(filters));
     assert!(
@@ -104,16 +140,36 @@ mod x86 {
 
     use super::{Im2col, LANES};
 
+    #[cfg(test)]
+    pub(super) fn sum_lanes_of(s: &[[f32; LANES]; LANES]) -> [f32; LANES] {
+        // SAFETY: tests run where `applies` holds (AVX-512).
+        unsafe {
+            let v: [__m512; LANES] = std::array::from_fn(|j| _mm512_loadu_ps(s[j].as_ptr()));
+            let mut out = [0.0; LANES];
+            _mm512_storeu_ps(out.as_mut_ptr(), sum_lanes(&v));
+            out
+        }
+    }
+
+    /// How `dz` is laid out channels-last: output `(oy, ox)` at `oy · row
+    /// + (edge + ox) · cs`, and zero in the `edge` pixels either side of a row.
+    pub(super) struct Dz {
+        pub(super) edge: usize,
+        pub(super) row: usize,
+        pub(super) cs: usize,
+    }
+
     /// Every block of taps of every vector of filters.
     ///
     /// # Safety
     /// The CPU has AVX-512F; `xp` is the `c × hp × wp` padded image in
-    /// which `d`'s windows fit, `dzt` `oh·ow` pixels of `cs` values, `acc`
-    /// `taps × cs` values.
-    pub(super) unsafe fn accumulate(d: &Im2col, xp: &[f32], dzt: &[f32], cs: usize, acc: &mut [f32]) {
+    /// which `d`'s windows fit, `dzt` `oh` rows as `dz` says, `acc` `taps ×
+    /// cs` values.
+    pub(super) unsafe fn accumulate(d: &Im2col, xp: &[f32], dzt: &[f32], dz: &Dz, acc: &mut [f32]) {
         let k = d.kernel[0];
         let (hp, wp) = d.padded();
-        let g = Geometry { plane: hp * wp, wp, stride: d.stride, out: [d.oh, d.ow], cs };
+        let cs = dz.cs;
+        let g = Geometry { plane: hp * wp, wp, stride: d.stride, out: [d.oh, d.ow], cs, dz_row: dz.row };
         // Channels per block: as many kernels as fit 28 accumulators.
         let per_block = 28 / (k * k);
         for v in (0..cs).step_by(LANES) {
@@ -124,7 +180,7 @@ mod x86 {
                 // in `xp`, its taps in `acc`.
                 unsafe {
                     let x = xp.as_ptr().add(ci * g.plane);
-                    let (dz, a) = (dzt.as_ptr().add(v), acc.as_mut_ptr().add(ci * k * k * cs + v));
+                    let (dz, a) = (dzt.as_ptr().add(dz.edge * cs + v), acc.as_mut_ptr().add(ci * k * k * cs + v));
                     match (k, block) {
                         (2, 7) => sums::<2, 7, 28>(&g, x, dz, a),
                         (2, 1) => sums::<2, 1, 4>(&g, x, dz, a),
@@ -143,6 +199,274 @@ mod x86 {
         }
     }
 
+    /// `dx[ci][q] = Σ over the outputs p that read input q, at tap t:
+    /// Σ_f wt[ci, t][f] · dz[p][f]`, for every channel and input.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `dzt` holds `oh` rows as `dz` says, `wt`
+    /// `taps × cs` values, `dx` `c × h × w`.
+    pub(super) unsafe fn input_grad(d: &Im2col, dzt: &[f32], dz: &Dz, wt: &[f32], dx: &mut [f32]) {
+        let (k, cs) = (d.kernel[0], dz.cs);
+        let plane = d.h * d.w;
+        // Rows of taps against zero-edged rows of one vector of filters.
+        let rows = d.stride == [1, 1] && dz.edge + 1 == k && cs == LANES && (k == 3 || k == 5);
+        for c0 in (0..d.c).step_by(BLOCK) {
+            // SAFETY: the caller's contract; the block's taps are in `wt`,
+            // its planes in `dx`; output (0, 0) of `dzt` is `edge` pixels in.
+            unsafe {
+                let (w, out) = (wt.as_ptr().add(c0 * k * k * cs), dx.as_mut_ptr().add(c0 * plane));
+                let g = dzt.as_ptr().add(dz.edge * cs);
+                macro_rules! by_channels {
+                    ($f:ident, $($p:tt),*) => {
+                        match d.c - c0 {
+                            1 => $f::<1, $($p),*>(d, g, dz.row, w, out),
+                            2 => $f::<2, $($p),*>(d, g, dz.row, w, out),
+                            3 => $f::<3, $($p),*>(d, g, dz.row, w, out),
+                            4 => $f::<4, $($p),*>(d, g, dz.row, w, out),
+                            5 => $f::<5, $($p),*>(d, g, dz.row, w, out),
+                            6 => $f::<6, $($p),*>(d, g, dz.row, w, out),
+                            7 => $f::<7, $($p),*>(d, g, dz.row, w, out),
+                            _ => $f::<BLOCK, $($p),*>(d, g, dz.row, w, out),
+                        }
+                    };
+                }
+                match (rows, k) {
+                    (true, 3) => by_channels!(row_inputs, 3),
+                    (true, _) => by_channels!(row_inputs, 5),
+                    (false, _) => {
+                        let one = cs == LANES;
+                        match d.c - c0 {
+                            1 => inputs::<1>(d, g, dz, one, w, out),
+                            2 => inputs::<2>(d, g, dz, one, w, out),
+                            3 => inputs::<3>(d, g, dz, one, w, out),
+                            4 => inputs::<4>(d, g, dz, one, w, out),
+                            5 => inputs::<5>(d, g, dz, one, w, out),
+                            6 => inputs::<6>(d, g, dz, one, w, out),
+                            7 => inputs::<7>(d, g, dz, one, w, out),
+                            _ => inputs::<BLOCK>(d, g, dz, one, w, out),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Channels per block of the input gradient.
+    const BLOCK: usize = 8;
+
+    /// The taps of one axis that reach an output from an input: `count`
+    /// taps `first, first + s, …`, reading outputs `out, out − 1, …`.
+    #[derive(Clone, Copy)]
+    struct Reach {
+        first: usize,
+        count: usize,
+        out: usize,
+    }
+
+    /// [`Reach`] of input `i` along an axis with padding `pad`, kernel `k`,
+    /// stride `s` and `outputs` outputs.
+    #[inline(always)]
+    fn reach(i: usize, pad: usize, k: usize, s: usize, outputs: usize) -> Reach {
+        let t = i + pad;
+        let last = (k - 1).min(t);
+        // The smallest tap whose output is inside, then the first of those
+        // that lands on an output (stride).
+        let lo = t.saturating_sub((outputs - 1) * s);
+        if s == 1 {
+            return Reach { first: lo, count: (last + 1).saturating_sub(lo), out: t - lo };
+        }
+        let first = lo + (t - lo) % s;
+        let count = if first > last { 0 } else { (last - first) / s + 1 };
+        Reach { first, count, out: (t - first) / s }
+    }
+
+    /// [`input_grad`] for `C` channels (`dx` and `w` at the first, `dzt`
+    /// at output (0, 0)), any stride; `one` when the filters are one vector.
+    ///
+    /// # Safety
+    /// As [`input_grad`].
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn inputs<const C: usize>(d: &Im2col, dzt: *const f32, dz: &Dz, one: bool, w: *const f32, dx: *mut f32) {
+        let (k, cs) = (d.kernel[0], dz.cs);
+        let [sy, sx] = d.stride;
+        let plane = d.h * d.w;
+        let vectors = if one { LANES } else { cs };
+        let zero = _mm512_setzero_ps();
+        let mut stage = Stage::<C>::new();
+        for iy in 0..d.h {
+            let ry = reach(iy, d.pad[0], k, sy, d.oh);
+            for ix in 0..d.w {
+                let rx = reach(ix, d.pad[1], k, sx, d.ow);
+                let mut acc = [zero; C];
+                for a in 0..ry.count {
+                    let (ky, oy) = (ry.first + a * sy, ry.out - a);
+                    // SAFETY (all pointers below): output `(oy, ox)` and tap
+                    // `(ky, kx)` stay inside `dzt` and `w` (`reach`), the
+                    // vector `v` below `cs`.
+                    let (mut g, mut taps) = unsafe { (dzt.add(oy * dz.row + rx.out * cs), w.add((ky * k + rx.first) * cs)) };
+                    for _ in 0..rx.count {
+                        for v in (0..vectors).step_by(LANES) {
+                            let gv = unsafe { _mm512_loadu_ps(g.add(v)) };
+                            for (c, acc) in acc.iter_mut().enumerate() {
+                                *acc = _mm512_fmadd_ps(unsafe { _mm512_loadu_ps(taps.add(c * k * k * cs + v)) }, gv, *acc);
+                            }
+                        }
+                        // The next tap reads the output one to the left.
+                        (g, taps) = (g.wrapping_sub(cs), taps.wrapping_add(sx * cs));
+                    }
+                }
+                // SAFETY: `stage` is flushed to `dx` inside its plane.
+                unsafe { stage.put([acc], plane, dx) };
+            }
+        }
+        // SAFETY: as above.
+        unsafe { stage.flush(plane, dx) };
+    }
+
+    /// The input gradient's sums for up to sixteen consecutive inputs of
+    /// `C` channels, added across lanes together into `dx` (a masked store
+    /// of the inputs held) when full and at the end.
+    struct Stage<const C: usize> {
+        sums: [[__m512; LANES]; C],
+        /// Inputs held, and the first one's index in a plane.
+        held: usize,
+        first: usize,
+    }
+
+    impl<const C: usize> Stage<C> {
+        #[target_feature(enable = "avx512f")]
+        fn new() -> Self {
+            Self { sums: [[_mm512_setzero_ps(); LANES]; C], held: 0, first: 0 }
+        }
+
+        /// Hold the sums of the next `P` inputs (`acc[p][c]`), flushing first
+        /// if they do not fit.
+        ///
+        /// # Safety
+        /// `dx` holds `C` planes of `plane` values, which the inputs are in;
+        /// the CPU has AVX-512F (inlined into the kernels that check it).
+        #[inline(always)]
+        unsafe fn put<const P: usize>(&mut self, acc: [[__m512; C]; P], plane: usize, dx: *mut f32) {
+            if self.held + P > LANES {
+                // SAFETY: the caller's contract.
+                unsafe { self.flush(plane, dx) };
+            }
+            for (p, acc) in acc.iter().enumerate() {
+                for (sums, &a) in self.sums.iter_mut().zip(acc) {
+                    sums[self.held + p] = a;
+                }
+            }
+            self.held += P;
+        }
+
+        /// # Safety
+        /// As [`Self::put`].
+        #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+        unsafe fn flush(&mut self, plane: usize, dx: *mut f32) {
+            if self.held == 0 {
+                return;
+            }
+            let mask = if self.held == LANES { u16::MAX } else { (1u16 << self.held) - 1 };
+            for (c, sums) in self.sums.iter().enumerate() {
+                // SAFETY: inputs `first..first + held` of channel `c`'s plane.
+                unsafe { _mm512_mask_storeu_ps(dx.add(c * plane + self.first), mask, sum_lanes(sums)) };
+            }
+            (self.first, self.held) = (self.first + self.held, 0);
+        }
+    }
+
+    /// [`input_grad`] for `C` channels, stride 1, a kernel `K` wide and one
+    /// vector of filters: two inputs of a row at a time, for each tap `kx`
+    /// of each row `ky` reaching an output the `C` weight vectors loaded
+    /// once and multiplied into both inputs' `dz` — the outputs `ix − kx`
+    /// and `ix + 1 − kx` (zero past the row's ends: the zero edge).
+    ///
+    /// # Safety
+    /// As [`input_grad`]; `dzt` at output (0, 0) with `K − 1` zero pixels
+    /// either side of each row of `row` values.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn row_inputs<const C: usize, const K: usize>(d: &Im2col, dzt: *const f32, row: usize, w: *const f32, dx: *mut f32) {
+        let plane = d.h * d.w;
+        let mut stage = Stage::<C>::new();
+        for iy in 0..d.h {
+            let ry = reach(iy, d.pad[0], K, 1, d.oh);
+            let mut ix = 0;
+            while ix < d.w {
+                // SAFETY (both): as `pair`'s.
+                unsafe {
+                    if ix + 1 < d.w {
+                        stage.put(pair::<C, K, 2>(ry, dzt, [row, d.ow], w, ix + d.pad[1]), plane, dx);
+                        ix += 2;
+                    } else {
+                        stage.put(pair::<C, K, 1>(ry, dzt, [row, d.ow], w, ix + d.pad[1]), plane, dx);
+                        ix += 1;
+                    }
+                }
+            }
+        }
+        // SAFETY: as above.
+        unsafe { stage.flush(plane, dx) };
+    }
+
+    /// `P` inputs from `t` (their column plus the padding) on: `acc[p][c]`.
+    ///
+    /// # Safety
+    /// As [`row_inputs`]; `ry` the inputs' row's taps; outputs `t + p −
+    /// kx` lie in a row or its zero edge.
+    #[inline(always)]
+    unsafe fn pair<const C: usize, const K: usize, const P: usize>(
+        ry: Reach,
+        dzt: *const f32,
+        [row, ow]: [usize; 2],
+        w: *const f32,
+        t: usize,
+    ) -> [[__m512; C]; P] {
+        // SAFETY: the caller runs with AVX-512F.
+        let zero = unsafe { _mm512_setzero_ps() };
+        let mut acc = [[zero; C]; P];
+        for a in 0..ry.count {
+            let (ky, oy) = (ry.first + a, ry.out - a);
+            // SAFETY: row `oy` of `dzt`, column `t`; tap row `ky` of `w`.
+            let (g, taps) = unsafe { (dzt.add(oy * row + t * LANES), w.add(ky * K * LANES)) };
+            // Only the taps that reach an output from one of the inputs (the
+            // other reads the zero edge).
+            for kx in (t + 1).saturating_sub(ow)..K.min(t + P) {
+                // SAFETY: tap (ky, kx) of each of the C channels.
+                let wv: [__m512; C] = std::array::from_fn(|c| unsafe { _mm512_loadu_ps(taps.add((c * K * K + kx) * LANES)) });
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: output `t + p − kx`, at least `−(K − 1)`: in the edge.
+                    let gv = unsafe { _mm512_loadu_ps(g.offset((p as isize - kx as isize) * LANES as isize)) };
+                    for (acc, &wv) in acc.iter_mut().zip(&wv) {
+                        // SAFETY: as above.
+                        *acc = unsafe { _mm512_fmadd_ps(wv, gv, *acc) };
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// `out[j] = Σ_l s[j][l]`: sixteen vectors' lanes added up, in 45
+    /// shuffles and adds instead of sixteen reductions.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    fn sum_lanes(s: &[__m512; LANES]) -> __m512 {
+        // Pairs: in each 128-bit block, lanes 0 and 2 hold partial sums of
+        // the first vector, 1 and 3 of the second.
+        let t: [__m512; 8] = std::array::from_fn(|i| {
+            let (a, b) = (s[2 * i], s[2 * i + 1]);
+            _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+        });
+        // Quads: block k of u[i] holds the sums of block k of s[4i..4i + 4].
+        let u: [__m512; 4] = std::array::from_fn(|i| {
+            let (a, b) = (t[2 * i], t[2 * i + 1]);
+            _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b))
+        });
+        // Across blocks: pairs of blocks, then all four.
+        let halves = |a: __m512, b: __m512| _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b));
+        let v = [halves(u[0], u[1]), halves(u[2], u[3])];
+        halves(v[0], v[1])
+    }
+
     struct Geometry {
         /// Values per channel of the padded image, per row.
         plane: usize,
@@ -151,6 +475,8 @@ mod x86 {
         out: [usize; 2],
         /// Values per pixel of `dzt` and per tap of `acc`.
         cs: usize,
+        /// Values per row of `dzt`.
+        dz_row: usize,
     }
 
     /// `acc[t] += Σ_p dz[p] · x[t at p]` for the `T = C·K·K` taps of `C`
@@ -170,7 +496,7 @@ mod x86 {
         let mut s: [__m512; T] = std::array::from_fn(|t| unsafe { _mm512_loadu_ps(acc.add(t * g.cs)) });
         for oy in 0..oh {
             let row = unsafe { x.add(oy * sh * g.wp) };
-            let dz_row = unsafe { dz.add(oy * ow * g.cs) };
+            let dz_row = unsafe { dz.add(oy * g.dz_row) };
             for ox in 0..ow {
                 let v = unsafe { _mm512_loadu_ps(dz_row.add(ox * g.cs)) };
                 let at = unsafe { row.add(ox * sw) };
@@ -196,45 +522,56 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    /// The GEMM's answer: `dz · im2row(x)`, in f64 via the definition.
-    fn reference(d: &Im2col, x: &[f32], dz: &[f32], filters: usize) -> Vec<f64> {
+    /// Both gradients by their definition, in f64: `gw[fi][tap] = Σ_p
+    /// dz[fi][p] · x[tap at p]`, and `dx[ci][q] = Σ w[fi][tap] · dz[fi][p]`
+    /// over the (output, tap) pairs reading input `q`.
+    fn reference(d: &Im2col, x: &[f32], w: &[f32], dz: &[f32], filters: usize) -> (Vec<f64>, Vec<f64>) {
         let [kh, kw] = d.kernel;
         let taps = d.c * kh * kw;
-        let at = |ci: usize, iy: usize, ix: usize| -> f64 {
-            match (iy.checked_sub(d.pad[0]), ix.checked_sub(d.pad[1])) {
-                (Some(y), Some(x_)) if y < d.h && x_ < d.w => f64::from(x[(ci * d.h + y) * d.w + x_]),
-                _ => 0.0,
-            }
-        };
         let mut gw = vec![0.0; filters * taps];
+        let mut dx = vec![0.0; d.c * d.h * d.w];
         for fi in 0..filters {
             for ci in 0..d.c {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        let mut sum = 0.0;
+                        let t = (ci * kh + ky) * kw + kx;
                         for oy in 0..d.oh {
                             for ox in 0..d.ow {
+                                let (iy, ix) = (oy * d.stride[0] + ky, ox * d.stride[1] + kx);
+                                let (Some(iy), Some(ix)) = (iy.checked_sub(d.pad[0]), ix.checked_sub(d.pad[1])) else { continue };
+                                if iy >= d.h || ix >= d.w {
+                                    continue;
+                                }
+                                let q = (ci * d.h + iy) * d.w + ix;
                                 let g = f64::from(dz[(fi * d.oh + oy) * d.ow + ox]);
-                                sum += g * at(ci, oy * d.stride[0] + ky, ox * d.stride[1] + kx);
+                                gw[fi * taps + t] += g * f64::from(x[q]);
+                                dx[q] += g * f64::from(w[fi * taps + t]);
                             }
                         }
-                        gw[fi * taps + (ci * kh + ky) * kw + kx] = sum;
                     }
                 }
             }
         }
-        gw
+        (gw, dx)
+    }
+
+    fn close(got: &[f32], want: &[f64], scale: &[f64], what: &str) {
+        for (i, ((&got, &want), &scale)) in got.iter().zip(want).zip(scale).enumerate() {
+            assert!((f64::from(got) - want).abs() <= 1e-5 * scale.max(1.0), "{what}[{i}] = {got}, want {want}");
+        }
     }
 
     #[test]
-    fn matches_the_definition_over_images() {
+    fn gradients_match_their_definition_over_images() {
         if cpu_level() != CpuLevel::Avx512 {
             return;
         }
         let mut rng = Rng::new(7);
         // (c, h, w, k, stride, pad, filters): LeNet-5's conv2, the block
-        // remainders of each kernel size, strides, padding, filters that
-        // are not whole vectors or more than one.
+        // remainders of each kernel size and of the input gradient's eight
+        // channels, strides (one leaving inputs no window reads), padding,
+        // filters that are not whole vectors or more than one, rows of odd
+        // width (the input gradient's pairs of inputs).
         let cases = [
             (6, 14, 14, 5, 1, 0, 16),
             (7, 9, 11, 3, 1, 1, 20),
@@ -242,34 +579,51 @@ mod tests {
             (9, 7, 6, 2, 1, 0, 3),
             (2, 10, 9, 4, 2, 2, 16),
             (1, 6, 6, 5, 1, 2, 1),
-            (8, 5, 7, 2, 2, 1, 17),
+            (17, 5, 7, 2, 3, 1, 17),
+            (3, 7, 9, 3, 1, 1, 10),
+            (10, 6, 5, 3, 1, 2, 16),
+            (9, 9, 8, 5, 1, 2, 16),
         ];
         for (c, h, w, k, s, p, filters) in cases {
             let o = |n: usize| (n + 2 * p - k) / s + 1;
             let d = Im2col { c, h, w, kernel: [k, k], stride: [s, s], pad: [p, p], oh: o(h), ow: o(w) };
             assert!(applies(&d), "{d:?}");
-            let plane = d.oh * d.ow;
+            let (plane, taps) = (d.oh * d.ow, c * k * k);
+            let weight: Vec<f32> = (0..filters * taps).map(|_| rng.symmetric(1.0)).collect();
+            let mut wt = PackedA::default();
+            pack_weights(&d, filters, &weight, &mut wt);
             let mut acc = vec![0.0; grad_len(&d, filters)];
-            let mut want = vec![0.0f64; filters * c * k * k];
-            let mut scale = vec![0.0f64; want.len()];
-            for _ in 0..2 {
+            let (mut want, mut scale) = (vec![0.0f64; filters * taps], vec![0.0f64; filters * taps]);
+            for image in 0..2 {
                 let x: Vec<f32> = (0..c * h * w).map(|_| rng.symmetric(1.0)).collect();
                 let dz: Vec<f32> = (0..filters * plane).map(|_| rng.symmetric(1.0)).collect();
-                weight_grad_acc(&d, &x, &dz, filters, &mut acc);
-                for (w, r) in want.iter_mut().zip(reference(&d, &x, &dz, filters)) {
-                    *w += r;
-                }
-                let ax: Vec<f32> = x.iter().map(|v| v.abs()).collect();
-                let adz: Vec<f32> = dz.iter().map(|v| v.abs()).collect();
-                for (s, r) in scale.iter_mut().zip(reference(&d, &ax, &adz, filters)) {
-                    *s += r;
+                // Stale values in dx: it is written in full.
+                let mut dx = vec![f32::NAN; c * h * w];
+                backward(&d, &x, &dz, filters, &wt, &mut acc, &mut dx);
+                let (gw, dx_want) = reference(&d, &x, &weight, &dz, filters);
+                let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
+                let (gw_scale, dx_scale) = reference(&d, &abs(&x), &abs(&weight), &abs(&dz), filters);
+                close(&dx, &dx_want, &dx_scale, &format!("{d:?} filters {filters} image {image}: dx"));
+                for ((w, sc), (g, s)) in want.iter_mut().zip(&mut scale).zip(gw.into_iter().zip(gw_scale)) {
+                    *w += g;
+                    *sc += s;
                 }
             }
-            let mut gw = vec![f32::NAN; filters * c * k * k];
+            let mut gw = vec![f32::NAN; filters * taps];
             weight_grad_finish(&d, filters, &acc, &mut gw);
-            for (i, ((&got, &want), &scale)) in gw.iter().zip(&want).zip(&scale).enumerate() {
-                assert!((f64::from(got) - want).abs() <= 1e-5 * scale.max(1.0), "{d:?} filters {filters}: gw[{i}] = {got}, want {want}");
-            }
+            close(&gw, &want, &scale, &format!("{d:?} filters {filters}: gw"));
+        }
+    }
+
+    #[test]
+    fn lanes_are_summed_in_order() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let s: [[f32; LANES]; LANES] = std::array::from_fn(|j| std::array::from_fn(|l| (j * 100 + l * l) as f32));
+        let got = x86::sum_lanes_of(&s);
+        for (j, &g) in got.iter().enumerate() {
+            assert_eq!(g, s[j].iter().sum::<f32>(), "vector {j}");
         }
     }
 }

@@ -129,14 +129,16 @@ impl ConvGeom {
 
     /// Rows × depth of the weight as packed for the forward GEMM(s), or
     /// with `backward` for the input gradient's: the weight matrix (or its
-    /// transpose), or a Winograd conv's filter transforms.
+    /// transpose, or for [`Self::filter_lanes`] its taps' rows of filters),
+    /// or a Winograd conv's filter transforms.
     pub fn packed_len(&self, backward: bool) -> usize {
-        match self.winograd() {
-            Some(d) => {
+        match (self.winograd(), self.filter_lanes()) {
+            (Some(d), _) => {
                 let (rows, cols) = if backward { d.adjoint() } else { d }.u_shape();
                 rows * cols
             }
-            None => self.conv.filters * self.taps(),
+            (None, Some(d)) if backward => filter_lanes::grad_len(&d, self.conv.filters),
+            _ => self.conv.filters * self.taps(),
         }
     }
 
@@ -507,10 +509,11 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             }
             continue;
         }
-        match (&lanes, acc.as_deref_mut()) {
-            (Some(d), Some(acc)) => filter_lanes::weight_grad_acc(d, x, dz, f, acc),
-            _ => rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw),
+        if let (Some(d), Some(acc)) = (&lanes, acc.as_deref_mut()) {
+            filter_lanes::backward(d, x, dz, f, io.packed_t, acc, dx);
+            continue;
         }
+        rows::weight_grad(&g.im2col(), x, sized_xpad(g, xpad), sized(cols, k * p), dz, f, io.gw);
         if dx.is_empty() {
             continue;
         }

@@ -60,7 +60,7 @@ pub enum Import {
     Winograd,
     WinogradGrad,
     WinogradGradFinish,
-    LanesGrad,
+    LanesBackward,
     LanesGradFinish,
 }
 
@@ -82,7 +82,7 @@ impl Import {
         Import::Winograd,
         Import::WinogradGrad,
         Import::WinogradGradFinish,
-        Import::LanesGrad,
+        Import::LanesBackward,
         Import::LanesGradFinish,
     ];
 }
@@ -314,12 +314,13 @@ impl<'a> Fx<'a> {
     }
 
     /// `acc += ` the weight gradient of the image at `x`, summed with the
-    /// filters in the lanes (the runtime's `filter_lanes::weight_grad_acc`).
-    pub fn lanes_grad(&mut self, g: &ConvGeom, [x, dz, acc]: [Value; 3]) {
+    /// filters in the lanes, and unless `dx` is null its input gradient
+    /// over `packed_t` (the runtime's `filter_lanes::backward`).
+    pub fn lanes_backward(&mut self, g: &ConvGeom, [x, dz, packed_t, acc, dx]: [Value; 5]) {
         let filters = self.int(g.conv.filters as i64);
-        let mut args = vec![x, dz, acc, filters];
+        let mut args = vec![x, dz, packed_t, acc, dx, filters];
         args.extend(self.geometry(g));
-        let f = self.runtime[Import::LanesGrad];
+        let f = self.runtime[Import::LanesBackward];
         self.b.ins().call(f, &args);
     }
 

@@ -432,7 +432,13 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
         } else if let Some(d) = &wino {
             fx.winograd_grad(d, [xn, dz, dcols]);
         } else if lanes.is_some() {
-            fx.lanes_grad(g, [xn, dz, cols]);
+            // The input gradient too.
+            let dxn = fx.mul_add(n, in_len as i64, 0);
+            let dxn = fx.ptr_at(dx, dxn);
+            let null = fx.int(0);
+            let dxn = fx.b.ins().select(dx, dxn, null);
+            fx.lanes_backward(g, [xn, dz, packed_t, cols, dxn]);
+            return;
         } else {
             fx.weight_grad(g, [xn, xpad, cols], dz, gw);
         }

@@ -519,19 +519,23 @@ unsafe extern "C" fn convc_winograd_grad_finish(
     winograd::weight_grad_finish(&d, acc, gw);
 }
 
-/// [`filter_lanes::weight_grad_acc`] for JIT code: `acc += ` one image's
+/// [`filter_lanes::backward`] for JIT code: `acc += ` one image's
 /// weight gradient with the filters in the lanes (`x` its input, `dz` the
-/// gradient at its conv output).
+/// gradient at its conv output) and, unless `dx` is null, its input gradient
+/// over `packed_t` (as `filter_lanes::pack_weights` stores the weight).
 ///
 /// # Safety
 /// `x`, `dz` and `acc` hold the geometry's input, output and `grad_len()`
-/// values, `acc` overlapping neither; the geometry is one
+/// values, `dx` null or the input's, `packed_t` points to a live `PackedA`;
+/// the written buffers overlap nothing; the geometry is one
 /// [`filter_lanes::applies`] to.
 #[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
-unsafe extern "C" fn convc_lanes_grad(
+unsafe extern "C" fn convc_lanes_backward(
     x: *const f32,
     dz: *const f32,
+    packed_t: *const PackedA,
     acc: *mut f32,
+    dx: *mut f32,
     filters: usize,
     c: usize,
     h: usize,
@@ -547,10 +551,16 @@ unsafe extern "C" fn convc_lanes_grad(
 ) {
     let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
     // SAFETY: the caller's contract.
-    let (x, dz, acc) = unsafe {
-        (view(x, c * h * w), view(dz, filters * oh * ow), std::slice::from_raw_parts_mut(acc, filter_lanes::grad_len(&d, filters)))
+    let (x, dz, packed_t, acc, dx) = unsafe {
+        (
+            view(x, c * h * w),
+            view(dz, filters * oh * ow),
+            &*packed_t,
+            std::slice::from_raw_parts_mut(acc, filter_lanes::grad_len(&d, filters)),
+            if dx.is_null() { &mut [][..] } else { std::slice::from_raw_parts_mut(dx, c * h * w) },
+        )
     };
-    filter_lanes::weight_grad_acc(&d, x, dz, filters, acc);
+    filter_lanes::backward(&d, x, dz, filters, packed_t, acc, dx);
 }
 
 /// [`filter_lanes::weight_grad_finish`] for JIT code: `gw` (filters ×
@@ -607,7 +617,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
         Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(11)),
         Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
-        Import::LanesGrad => ("convc_lanes_grad", convc_lanes_grad as *const u8, Words(15)),
+        Import::LanesBackward => ("convc_lanes_backward", convc_lanes_backward as *const u8, Words(17)),
         Import::LanesGradFinish => ("convc_lanes_grad_finish", convc_lanes_grad_finish as *const u8, Words(14)),
     }
 }
