@@ -492,9 +492,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
             local::backward(&g.conv, g.dims(), true, io.weight, x, dz, io.gw, gb, dx);
             continue;
         }
-        for (gb, row) in io.gb.iter_mut().zip(dz.chunks_exact(p)) {
-            *gb += row.iter().sum::<f32>();
-        }
+        rows::add_row_sums(dz, p, io.gb);
         if g.pointwise() {
             gemm_abt(dz, p, x, p, f, k, p, io.gw, k);
             if !dx.is_empty() {

@@ -62,10 +62,11 @@ pub enum Import {
     WinogradGradFinish,
     LanesBackward,
     LanesGradFinish,
+    RowSums,
 }
 
 impl Import {
-    pub const ALL: [Import; 18] = [
+    pub const ALL: [Import; 19] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
@@ -84,6 +85,7 @@ impl Import {
         Import::WinogradGradFinish,
         Import::LanesBackward,
         Import::LanesGradFinish,
+        Import::RowSums,
     ];
 }
 
@@ -397,6 +399,13 @@ impl<'a> Fx<'a> {
         let [h, w] = [h, w].map(|v| self.int(v as i64));
         let f = self.runtime[Import::MaxUnpool];
         self.b.ins().call(f, &[dy, y, argmax, code, alpha, planes, h, w, dz]);
+    }
+
+    /// `out[r] += Σ x[r·len ..][..len]` for `r < rows` (the runtime's `rows::add_row_sums`).
+    pub fn add_row_sums(&mut self, x: Value, len: usize, rows: usize, out: Value) {
+        let (len, rows) = (self.int(len as i64), self.int(rows as i64));
+        let f = self.runtime[Import::RowSums];
+        self.b.ins().call(f, &[x, len, rows, out]);
     }
 
     /// `dst` (`cols × rows`) = the transpose of `src` (`rows × cols`).

@@ -413,14 +413,7 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 });
             }
         }
-        fx.if_nonnull(gb, |fx| {
-            fx.for_range(0, f as i64, 1, |fx, fi| {
-                let row = fx.mul_add(fi, p as i64, 0);
-                let row = fx.ptr_at(dz, row);
-                let s = row_sum(fx, row, p);
-                fx.add_to(F32, gb, fi, 0, s);
-            });
-        });
+        fx.if_nonnull(gb, |fx| fx.add_row_sums(dz, p, f, gb));
         // gw += dz · colsᵀ (filters × plane by (taps × plane)ᵀ): for a
         // pointwise conv the input is cols; else the runtime's packed GEMM
         // over the transposed gather.
@@ -464,23 +457,6 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     } else if lanes.is_some() {
         fx.lanes_grad_finish(g, [cols, gw]);
     }
-}
-
-/// `Σ ptr[0..len]`.
-fn row_sum(fx: &mut Fx, ptr: Value, len: usize) -> Value {
-    let (zv, zs) = (fx.fv(0.0), fx.f(0.0));
-    let (acc_v, acc_s) = (fx.var(F32X4, zv), fx.var(F32, zs));
-    fx.for_vectors(len, |fx, at, vector| {
-        let (acc, ty) = if vector { (acc_v, F32X4) } else { (acc_s, F32) };
-        let v = fx.load_at(ty, ptr, at);
-        let sum = fx.b.use_var(acc);
-        let sum = fx.b.ins().fadd(sum, v);
-        fx.b.def_var(acc, sum);
-    });
-    let v = fx.b.use_var(acc_v);
-    let v = fx.hsum(v);
-    let s = fx.b.use_var(acc_s);
-    fx.b.ins().fadd(v, s)
 }
 
 /// `y = a(x·Wᵀ + b)` for the chunk: `yᵀ = a(W·xᵀ + b)` on the microkernel

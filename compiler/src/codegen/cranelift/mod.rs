@@ -421,6 +421,20 @@ unsafe extern "C" fn convc_max_unpool_2x2(
     rows::max_unpool_2x2(dy, y, argmax, activation_from_words(tag, alpha), planes, h, w, dz);
 }
 
+/// [`rows::add_row_sums`] for JIT code: `out[r] += Σ x[r·len ..][..len]`
+/// for `r < rows`.
+///
+/// # Safety
+/// `x` holds `rows × len` values, `out` `rows`, not overlapping them.
+unsafe extern "C" fn convc_row_sums(x: *const f32, len: usize, rows: usize, out: *mut f32) {
+    if rows * len == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let (x, out) = unsafe { (view(x, rows * len), std::slice::from_raw_parts_mut(out, rows)) };
+    rows::add_row_sums(x, len, out);
+}
+
 /// [`convc_runtime::gemm::transpose`] for JIT code: `dst` (`cols × rows`) = `srcᵀ`.
 ///
 /// # Safety
@@ -619,6 +633,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
         Import::LanesBackward => ("convc_lanes_backward", convc_lanes_backward as *const u8, Words(17)),
         Import::LanesGradFinish => ("convc_lanes_grad_finish", convc_lanes_grad_finish as *const u8, Words(14)),
+        Import::RowSums => ("convc_row_sums", convc_row_sums as *const u8, Words(4)),
     }
 }
 
