@@ -20,7 +20,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
-use super::winograd::channels_last;
+use super::winograd::{channels_last, planes};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::PackedA;
 
@@ -49,15 +49,100 @@ pub const fn grad_len(d: &Im2col, filters: usize) -> usize {
     d.c * d.kernel[0] * d.kernel[1] * lanes(filters)
 }
 
+#[derive(Default)]
 struct Scratch {
     xpad: Bordered,
     /// `dz` channels-last, and the transpose on the way.
     dzt: Vec<f32>,
     tmp: Vec<f32>,
+    /// The forward's outputs channels-last, and their maxima's indices (as bits).
+    yt: Vec<f32>,
+    at: Vec<f32>,
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { xpad: Bordered::default(), dzt: Vec::new(), tmp: Vec::new() });
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Whether [`forward`] runs `d` (its weight then packed by [`pack_weights`]
+/// for the forward too): as [`applies`], with stride 1.
+pub fn forward_applies(d: &Im2col) -> bool {
+    applies(d) && d.stride == [1, 1]
+}
+
+/// Where [`forward`] writes.
+pub enum Output<'a> {
+    /// The conv's planes, `filters × oh × ow`.
+    Planes(&'a mut [f32]),
+    /// The planes pooled 2 × 2 with stride 2 (`filters × oh/2 × ow/2`), and
+    /// unless `argmax` is empty each maximum's index into the planes — as
+    /// `rows::max_pool_2x2` pools and records.
+    MaxPool { y: &'a mut [f32], argmax: &'a mut [u32] },
+}
+
+/// One image's conv, `act(bias + w ∗ x)` (`relu`: ReLU, else none), over
+/// the weight as [`pack_weights`] stores it — with the filters in the
+/// lanes: for each block of two rows by up to twelve outputs, one weight
+/// vector per tap and each input broadcast from the image into up to 24
+/// accumulators; with a 2 × 2 max pool the block's windows are pooled in
+/// registers (their maxima's indices alongside) and only the pooled
+/// outputs are transposed into planes.
+pub fn forward(d: &Im2col, x: &[f32], wt: &PackedA, bias: &[f32], relu: bool, filters: usize, out: Output<'_>) {
+    let (taps, cs) = (d.c * d.kernel[0] * d.kernel[1], lanes(filters));
+    let (oh, ow) = (d.oh, d.ow);
+    let fits = match &out {
+        Output::Planes(z) => z.len() >= filters * oh * ow,
+        Output::MaxPool { y, argmax } => {
+            let pooled = filters * (oh / 2) * (ow / 2);
+            y.len() >= pooled && (argmax.is_empty() || argmax.len() >= pooled)
+        }
+    };
+    assert!(
+        forward_applies(d)
+            && fits
+            && x.len() >= d.c * d.h * d.w
+            && wt.rows() == taps
+            && wt.depth() == cs
+            && (bias.is_empty() || bias.len() >= filters),
+        "filter_lanes::forward: buffers do not fit {d:?} with {filters} filters"
+    );
+    let (hp, wp) = d.padded();
+    SCRATCH.with_borrow_mut(|s| {
+        let Scratch { xpad, tmp, yt, at, .. } = s;
+        let xp: &[f32] = if d.xpad_len() == 0 { x } else { xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]) };
+        let pool = matches!(out, Output::MaxPool { .. });
+        let (rows, cols) = if pool { (oh / 2, ow / 2) } else { (oh, ow) };
+        let yt = grown(yt, rows * cols * cs);
+        let record = matches!(&out, Output::MaxPool { argmax, .. } if !argmax.is_empty());
+        let at = grown(at, if record { rows * cols * cs } else { 0 });
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `forward_applies` checked AVX-512; `xp` is the padded
+        // image, in which every window fits; `wt` holds `taps × cs` values,
+        // `bias` none or `filters`; `yt` (and `at`) `rows × cols × cs`.
+        unsafe {
+            x86::conv(d, xp, wt.values(), cs, bias, relu, pool, yt, at)
+        };
+        match out {
+            Output::Planes(z) => planes(yt, [oh, ow, cs], [filters, oh, ow], tmp, z),
+            Output::MaxPool { y, argmax } => {
+                planes(yt, [rows, cols, cs], [filters, rows, cols], tmp, y);
+                if record {
+                    let len = filters * rows * cols;
+                    // SAFETY: u32 and f32 have one size and alignment, and
+                    // the transpose moves the indices' bits unchanged.
+                    let argmax = unsafe { std::slice::from_raw_parts_mut(argmax.as_mut_ptr().cast::<f32>(), len) };
+                    planes(at, [rows, cols, cs], [filters, rows, cols], tmp, argmax);
+                }
+            }
+        }
+    });
+}
+
+fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
 }
 
 /// The weight as [`backward`]'s input gradient reads it: `wt[tap][fi] =
@@ -139,6 +224,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Im2col, LANES};
+    use crate::gemm::x86::lanes;
 
     #[cfg(test)]
     pub(super) fn sum_lanes_of(s: &[[f32; LANES]; LANES]) -> [f32; LANES] {
@@ -148,6 +234,163 @@ mod x86 {
             let mut out = [0.0; LANES];
             _mm512_storeu_ps(out.as_mut_ptr(), sum_lanes(&v));
             out
+        }
+    }
+
+    /// Outputs per block row of the forward.
+    const COLS: usize = 12;
+
+    /// [`super::forward`]'s conv into `yt` (pixels of `cs` values,
+    /// channels-last) — with `pool`, pooled, and the maxima's plane indices
+    /// into `at` (as bits) unless it is empty.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `xp` is the `c × hp × wp` padded image in
+    /// which `d`'s windows fit (stride 1), `wt` `taps × cs` values, `bias`
+    /// empty or at least the filters, `yt` and `at` (unless empty) the
+    /// outputs' pixels.
+    #[allow(clippy::too_many_arguments)] // a kernel's operands
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn conv(
+        d: &Im2col,
+        xp: &[f32],
+        wt: &[f32],
+        cs: usize,
+        bias: &[f32],
+        relu: bool,
+        pool: bool,
+        yt: &mut [f32],
+        at: &mut [f32],
+    ) {
+        let (hp, wp) = d.padded();
+        let (oh, ow) = if pool { (d.oh / 2 * 2, d.ow / 2 * 2) } else { (d.oh, d.ow) };
+        let b = Block { plane: hp * wp, wp, c: d.c, k: d.kernel[0], cs, relu, plane_out: d.oh * d.ow, ow: d.ow };
+        for v in (0..cs).step_by(LANES) {
+            // SAFETY: `bias` holds the filters; lanes past them are masked.
+            let bias = if bias.is_empty() {
+                _mm512_setzero_ps()
+            } else {
+                unsafe { _mm512_maskz_loadu_ps(lanes(bias.len().saturating_sub(v)), bias.as_ptr().add(v.min(bias.len()))) }
+            };
+            for oy in (0..oh).step_by(2) {
+                let rows = 2.min(oh - oy);
+                for ox in (0..ow).step_by(COLS) {
+                    let cols = COLS.min(ow - ox);
+                    let at_out = if pool { (oy / 2 * (ow / 2) + ox / 2) * cs + v } else { (oy * ow + ox) * cs + v };
+                    // SAFETY: the block's windows are inside `xp`, its outputs
+                    // inside `yt` (and `at`); its taps' weights inside `wt`.
+                    unsafe {
+                        let x = xp.as_ptr().add(oy * wp + ox);
+                        let (w, y) = (wt.as_ptr().add(v), yt.as_mut_ptr().add(at_out));
+                        let a = if at.is_empty() { std::ptr::null_mut() } else { at.as_mut_ptr().add(at_out) };
+                        let first = v * b.plane_out + oy * b.ow + ox;
+                        macro_rules! go {
+                            ($($c:literal)*) => {
+                                match (rows, cols) {
+                                    $((2, $c) => block::<2, $c>(&b, x, w, bias, pool, y, a, first),)*
+                                    $((1, $c) => block::<1, $c>(&b, x, w, bias, false, y, a, first),)*
+                                    _ => unreachable!("blocks are 1 or 2 rows by 1 to {COLS} outputs"),
+                                }
+                            };
+                        }
+                        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+                    }
+                }
+            }
+        }
+    }
+
+    struct Block {
+        /// The padded image: values per channel, per row; channels, kernel size.
+        plane: usize,
+        wp: usize,
+        c: usize,
+        k: usize,
+        /// Values per pixel of `wt` and of the outputs.
+        cs: usize,
+        relu: bool,
+        /// The conv's output plane (for the maxima's indices).
+        plane_out: usize,
+        ow: usize,
+    }
+
+    /// `R × C` outputs from `x` (the block's first window), activated, into
+    /// `y` at `cs` values a pixel (rows `ow` pixels apart) — or with `pool`
+    /// (`R` = 2, `C` even) their 2 × 2 maxima into `y` at `cs` values a
+    /// pooled pixel, and unless `a` is null their indices (`first` is the
+    /// block's first output's in lane 0; a lane is a plane further).
+    ///
+    /// # Safety
+    /// As [`conv`], for the block's windows and outputs.
+    #[allow(clippy::too_many_arguments)] // a kernel's operands
+    #[allow(clippy::needless_range_loop)] // constant indices keep `acc` in registers
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn block<const R: usize, const C: usize>(
+        b: &Block,
+        x: *const f32,
+        w: *const f32,
+        bias: __m512,
+        pool: bool,
+        y: *mut f32,
+        a: *mut f32,
+        first: usize,
+    ) {
+        let mut acc = [[bias; C]; R];
+        let mut w = w;
+        for ci in 0..b.c {
+            for ky in 0..b.k {
+                // SAFETY (all below): rows `ky..ky + R` of channel `ci` of the
+                // block's windows, the taps' weight vectors in turn.
+                let line: [*const f32; R] = std::array::from_fn(|r| unsafe { x.add(ci * b.plane + (ky + r) * b.wp) });
+                for kx in 0..b.k {
+                    let wv = unsafe { _mm512_loadu_ps(w) };
+                    for r in 0..R {
+                        for j in 0..C {
+                            acc[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(unsafe { *line[r].add(j + kx) }), wv, acc[r][j]);
+                        }
+                    }
+                    w = unsafe { w.add(b.cs) };
+                }
+            }
+        }
+        if b.relu {
+            let zero = _mm512_setzero_ps();
+            for r in 0..R {
+                for j in 0..C {
+                    acc[r][j] = _mm512_max_ps(acc[r][j], zero);
+                }
+            }
+        }
+        if !pool {
+            for r in 0..R {
+                for j in 0..C {
+                    unsafe { _mm512_storeu_ps(y.add((r * b.ow + j) * b.cs), acc[r][j]) };
+                }
+            }
+            return;
+        }
+        // Lane l's index: a plane further per lane.
+        let lane = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(b.plane_out as i32),
+        );
+        let index = |offset: usize| _mm512_add_epi32(lane, _mm512_set1_epi32((first + offset) as i32));
+        for jj in 0..C / 2 {
+            let j = 2 * jj;
+            // Taps in row order; a later one wins when greater or NaN (the
+            // candidates by value: constant indices keep `acc` in registers).
+            let later = [(acc[0][j + 1], 1), (acc[R - 1][j], b.ow), (acc[R - 1][j + 1], b.ow + 1)];
+            let (mut best, mut at) = (acc[0][j], index(j));
+            for (v, offset) in later {
+                let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                best = _mm512_mask_blend_ps(wins, best, v);
+                at = _mm512_mask_blend_epi32(wins, at, index(j + offset));
+            }
+            unsafe { _mm512_storeu_ps(y.add(jj * b.cs), best) };
+            if !a.is_null() {
+                unsafe { _mm512_storeu_ps(a.add(jj * b.cs), _mm512_castsi512_ps(at)) };
+            }
         }
     }
 
@@ -612,6 +855,75 @@ mod tests {
             let mut gw = vec![f32::NAN; filters * taps];
             weight_grad_finish(&d, filters, &acc, &mut gw);
             close(&gw, &want, &scale, &format!("{d:?} filters {filters}: gw"));
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_definition_and_pools_as_max_pool_2x2() {
+        if cpu_level() != CpuLevel::Avx512 {
+            return;
+        }
+        let mut rng = Rng::new(5);
+        // (c, h, w, k, pad, filters, bias): LeNet-5's conv2; padding;
+        // outputs of odd size (the pool drops the last row and column);
+        // rows wider than a block (12) and not a multiple of it; filters
+        // that are not a whole vector or more than one.
+        let cases = [
+            (6, 14, 14, 5, 0, 16, true),
+            (3, 9, 11, 3, 1, 20, true),
+            (4, 11, 13, 5, 1, 7, false),
+            (2, 8, 30, 3, 0, 33, true),
+            (5, 6, 6, 2, 0, 16, true),
+        ];
+        for (c, h, w, k, p, filters, has_bias) in cases {
+            let d = Im2col { c, h, w, kernel: [k, k], stride: [1, 1], pad: [p, p], oh: h + 2 * p - k + 1, ow: w + 2 * p - k + 1 };
+            assert!(forward_applies(&d), "{d:?}");
+            let (plane, taps) = (d.oh * d.ow, c * k * k);
+            let weight: Vec<f32> = (0..filters * taps).map(|_| rng.symmetric(1.0)).collect();
+            let bias: Vec<f32> = if has_bias { (0..filters).map(|_| rng.symmetric(1.0)).collect() } else { Vec::new() };
+            let x: Vec<f32> = (0..c * h * w).map(|_| rng.symmetric(1.0)).collect();
+            let mut wt = PackedA::default();
+            pack_weights(&d, filters, &weight, &mut wt);
+            for relu in [false, true] {
+                let mut z = vec![f32::NAN; filters * plane];
+                forward(&d, &x, &wt, &bias, relu, filters, Output::Planes(&mut z));
+                for fi in 0..filters {
+                    for oy in 0..d.oh {
+                        for ox in 0..d.ow {
+                            let (mut want, mut scale) = (bias.get(fi).map_or(0.0, |&b| f64::from(b)), 1.0f64);
+                            for ci in 0..c {
+                                for ky in 0..k {
+                                    for kx in 0..k {
+                                        let (Some(iy), Some(ix)) = ((oy + ky).checked_sub(p), (ox + kx).checked_sub(p)) else { continue };
+                                        if iy < h && ix < w {
+                                            let t = f64::from(weight[fi * taps + (ci * k + ky) * k + kx])
+                                                * f64::from(x[(ci * h + iy) * w + ix]);
+                                            (want, scale) = (want + t, scale + t.abs());
+                                        }
+                                    }
+                                }
+                            }
+                            let want = if relu { want.max(0.0) } else { want };
+                            let got = z[(fi * d.oh + oy) * d.ow + ox];
+                            assert!(
+                                (f64::from(got) - want).abs() <= 1e-5 * scale,
+                                "{d:?} relu {relu}: z[{fi}][{oy}][{ox}] = {got}, want {want}"
+                            );
+                        }
+                    }
+                }
+                // Pooled in registers: exactly the pool of those planes.
+                let pooled = filters * (d.oh / 2) * (d.ow / 2);
+                let (mut want_y, mut want_at) = (vec![0.0; pooled], vec![0u32; pooled]);
+                super::super::rows::max_pool_2x2(&z, filters, d.oh, d.ow, &mut want_y, &mut want_at);
+                let (mut y, mut at) = (vec![f32::NAN; pooled], vec![u32::MAX; pooled]);
+                forward(&d, &x, &wt, &bias, relu, filters, Output::MaxPool { y: &mut y, argmax: &mut at });
+                assert_eq!(y, want_y, "{d:?} relu {relu}: pooled");
+                assert_eq!(at, want_at, "{d:?} relu {relu}: argmax");
+                let mut y_only = vec![f32::NAN; pooled];
+                forward(&d, &x, &wt, &bias, relu, filters, Output::MaxPool { y: &mut y_only, argmax: &mut [] });
+                assert_eq!(y_only, want_y, "{d:?} relu {relu}: pooled without indices");
+            }
         }
     }
 

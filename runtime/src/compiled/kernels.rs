@@ -127,6 +127,13 @@ impl ConvGeom {
         (!self.local && !self.pointwise() && self.winograd().is_none() && !direct::applies(&d) && filter_lanes::applies(&d)).then_some(d)
     }
 
+    /// This conv run forward with the filters in the lanes
+    /// ([`filter_lanes::forward_applies`]), its weight packed as the
+    /// input gradient reads it.
+    pub fn lanes_forward(&self) -> Option<Im2col> {
+        self.filter_lanes().filter(filter_lanes::forward_applies)
+    }
+
     /// Rows × depth of the weight as packed for the forward GEMM(s), or
     /// with `backward` for the input gradient's: the weight matrix (or its
     /// transpose, or for [`Self::filter_lanes`] its taps' rows of filters),
@@ -137,7 +144,7 @@ impl ConvGeom {
                 let (rows, cols) = if backward { d.adjoint() } else { d }.u_shape();
                 rows * cols
             }
-            (None, Some(d)) if backward => filter_lanes::grad_len(&d, self.conv.filters),
+            (None, Some(d)) if backward || filter_lanes::forward_applies(&d) => filter_lanes::grad_len(&d, self.conv.filters),
             _ => self.conv.filters * self.taps(),
         }
     }
@@ -292,6 +299,13 @@ fn conv_plane(
         }
         return;
     }
+    if let Some(d) = g.lanes_forward() {
+        filter_lanes::forward(&d, x, packed, bias, relu, g.conv.filters, filter_lanes::Output::Planes(z));
+        if !relu {
+            activate(g.activation, z);
+        }
+        return;
+    }
     if let Some(d) = g.direct() {
         direct::conv(&d, x, packed, bias, relu, z);
         if !relu {
@@ -422,9 +436,16 @@ pub fn conv_forward(g: &ConvGeom, io: ConvForward<'_>) {
             }
             continue;
         }
+        let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };
+        let fused = pg.pool.is_max_2x2() && io.keep.is_empty() && matches!(g.activation, Activation::Relu | Activation::None);
+        if let Some(d) = g.lanes_forward().filter(|_| fused) {
+            // Pooled in registers (the maxima's indices alongside), no plane written.
+            let relu = g.activation == Activation::Relu;
+            filter_lanes::forward(&d, x, io.packed, io.bias, relu, g.conv.filters, filter_lanes::Output::MaxPool { y, argmax });
+            continue;
+        }
         let z = sized(plane, conv_len);
         conv_plane(g, x, io.weight, io.packed, io.bias, z, xpad, cols);
-        let argmax = if io.argmax.is_empty() { &mut [][..] } else { &mut io.argmax[n * out_len..][..out_len] };
         pool_forward(pg, z, y, argmax);
         if !io.keep.is_empty() {
             io.keep[n * keep_len..][..keep_len].copy_from_slice(z);

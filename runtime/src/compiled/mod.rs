@@ -241,8 +241,8 @@ impl StageDef {
 
     /// Pack `weight` as the stage's GEMMs read it — for the forward pass,
     /// or with `backward` for the input gradient: conv `filters × taps`
-    /// (and its transpose, or the taps' rows of filters `filter_lanes`
-    /// reads), dense `units × inputs` (and its transpose), a
+    /// (and its transpose; or, both ways, the taps' rows of filters
+    /// `filter_lanes` reads), dense `units × inputs` (and its transpose), a
     /// Winograd conv's filter transforms (and its adjoint's). Other stages
     /// (local layers use the interpreter's loops) pack nothing.
     fn pack(&self, weight: &[f32], backward: bool, packed: &mut crate::gemm::PackedA, threads: usize) {
@@ -255,7 +255,7 @@ impl StageDef {
                 if geom.local {
                     return;
                 }
-                if let Some(d) = geom.filter_lanes().filter(|_| backward) {
+                if let Some(d) = geom.filter_lanes().filter(|d| backward || filter_lanes::forward_applies(d)) {
                     return filter_lanes::pack_weights(&d, geom.conv.filters, weight, packed);
                 }
                 (geom.conv.filters, geom.taps())

@@ -478,7 +478,7 @@ pub fn weight_grad_finish(d: &Winograd, acc: &[f32], gw: &mut [f32]) {
 
 /// The inverse of [`channels_last`]: `y[f][oy][ox]` for `f < filters`,
 /// `oy < oh`, `ox < ow` from `yt`, `hy × wy` pixels of `fs` values.
-fn planes(yt: &[f32], [hy, wy, fs]: [usize; 3], [filters, oh, ow]: [usize; 3], tmp: &mut Vec<f32>, y: &mut [f32]) {
+pub(super) fn planes(yt: &[f32], [hy, wy, fs]: [usize; 3], [filters, oh, ow]: [usize; 3], tmp: &mut Vec<f32>, y: &mut [f32]) {
     assert!(
         oh <= hy && ow <= wy && filters <= fs && y.len() >= filters * oh * ow,
         "planes: {filters} × {oh} × {ow} from {hy} × {wy} × {fs}"

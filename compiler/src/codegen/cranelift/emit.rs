@@ -62,11 +62,12 @@ pub enum Import {
     WinogradGradFinish,
     LanesBackward,
     LanesGradFinish,
+    LanesConv,
     RowSums,
 }
 
 impl Import {
-    pub const ALL: [Import; 19] = [
+    pub const ALL: [Import; 20] = [
         Import::Exp,
         Import::Tanh,
         Import::GemmPacked,
@@ -85,6 +86,7 @@ impl Import {
         Import::WinogradGradFinish,
         Import::LanesBackward,
         Import::LanesGradFinish,
+        Import::LanesConv,
         Import::RowSums,
     ];
 }
@@ -332,6 +334,19 @@ impl<'a> Fx<'a> {
         let mut args = vec![acc, gw, filters];
         args.extend(self.geometry(g));
         let f = self.runtime[Import::LanesGradFinish];
+        self.b.ins().call(f, &args);
+    }
+
+    /// `y = act(bias + conv(x))` for the image at `x` with the filters in
+    /// the lanes (the runtime's `filter_lanes::forward`) — with `pool`, its
+    /// 2×2 max pool, each maximum's index at `argmax` unless null; `bias`
+    /// may be null.
+    pub fn lanes_conv(&mut self, g: &ConvGeom, [x, packed, bias, y, argmax]: [Value; 5], relu: bool, pool: bool) {
+        let [relu, pool] = [relu, pool].map(|v| self.int(i64::from(v)));
+        let filters = self.int(g.conv.filters as i64);
+        let mut args = vec![x, packed, bias, relu, pool, y, argmax, filters];
+        args.extend(self.geometry(g));
+        let f = self.runtime[Import::LanesConv];
         self.b.ins().call(f, &args);
     }
 

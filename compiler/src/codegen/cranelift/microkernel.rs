@@ -266,7 +266,7 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
     let relu = g.activation == Activation::Relu;
     // Decided here, at compile time on the machine that runs the code, as
     // the runtime decides how to pack the weights.
-    let (wino, direct) = (g.winograd(), g.direct().is_some());
+    let (wino, direct, lanes) = (g.winograd(), g.direct().is_some(), g.lanes_forward().is_some());
     let batch = fx.batch;
     fx.for_to(0, batch, 1, |fx, n| {
         let xn = fx.mul_add(n, in_len as i64, 0);
@@ -282,10 +282,26 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
             }
             return;
         }
+        // With the filters in the lanes and a 2×2 max pool: pooled in
+        // registers, the maxima's indices alongside in training.
+        let fused = in_registers(g.activation) && g.keep_len() == 0;
+        if lanes && fused && pool.as_ref().is_some_and(|(pool, pg)| runtime_pool(pool, pg)) {
+            let an = if train {
+                let an = fx.mul_add(n, out_len as i64, 0);
+                fx.ptr_at(argmax, an)
+            } else {
+                fx.int(0)
+            };
+            fx.lanes_conv(g, [xn, packed, bias, yn, an], relu, true);
+            return;
+        }
         // Without a pool the GEMM writes the stage output itself.
         let z = if pool.is_some() { plane } else { yn };
         if let Some(d) = &wino {
             fx.winograd(d, [xn, packed, bias, z], relu);
+        } else if lanes {
+            let null = fx.int(0);
+            fx.lanes_conv(g, [xn, packed, bias, z, null], relu, false);
         } else if direct {
             fx.direct_conv(g, [xn, packed, bias, z], relu, false);
         } else {

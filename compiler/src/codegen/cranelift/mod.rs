@@ -421,6 +421,55 @@ unsafe extern "C" fn convc_max_unpool_2x2(
     rows::max_unpool_2x2(dy, y, argmax, activation_from_words(tag, alpha), planes, h, w, dz);
 }
 
+/// [`filter_lanes::forward`] for JIT code: one image `x` (`c × h × w`)
+/// into `y` over `packed` (as `filter_lanes::pack_weights` stores the
+/// weight), `relu` 0 or 1, `bias` null for none; with `pool` 1 pooled 2×2
+/// (`y`: `filters × oh/2 × ow/2`), each maximum's index into `argmax`
+/// unless it is null.
+///
+/// # Safety
+/// `x` holds the geometry's input, `y` (and `argmax`) its outputs, `bias`
+/// null or `filters` values, `packed` points to a live `PackedA`; the
+/// written buffers overlap nothing; the geometry is one
+/// [`filter_lanes::forward_applies`] to.
+#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+unsafe extern "C" fn convc_lanes_conv(
+    x: *const f32,
+    packed: *const PackedA,
+    bias: *const f32,
+    relu: usize,
+    pool: usize,
+    y: *mut f32,
+    argmax: *mut u32,
+    filters: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+) {
+    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    let outs = if pool != 0 { filters * (oh / 2) * (ow / 2) } else { filters * oh * ow };
+    // SAFETY: the caller's contract.
+    let (x, packed, bias, y) = unsafe {
+        (view(x, c * h * w), &*packed, if bias.is_null() { &[][..] } else { view(bias, filters) }, std::slice::from_raw_parts_mut(y, outs))
+    };
+    let out = if pool != 0 {
+        // SAFETY: as above.
+        let argmax = if argmax.is_null() { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(argmax, outs) } };
+        filter_lanes::Output::MaxPool { y, argmax }
+    } else {
+        filter_lanes::Output::Planes(y)
+    };
+    filter_lanes::forward(&d, x, packed, bias, relu != 0, filters, out);
+}
+
 /// [`rows::add_row_sums`] for JIT code: `out[r] += Σ x[r·len ..][..len]`
 /// for `r < rows`.
 ///
@@ -633,6 +682,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
         Import::LanesBackward => ("convc_lanes_backward", convc_lanes_backward as *const u8, Words(17)),
         Import::LanesGradFinish => ("convc_lanes_grad_finish", convc_lanes_grad_finish as *const u8, Words(14)),
+        Import::LanesConv => ("convc_lanes_conv", convc_lanes_conv as *const u8, Words(19)),
         Import::RowSums => ("convc_row_sums", convc_row_sums as *const u8, Words(4)),
     }
 }
