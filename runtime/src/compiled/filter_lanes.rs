@@ -671,9 +671,7 @@ mod x86 {
             let (ky, oy) = (ry.first + a, ry.out - a);
             // SAFETY: row `oy` of `dzt`, column `t`; tap row `ky` of `w`.
             let (g, taps) = unsafe { (dzt.add(oy * row + t * LANES), w.add(ky * K * LANES)) };
-            // Only the taps that reach an output from one of the inputs (the
-            // other reads the zero edge).
-            for kx in (t + 1).saturating_sub(ow)..K.min(t + P) {
+            let tap = |acc: &mut [[__m512; C]; P], kx: usize| {
                 // SAFETY: tap (ky, kx) of each of the C channels.
                 let wv: [__m512; C] = std::array::from_fn(|c| unsafe { _mm512_loadu_ps(taps.add((c * K * K + kx) * LANES)) });
                 for (p, acc) in acc.iter_mut().enumerate() {
@@ -683,6 +681,19 @@ mod x86 {
                         // SAFETY: as above.
                         *acc = unsafe { _mm512_fmadd_ps(wv, gv, *acc) };
                     }
+                }
+            };
+            // Only the taps that reach an output from one of the inputs (the
+            // other reads the zero edge).
+            let (lo, hi) = ((t + 1).saturating_sub(ow), K.min(t + P));
+            // All `K` taps away from the row's ends: a constant trip count, unrolled.
+            if (lo, hi) == (0, K) {
+                for kx in 0..K {
+                    tap(&mut acc, kx);
+                }
+            } else {
+                for kx in lo..hi {
+                    tap(&mut acc, kx);
                 }
             }
         }
