@@ -1,21 +1,28 @@
-//! A conv's weight gradient with the filters in the vector lanes — for the
-//! convs that run as im2col and a GEMM (LeNet-5's conv2: 6 → 16 channels,
-//! 5 × 5, 10 × 10 outputs).
+//! Convs with the filters in the vector lanes — forward, weight gradient
+//! and input gradient — for the convs that would otherwise run as im2col
+//! and GEMMs (LeNet-5's conv2: 6 → 16 channels, 5 × 5, 10 × 10 outputs).
 //!
-//! There the GEMM `gw += dz · im2row(x)` is as short as its operands: 16
-//! filters by 100 positions by 150 taps, after a gather that writes every
-//! input 25 times (im2row took a quarter of the GEMM's time, the GEMM ran
-//! at 58% of peak). Turned around, with the gradient at the output
-//! channels-last — each position a vector of 16 filters' `dz` — the sum
-//! `gw[·][tap] = Σ_p dz[·][p] · x[tap + p]` is, for each position, one
-//! vector load and one FMA per tap, the input value broadcast straight
-//! from the image: a block of taps (a channel's 5 × 5, three channels'
-//! 3 × 3) keeps its sums in registers across all the positions. No
-//! gather, and FMA-bound.
+//! There the GEMMs are as short as their operands — 16 filters by 100
+//! positions by 150 taps; the input gradient's depth is the 16 filters —
+//! behind gathers that write every input 25 times (im2col, im2row, col2im:
+//! 17% of LeNet-5's training step; the weight gradient's GEMM ran at 58%
+//! of peak). With a vector holding 16 filters each becomes FMA-bound
+//! without a gather:
 //!
-//! The sums stay channels-last — `acc[tap][filter]` — from image to image
-//! ([`backward`]) and are transposed into the filters' layout once
-//! per batch ([`weight_grad_finish`]), as the Winograd conv's are.
+//! - [`forward`]: a block of two output rows × up to 12 outputs in
+//!   registers, one weight vector per tap, each input broadcast from the
+//!   image; a 2 × 2 max pool and its maxima's indices in registers.
+//! - The weight gradient ([`backward`]): `dz` channels-last, a block of
+//!   taps (a channel's 5 × 5, three channels' 3 × 3) keeps its sums
+//!   `gw[·][tap] += dz[p] · x[tap at p]` in registers across all the
+//!   positions. The sums stay channels-last — `acc[tap][filter]` — from
+//!   image to image and are transposed into the filters' layout once per
+//!   chunk ([`weight_grad_finish`]), as the Winograd conv's are.
+//! - The input gradient ([`backward`]): each input sums its reaching
+//!   outputs' `dz` vectors times its taps' weight vectors, two inputs of a
+//!   row at a time, and the lanes are added up for 16 inputs at once.
+//!
+//! The weight is packed taps × filters for both directions ([`pack_weights`]).
 
 use std::cell::RefCell;
 

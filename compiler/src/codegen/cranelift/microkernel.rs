@@ -11,13 +11,15 @@
 //! `winograd::applies` to, the whole Winograd conv (`convc_winograd`, and
 //! in backward `convc_winograd_grad` and its `_finish`); for the convs over
 //! few channels `direct::applies` to, the direct conv (`convc_direct_conv`;
-//! `convc_weight_grad` takes their gradient the same way). The JIT specialises
+//! `convc_weight_grad` takes their gradient the same way); for the other
+//! square 2–5 kernels `filter_lanes` takes (`ConvGeom::filter_lanes`), the
+//! conv with the filters in the lanes (`convc_lanes_conv`, with its 2×2 max
+//! pool; in backward `convc_lanes_backward` and `convc_lanes_grad_finish`);
+//! and the bias gradient's sums (`convc_row_sums`). The JIT specialises
 //! everything around them to the stage's constants: the loop over the
 //! chunk's images, the epilogue — activations other than ReLU (which the
 //! microkernel applies in registers), other pools with their argmax, what
-//! training keeps — and in backward the pool's and activation's gradient,
-//! the bias gradient and the col2im scatter with every window edge
-//! resolved at compile time.
+//! training keeps — and in backward the pool's and activation's gradient.
 //!
 //! Layouts are the runtime's own ([`ConvGeom`]): a stage's kept state and
 //! argmax are what the shared executor sizes, so the JIT's stages drop into
