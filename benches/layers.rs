@@ -6,8 +6,8 @@
 //! (fashion_tf's conv1 and conv2 stages are 80.3 MFLOP and 1.28 GFLOP per
 //! batch of 64: divide by the time for GFLOP/s, and by `convc bench`'s peak
 //! for the fraction). `winograd/…`: fashion_tf's conv2 kernels per image;
-//! `filter_lanes/…`: LeNet-5's conv2 kernels per image, against the
-//! im2col + GEMM path.
+//! `filter_lanes/…`: LeNet-5's conv2 and a 64 → 64 3 × 3 conv per image,
+//! against the im2col + GEMM path.
 
 mod common;
 
@@ -169,10 +169,11 @@ fn winograd(c: &mut Criterion) {
     group.finish();
 }
 
-/// LeNet-5's conv2 (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10) per image:
-/// its kernels with the filters in the lanes against the im2col + GEMM path
-/// they replaced — forward (+ ReLU + 2×2 max pool with indices), and the
-/// backward's weight and input gradients together.
+/// Convs with the filters in the lanes per image, against the im2col +
+/// GEMM path they replace — forward (+ ReLU + 2×2 max pool with indices),
+/// and the backward's weight and input gradients together: LeNet-5's conv2
+/// (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10) and a wider 3 × 3 conv
+/// (64 → 64 channels on 28 × 28, padded).
 fn filter_lanes(c: &mut Criterion) {
     use convc::runtime::compiled::filter_lanes::{self as lanes, Output};
     use convc::runtime::compiled::rows::{self, Im2col};
@@ -182,40 +183,46 @@ fn filter_lanes(c: &mut Criterion) {
     if cpu_level() != CpuLevel::Avx512 {
         return;
     }
-    let d = Im2col { c: 6, h: 14, w: 14, kernel: [5, 5], stride: [1, 1], pad: [0, 0], oh: 10, ow: 10 };
-    let (f, taps, plane) = (16, 150, 100);
-    let mut rng = Rng::new(2);
-    let mut draw = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.symmetric(scale)).collect() };
-    let (x, dz, weight, bias) = (draw(6 * 196, 1.0), draw(f * plane, 1.0), draw(f * taps, 0.1), draw(f, 0.1));
-    let (mut wt, mut packed, mut packed_t) = (PackedA::default(), PackedA::default(), PackedA::default());
-    lanes::pack_weights(&d, f, &weight, &mut wt);
-    packed.pack(&weight, f, taps);
-    packed_t.pack_transposed(&weight, f, taps);
-    let (mut z, mut y, mut argmax) = (vec![0.0; f * plane], vec![0.0; f * 25], vec![0u32; f * 25]);
-    let (mut cols, mut acc, mut gw, mut dx) =
-        (vec![0.0; taps * plane], vec![0.0; lanes::grad_len(&d, f)], vec![0.0; f * taps], vec![0.0; 6 * 196]);
-    let mut group = c.benchmark_group("filter_lanes/conv5x5_6to16_14x14");
-    group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(3)).sample_size(20);
-    group.bench_function("forward_pool/lanes", |b| {
-        b.iter(|| lanes::forward(&d, &x, &wt, &bias, true, f, Output::MaxPool { y: &mut y, argmax: &mut argmax }))
-    });
-    group.bench_function("forward_pool/im2col_gemm", |b| {
-        b.iter(|| {
-            rows::im2col(&d, &x, &mut [], &mut cols);
-            gemm_packed(&packed, &cols, plane, plane, &bias, true, &mut z, plane);
-            rows::max_pool_2x2(&z, f, 10, 10, &mut y, &mut argmax);
-        })
-    });
-    group.bench_function("backward/lanes", |b| b.iter(|| lanes::backward(&d, &x, &dz, f, &wt, &mut acc, &mut dx)));
-    group.bench_function("backward/im2row_gemm_col2im", |b| {
-        b.iter(|| {
-            rows::weight_grad(&d, &x, &mut [], &mut cols, &dz, f, &mut gw);
-            gemm_packed(&packed_t, &dz, plane, plane, &[], false, &mut cols, plane);
-            rows::col2im(&d, &cols, &mut dx);
-        })
-    });
-    group.finish();
+    let shapes = [
+        ("conv5x5_6to16_14x14", Im2col { c: 6, h: 14, w: 14, kernel: [5, 5], stride: [1, 1], pad: [0, 0], oh: 10, ow: 10 }, 16),
+        ("conv3x3_64to64_28x28", Im2col { c: 64, h: 28, w: 28, kernel: [3, 3], stride: [1, 1], pad: [1, 1], oh: 28, ow: 28 }, 64),
+    ];
+    for (name, d, f) in shapes {
+        let (taps, plane, inputs) = (d.c * d.kernel[0] * d.kernel[1], d.oh * d.ow, d.c * d.h * d.w);
+        let pooled = f * (d.oh / 2) * (d.ow / 2);
+        let mut rng = Rng::new(2);
+        let mut draw = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.symmetric(scale)).collect() };
+        let (x, dz, weight, bias) = (draw(inputs, 1.0), draw(f * plane, 1.0), draw(f * taps, 0.1), draw(f, 0.1));
+        let (mut wt, mut packed, mut packed_t) = (PackedA::default(), PackedA::default(), PackedA::default());
+        lanes::pack_weights(&d, f, &weight, &mut wt);
+        packed.pack(&weight, f, taps);
+        packed_t.pack_transposed(&weight, f, taps);
+        let (mut z, mut y, mut argmax) = (vec![0.0; f * plane], vec![0.0; pooled], vec![0u32; pooled]);
+        let (mut cols, mut xpad) = (vec![0.0; d.cols_len()], vec![0.0; d.xpad_len()]);
+        let (mut acc, mut gw, mut dx) = (vec![0.0; lanes::grad_len(&d, f)], vec![0.0; f * taps], vec![0.0; inputs]);
+        let mut group = c.benchmark_group(format!("filter_lanes/{name}"));
+        group.throughput(Throughput::Elements(1));
+        group.measurement_time(Duration::from_secs(3)).sample_size(20);
+        group.bench_function("forward_pool/lanes", |b| {
+            b.iter(|| lanes::forward(&d, &x, &wt, &bias, true, f, Output::MaxPool { y: &mut y, argmax: &mut argmax }))
+        });
+        group.bench_function("forward_pool/im2col_gemm", |b| {
+            b.iter(|| {
+                rows::im2col(&d, &x, &mut xpad, &mut cols);
+                gemm_packed(&packed, &cols, plane, plane, &bias, true, &mut z, plane);
+                rows::max_pool_2x2(&z, f, d.oh, d.ow, &mut y, &mut argmax);
+            })
+        });
+        group.bench_function("backward/lanes", |b| b.iter(|| lanes::backward(&d, &x, &dz, f, &wt, &mut acc, &mut dx)));
+        group.bench_function("backward/im2row_gemm_col2im", |b| {
+            b.iter(|| {
+                rows::weight_grad(&d, &x, &mut xpad, &mut cols, &dz, f, &mut gw);
+                gemm_packed(&packed_t, &dz, plane, plane, &[], false, &mut cols, plane);
+                rows::col2im(&d, &cols, &mut dx);
+            })
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, layers, winograd, filter_lanes);

@@ -459,7 +459,7 @@ mod x86 {
         let (k, cs) = (d.kernel[0], dz.cs);
         let plane = d.h * d.w;
         // Rows of taps against zero-edged rows of one vector of filters.
-        let rows = d.stride == [1, 1] && dz.edge + 1 == k && cs == LANES && (k == 3 || k == 5);
+        let rows = d.stride == [1, 1] && dz.edge + 1 == k && (k == 3 || k == 5);
         for c0 in (0..d.c).step_by(BLOCK) {
             // SAFETY: the caller's contract; the block's taps are in `wt`,
             // its planes in `dx`; output (0, 0) of `dzt` is `edge` pixels in.
@@ -469,14 +469,14 @@ mod x86 {
                 macro_rules! by_channels {
                     ($f:ident, $($p:tt),*) => {
                         match d.c - c0 {
-                            1 => $f::<1, $($p),*>(d, g, dz.row, w, out),
-                            2 => $f::<2, $($p),*>(d, g, dz.row, w, out),
-                            3 => $f::<3, $($p),*>(d, g, dz.row, w, out),
-                            4 => $f::<4, $($p),*>(d, g, dz.row, w, out),
-                            5 => $f::<5, $($p),*>(d, g, dz.row, w, out),
-                            6 => $f::<6, $($p),*>(d, g, dz.row, w, out),
-                            7 => $f::<7, $($p),*>(d, g, dz.row, w, out),
-                            _ => $f::<BLOCK, $($p),*>(d, g, dz.row, w, out),
+                            1 => $f::<1, $($p),*>(d, g, [dz.row, cs], w, out),
+                            2 => $f::<2, $($p),*>(d, g, [dz.row, cs], w, out),
+                            3 => $f::<3, $($p),*>(d, g, [dz.row, cs], w, out),
+                            4 => $f::<4, $($p),*>(d, g, [dz.row, cs], w, out),
+                            5 => $f::<5, $($p),*>(d, g, [dz.row, cs], w, out),
+                            6 => $f::<6, $($p),*>(d, g, [dz.row, cs], w, out),
+                            7 => $f::<7, $($p),*>(d, g, [dz.row, cs], w, out),
+                            _ => $f::<BLOCK, $($p),*>(d, g, [dz.row, cs], w, out),
                         }
                     };
                 }
@@ -625,17 +625,17 @@ mod x86 {
         }
     }
 
-    /// [`input_grad`] for `C` channels, stride 1, a kernel `K` wide and one
-    /// vector of filters: two inputs of a row at a time, for each tap `kx`
-    /// of each row `ky` reaching an output the `C` weight vectors loaded
-    /// once and multiplied into both inputs' `dz` — the outputs `ix − kx`
-    /// and `ix + 1 − kx` (zero past the row's ends: the zero edge).
+    /// [`input_grad`] for `C` channels, stride 1, a kernel `K` wide: two
+    /// inputs of a row at a time, for each vector of filters and each tap
+    /// `kx` of each row `ky` reaching an output the `C` weight vectors
+    /// loaded once and multiplied into both inputs' `dz` — the outputs
+    /// `ix − kx` and `ix + 1 − kx` (zero past the row's ends: the zero edge).
     ///
     /// # Safety
     /// As [`input_grad`]; `dzt` at output (0, 0) with `K − 1` zero pixels
-    /// either side of each row of `row` values.
+    /// either side of each row of `row` values, `cs` a pixel.
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    unsafe fn row_inputs<const C: usize, const K: usize>(d: &Im2col, dzt: *const f32, row: usize, w: *const f32, dx: *mut f32) {
+    unsafe fn row_inputs<const C: usize, const K: usize>(d: &Im2col, dzt: *const f32, [row, cs]: [usize; 2], w: *const f32, dx: *mut f32) {
         let plane = d.h * d.w;
         let mut stage = Stage::<C>::new();
         for iy in 0..d.h {
@@ -644,13 +644,14 @@ mod x86 {
             while ix < d.w {
                 // SAFETY (both): as `pair`'s.
                 unsafe {
-                    if ix + 1 < d.w {
-                        stage.put(pair::<C, K, 2>(ry, dzt, [row, d.ow], w, ix + d.pad[1]), plane, dx);
-                        ix += 2;
-                    } else {
-                        stage.put(pair::<C, K, 1>(ry, dzt, [row, d.ow], w, ix + d.pad[1]), plane, dx);
-                        ix += 1;
+                    let (at, t) = ([row, cs, d.ow], ix + d.pad[1]);
+                    match (ix + 1 < d.w, cs == LANES) {
+                        (true, true) => stage.put(pair::<C, K, 2, true>(ry, dzt, at, w, t), plane, dx),
+                        (true, false) => stage.put(pair::<C, K, 2, false>(ry, dzt, at, w, t), plane, dx),
+                        (false, true) => stage.put(pair::<C, K, 1, true>(ry, dzt, at, w, t), plane, dx),
+                        (false, false) => stage.put(pair::<C, K, 1, false>(ry, dzt, at, w, t), plane, dx),
                     }
+                    ix += if ix + 1 < d.w { 2 } else { 1 };
                 }
             }
         }
@@ -663,44 +664,48 @@ mod x86 {
     /// # Safety
     /// As [`row_inputs`]; `ry` the inputs' row's taps; outputs `t + p −
     /// kx` lie in a row or its zero edge.
-    #[inline(always)]
-    unsafe fn pair<const C: usize, const K: usize, const P: usize>(
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn pair<const C: usize, const K: usize, const P: usize, const ONE: bool>(
         ry: Reach,
         dzt: *const f32,
-        [row, ow]: [usize; 2],
+        [row, cs, ow]: [usize; 3],
         w: *const f32,
         t: usize,
     ) -> [[__m512; C]; P] {
-        // SAFETY: the caller runs with AVX-512F.
-        let zero = unsafe { _mm512_setzero_ps() };
+        let zero = _mm512_setzero_ps();
         let mut acc = [[zero; C]; P];
+        // Only the taps that reach an output from one of the inputs (the
+        // other reads the zero edge).
+        let (lo, hi) = ((t + 1).saturating_sub(ow), K.min(t + P));
+        // One vector of filters: a constant stride and trip count.
+        let cs = if ONE { LANES } else { cs };
         for a in 0..ry.count {
             let (ky, oy) = (ry.first + a, ry.out - a);
-            // SAFETY: row `oy` of `dzt`, column `t`; tap row `ky` of `w`.
-            let (g, taps) = unsafe { (dzt.add(oy * row + t * LANES), w.add(ky * K * LANES)) };
-            let tap = |acc: &mut [[__m512; C]; P], kx: usize| {
-                // SAFETY: tap (ky, kx) of each of the C channels.
-                let wv: [__m512; C] = std::array::from_fn(|c| unsafe { _mm512_loadu_ps(taps.add((c * K * K + kx) * LANES)) });
-                for (p, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: output `t + p − kx`, at least `−(K − 1)`: in the edge.
-                    let gv = unsafe { _mm512_loadu_ps(g.offset((p as isize - kx as isize) * LANES as isize)) };
-                    for (acc, &wv) in acc.iter_mut().zip(&wv) {
-                        // SAFETY: as above.
-                        *acc = unsafe { _mm512_fmadd_ps(wv, gv, *acc) };
+            for v in (0..cs).step_by(LANES) {
+                // SAFETY: row `oy` of `dzt`, column `t`; tap row `ky` of `w`;
+                // the vector of filters `v`.
+                let (g, taps) = unsafe { (dzt.add(oy * row + t * cs + v), w.add(ky * K * cs + v)) };
+                let tap = |acc: &mut [[__m512; C]; P], kx: usize| {
+                    // SAFETY: tap (ky, kx) of each of the C channels.
+                    let wv: [__m512; C] = std::array::from_fn(|c| unsafe { _mm512_loadu_ps(taps.add((c * K * K + kx) * cs)) });
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        // SAFETY: output `t + p − kx`, at least `−(K − 1)`: in the edge.
+                        let gv = unsafe { _mm512_loadu_ps(g.offset((p as isize - kx as isize) * cs as isize)) };
+                        for (acc, &wv) in acc.iter_mut().zip(&wv) {
+                            *acc = _mm512_fmadd_ps(wv, gv, *acc);
+                        }
                     }
-                }
-            };
-            // Only the taps that reach an output from one of the inputs (the
-            // other reads the zero edge).
-            let (lo, hi) = ((t + 1).saturating_sub(ow), K.min(t + P));
-            // All `K` taps away from the row's ends: a constant trip count, unrolled.
-            if (lo, hi) == (0, K) {
-                for kx in 0..K {
-                    tap(&mut acc, kx);
-                }
-            } else {
-                for kx in lo..hi {
-                    tap(&mut acc, kx);
+                };
+                // All `K` taps away from the row's ends: a constant trip count, unrolled.
+                if (lo, hi) == (0, K) {
+                    for kx in 0..K {
+                        tap(&mut acc, kx);
+                    }
+                } else {
+                    for kx in lo..hi {
+                        tap(&mut acc, kx);
+                    }
                 }
             }
         }
