@@ -6,7 +6,7 @@
 //! (fashion_tf's conv1 and conv2 stages are 80.3 MFLOP and 1.28 GFLOP per
 //! batch of 64: divide by the time for GFLOP/s, and by `convc bench`'s peak
 //! for the fraction). `winograd/…`: fashion_tf's conv2 kernels per image;
-//! `filter_lanes/…`: LeNet-5's conv2 and a 64 → 64 3 × 3 conv per image,
+//! `filter_lanes/…`: LeNet-5's conv2 and two wider 3 × 3 convs per image,
 //! against the im2col + GEMM path.
 
 mod common;
@@ -172,8 +172,8 @@ fn winograd(c: &mut Criterion) {
 /// Convs with the filters in the lanes per image, against the im2col +
 /// GEMM path they replace — forward (+ ReLU + 2×2 max pool with indices),
 /// and the backward's weight and input gradients together: LeNet-5's conv2
-/// (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10) and a wider 3 × 3 conv
-/// (64 → 64 channels on 28 × 28, padded).
+/// (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10) and two wider 3 × 3 convs
+/// (64 → 64 channels on 28 × 28 and 256 → 256 on 14 × 14, padded).
 fn filter_lanes(c: &mut Criterion) {
     use convc::runtime::compiled::filter_lanes::{self as lanes, Output};
     use convc::runtime::compiled::rows::{self, Im2col};
@@ -186,6 +186,7 @@ fn filter_lanes(c: &mut Criterion) {
     let shapes = [
         ("conv5x5_6to16_14x14", Im2col { c: 6, h: 14, w: 14, kernel: [5, 5], stride: [1, 1], pad: [0, 0], oh: 10, ow: 10 }, 16),
         ("conv3x3_64to64_28x28", Im2col { c: 64, h: 28, w: 28, kernel: [3, 3], stride: [1, 1], pad: [1, 1], oh: 28, ow: 28 }, 64),
+        ("conv3x3_256to256_14x14", Im2col { c: 256, h: 14, w: 14, kernel: [3, 3], stride: [1, 1], pad: [1, 1], oh: 14, ow: 14 }, 256),
     ];
     for (name, d, f) in shapes {
         let (taps, plane, inputs) = (d.c * d.kernel[0] * d.kernel[1], d.oh * d.ow, d.c * d.h * d.w);

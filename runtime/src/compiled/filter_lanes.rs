@@ -279,10 +279,15 @@ mod x86 {
             } else {
                 unsafe { _mm512_maskz_loadu_ps(lanes(bias.len().saturating_sub(v)), bias.as_ptr().add(v.min(bias.len()))) }
             };
+            // Blocks of a row as even as they come (14 outputs: 7 + 7, not
+            // 12 + 2, whose weight loads would serve 4 FMAs each), even
+            // when pooled.
+            let per_block = ow.div_ceil(ow.div_ceil(COLS));
+            let per_block = if pool { per_block.next_multiple_of(2) } else { per_block };
             for oy in (0..oh).step_by(2) {
                 let rows = 2.min(oh - oy);
-                for ox in (0..ow).step_by(COLS) {
-                    let cols = COLS.min(ow - ox);
+                for ox in (0..ow).step_by(per_block) {
+                    let cols = per_block.min(ow - ox);
                     let at_out = if pool { (oy / 2 * (ow / 2) + ox / 2) * cs + v } else { (oy * ow + ox) * cs + v };
                     // SAFETY: the block's windows are inside `xp`, its outputs
                     // inside `yt` (and `at`); its taps' weights inside `wt`.
