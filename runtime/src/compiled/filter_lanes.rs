@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
-use super::winograd::{channels_last, planes};
+use super::winograd::{channels_last, grown, planes};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::PackedA;
 
@@ -143,13 +143,6 @@ pub fn forward(d: &Im2col, x: &[f32], wt: &PackedA, bias: &[f32], relu: bool, fi
             }
         }
     });
-}
-
-fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
 }
 
 /// The weight as [`backward`]'s input gradient reads it: `wt[tap][fi] =

@@ -134,18 +134,25 @@ impl ConvGeom {
         self.filter_lanes().filter(filter_lanes::forward_applies)
     }
 
+    /// This conv when its weight is packed for [`filter_lanes`] (taps ×
+    /// filters): for the input gradient (`backward`) whenever
+    /// [`Self::filter_lanes`] holds, for the forward with [`Self::lanes_forward`].
+    pub fn lanes_packed(&self, backward: bool) -> Option<Im2col> {
+        if backward { self.filter_lanes() } else { self.lanes_forward() }
+    }
+
     /// Rows × depth of the weight as packed for the forward GEMM(s), or
     /// with `backward` for the input gradient's: the weight matrix (or its
     /// transpose, or for [`Self::filter_lanes`] its taps' rows of filters),
     /// or a Winograd conv's filter transforms.
     pub fn packed_len(&self, backward: bool) -> usize {
-        match (self.winograd(), self.filter_lanes()) {
+        match (self.winograd(), self.lanes_packed(backward)) {
             (Some(d), _) => {
                 let (rows, cols) = if backward { d.adjoint() } else { d }.u_shape();
                 rows * cols
             }
-            (None, Some(d)) if backward || filter_lanes::forward_applies(&d) => filter_lanes::grad_len(&d, self.conv.filters),
-            _ => self.conv.filters * self.taps(),
+            (None, Some(d)) => filter_lanes::grad_len(&d, self.conv.filters),
+            (None, None) => self.conv.filters * self.taps(),
         }
     }
 

@@ -255,7 +255,7 @@ impl StageDef {
                 if geom.local {
                     return;
                 }
-                if let Some(d) = geom.filter_lanes().filter(|d| backward || filter_lanes::forward_applies(d)) {
+                if let Some(d) = geom.lanes_packed(backward) {
                     return filter_lanes::pack_weights(&d, geom.conv.filters, weight, packed);
                 }
                 (geom.conv.filters, geom.taps())

@@ -226,7 +226,7 @@ pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA
 
 /// `v[..len]`, grown (never shrunk) to hold it: scratch reused from call to
 /// call (freed and allocated afresh, these planes cost page faults).
-fn grown<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+pub(super) fn grown<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
     if v.len() < len {
         v.resize(len, T::default());
     }
