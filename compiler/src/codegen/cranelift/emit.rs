@@ -321,20 +321,12 @@ impl<'a> Fx<'a> {
     /// filters in the lanes, and unless `dx` is null its input gradient
     /// over `packed_t` (the runtime's `filter_lanes::backward`).
     pub fn lanes_backward(&mut self, g: &ConvGeom, [x, dz, packed_t, acc, dx]: [Value; 5]) {
-        let filters = self.int(g.conv.filters as i64);
-        let mut args = vec![x, dz, packed_t, acc, dx, filters];
-        args.extend(self.geometry(g));
-        let f = self.runtime[Import::LanesBackward];
-        self.b.ins().call(f, &args);
+        self.call_lanes(Import::LanesBackward, g, vec![x, dz, packed_t, acc, dx]);
     }
 
     /// `gw = ` the filters' gradient from `acc` (`filter_lanes::weight_grad_finish`).
     pub fn lanes_grad_finish(&mut self, g: &ConvGeom, [acc, gw]: [Value; 2]) {
-        let filters = self.int(g.conv.filters as i64);
-        let mut args = vec![acc, gw, filters];
-        args.extend(self.geometry(g));
-        let f = self.runtime[Import::LanesGradFinish];
-        self.b.ins().call(f, &args);
+        self.call_lanes(Import::LanesGradFinish, g, vec![acc, gw]);
     }
 
     /// `y = act(bias + conv(x))` for the image at `x` with the filters in
@@ -343,10 +335,14 @@ impl<'a> Fx<'a> {
     /// may be null.
     pub fn lanes_conv(&mut self, g: &ConvGeom, [x, packed, bias, y, argmax]: [Value; 5], relu: bool, pool: bool) {
         let [relu, pool] = [relu, pool].map(|v| self.int(i64::from(v)));
-        let filters = self.int(g.conv.filters as i64);
-        let mut args = vec![x, packed, bias, relu, pool, y, argmax, filters];
+        self.call_lanes(Import::LanesConv, g, vec![x, packed, bias, relu, pool, y, argmax]);
+    }
+
+    /// Call a filter_lanes import with `args`, then the filters and `g`'s geometry.
+    fn call_lanes(&mut self, import: Import, g: &ConvGeom, mut args: Vec<Value>) {
+        args.push(self.int(g.conv.filters as i64));
         args.extend(self.geometry(g));
-        let f = self.runtime[Import::LanesConv];
+        let f = self.runtime[import];
         self.b.ins().call(f, &args);
     }
 
