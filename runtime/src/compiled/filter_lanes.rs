@@ -190,12 +190,12 @@ pub fn backward(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, wt: &PackedA,
         let edge = if d.stride[1] == 1 { d.kernel[1] - 1 } else { 0 };
         let (row, shape) = ((d.ow + 2 * edge) * cs, [d.oh, d.ow + 2 * edge]);
         let dzt = channels_last(&dz[..filters * plane], [filters, d.oh, d.ow], [0, edge], shape, cs, &mut s.tmp, &mut s.dzt);
-        let layout = x86::Dz { edge, row, cs };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `applies` checked AVX-512; `xp` is the padded image, in
         // which every window fits (`fits`); `dzt` holds `oh` rows as
         // `layout` says, `acc` and `wt` `taps × cs` values, `dx` the image's.
         unsafe {
+            let layout = x86::Dz { edge, row, cs };
             x86::accumulate(d, xp, dzt, &layout, acc);
             if !dx.is_empty() {
                 x86::input_grad(d, dzt, &layout, wt.values(), dx);
