@@ -212,11 +212,8 @@ pub fn weight_grad_finish(d: &Im2col, filters: usize, acc: &[f32], gw: &mut [f32
         acc.len() >= taps * cs && gw.len() >= filters * taps,
         "filter_lanes::weight_grad_finish: buffers do not fit {d:?} with {filters} filters"
     );
-    for (fi, row) in gw.chunks_exact_mut(taps).take(filters).enumerate() {
-        for (t, g) in row.iter_mut().enumerate() {
-            *g = acc[t * cs + fi];
-        }
-    }
+    // The sums are `taps` pixels of `cs` channels-last values: back to planes.
+    SCRATCH.with_borrow_mut(|s| planes(&acc[..taps * cs], [taps, 1, cs], [filters, taps, 1], &mut s.tmp, gw));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -456,7 +453,8 @@ mod x86 {
     pub(super) unsafe fn input_grad(d: &Im2col, dzt: &[f32], dz: &Dz, wt: &[f32], dx: &mut [f32]) {
         let (k, cs) = (d.kernel[0], dz.cs);
         let plane = d.h * d.w;
-        // Rows of taps against zero-edged rows of one vector of filters.
+        // Rows of taps against zero-edged rows of `dz` (stride 1, and
+        // kernels instantiated for them).
         let rows = d.stride == [1, 1] && dz.edge + 1 == k && (k == 3 || k == 5);
         for c0 in (0..d.c).step_by(BLOCK) {
             // SAFETY: the caller's contract; the block's taps are in `wt`,
@@ -464,36 +462,25 @@ mod x86 {
             unsafe {
                 let (w, out) = (wt.as_ptr().add(c0 * k * k * cs), dx.as_mut_ptr().add(c0 * plane));
                 let g = dzt.as_ptr().add(dz.edge * cs);
+                // `$f::<C, …>(args)` for the block's channels `C` (1 to 8).
                 macro_rules! by_channels {
-                    ($f:ident, $($p:tt),*) => {
+                    ($f:ident $(, $p:tt)*; $($arg:expr),*) => {
                         match d.c - c0 {
-                            1 => $f::<1, $($p),*>(d, g, [dz.row, cs], w, out),
-                            2 => $f::<2, $($p),*>(d, g, [dz.row, cs], w, out),
-                            3 => $f::<3, $($p),*>(d, g, [dz.row, cs], w, out),
-                            4 => $f::<4, $($p),*>(d, g, [dz.row, cs], w, out),
-                            5 => $f::<5, $($p),*>(d, g, [dz.row, cs], w, out),
-                            6 => $f::<6, $($p),*>(d, g, [dz.row, cs], w, out),
-                            7 => $f::<7, $($p),*>(d, g, [dz.row, cs], w, out),
-                            _ => $f::<BLOCK, $($p),*>(d, g, [dz.row, cs], w, out),
+                            1 => $f::<1 $(, $p)*>($($arg),*),
+                            2 => $f::<2 $(, $p)*>($($arg),*),
+                            3 => $f::<3 $(, $p)*>($($arg),*),
+                            4 => $f::<4 $(, $p)*>($($arg),*),
+                            5 => $f::<5 $(, $p)*>($($arg),*),
+                            6 => $f::<6 $(, $p)*>($($arg),*),
+                            7 => $f::<7 $(, $p)*>($($arg),*),
+                            _ => $f::<BLOCK $(, $p)*>($($arg),*),
                         }
                     };
                 }
                 match (rows, k) {
-                    (true, 3) => by_channels!(row_inputs, 3),
-                    (true, _) => by_channels!(row_inputs, 5),
-                    (false, _) => {
-                        let one = cs == LANES;
-                        match d.c - c0 {
-                            1 => inputs::<1>(d, g, dz, one, w, out),
-                            2 => inputs::<2>(d, g, dz, one, w, out),
-                            3 => inputs::<3>(d, g, dz, one, w, out),
-                            4 => inputs::<4>(d, g, dz, one, w, out),
-                            5 => inputs::<5>(d, g, dz, one, w, out),
-                            6 => inputs::<6>(d, g, dz, one, w, out),
-                            7 => inputs::<7>(d, g, dz, one, w, out),
-                            _ => inputs::<BLOCK>(d, g, dz, one, w, out),
-                        }
-                    }
+                    (true, 3) => by_channels!(row_inputs, 3; d, g, [dz.row, cs], w, out),
+                    (true, _) => by_channels!(row_inputs, 5; d, g, [dz.row, cs], w, out),
+                    (false, _) => by_channels!(inputs; d, g, dz, cs == LANES, w, out),
                 }
             }
         }
