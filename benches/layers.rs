@@ -172,8 +172,9 @@ fn winograd(c: &mut Criterion) {
 /// Convs with the filters in the lanes per image, against the im2col +
 /// GEMM path they replace — forward (+ ReLU + 2×2 max pool with indices),
 /// and the backward's weight and input gradients together: LeNet-5's conv2
-/// (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10) and two wider 3 × 3 convs
-/// (64 → 64 channels on 28 × 28 and 256 → 256 on 14 × 14, padded).
+/// (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10, whose forward runs by
+/// Winograd down the columns) and two wider 3 × 3 convs (64 → 64 channels
+/// on 28 × 28 and 256 → 256 on 14 × 14, padded).
 fn filter_lanes(c: &mut Criterion) {
     use convc::runtime::compiled::filter_lanes::{self as lanes, Output};
     use convc::runtime::compiled::rows::{self, Im2col};
@@ -194,7 +195,9 @@ fn filter_lanes(c: &mut Criterion) {
         let mut rng = Rng::new(2);
         let mut draw = |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.symmetric(scale)).collect() };
         let (x, dz, weight, bias) = (draw(inputs, 1.0), draw(f * plane, 1.0), draw(f * taps, 0.1), draw(f, 0.1));
-        let (mut wt, mut packed, mut packed_t) = (PackedA::default(), PackedA::default(), PackedA::default());
+        let (mut wf, mut wt) = (PackedA::default(), PackedA::default());
+        let (mut packed, mut packed_t) = (PackedA::default(), PackedA::default());
+        lanes::pack_forward(&d, f, &weight, &mut wf);
         lanes::pack_weights(&d, f, &weight, &mut wt);
         packed.pack(&weight, f, taps);
         packed_t.pack_transposed(&weight, f, taps);
@@ -205,7 +208,7 @@ fn filter_lanes(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
         group.measurement_time(Duration::from_secs(3)).sample_size(20);
         group.bench_function("forward_pool/lanes", |b| {
-            b.iter(|| lanes::forward(&d, &x, &wt, &bias, true, f, Output::MaxPool { y: &mut y, argmax: &mut argmax }))
+            b.iter(|| lanes::forward(&d, &x, &wf, &bias, true, f, Output::MaxPool { y: &mut y, argmax: &mut argmax }))
         });
         group.bench_function("forward_pool/im2col_gemm", |b| {
             b.iter(|| {

@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
-use super::winograd::{channels_last, grown, planes};
+use super::winograd::{ALPHA, G, KERNEL, TILE, channels_last, grown, planes};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::PackedA;
 
@@ -65,6 +65,9 @@ struct Scratch {
     /// The forward's outputs channels-last, and their maxima's indices (as bits).
     yt: Vec<f32>,
     at: Vec<f32>,
+    /// The forward's columns transform: a row tile's 8 points of each
+    /// channel's rows (`columns_winograd`).
+    t: Vec<f32>,
 }
 
 thread_local! {
@@ -75,6 +78,33 @@ thread_local! {
 /// for the forward too): as [`applies`], with stride 1.
 pub fn forward_applies(d: &Im2col) -> bool {
     applies(d) && d.stride == [1, 1]
+}
+
+/// Whether [`forward`] runs `d` by Winograd's F(4, 5) down the columns
+/// (its weight then packed by [`pack_forward`] as the filters' column
+/// transforms): a 5 × 5 kernel and at least four rows of outputs.
+///
+/// Each tile of four output rows comes from eight input rows transformed
+/// down the columns, `T = Bᵀ d`, and each output column from eight
+/// transformed rows times each filter column's transform `U = G g`:
+/// `y = Aᵀ [Σ_{c, dx} U[c][dx] ⊙ T[c][· + dx]]`, 8 × 5 multiply-adds per
+/// channel for four outputs instead of 4 × 25 — 2.5× fewer. The transform
+/// runs down the columns only, so both transforms are whole-row vector
+/// arithmetic (no transposes), while the products keep the filters in the
+/// lanes, each transformed input broadcast.
+pub fn columns_winograd(d: &Im2col) -> bool {
+    forward_applies(d) && d.kernel == [KERNEL, KERNEL] && d.oh >= TILE
+}
+
+/// Rows of the forward's packed weight ([`pack_forward`]): the taps, or
+/// for [`columns_winograd`] each channel's five columns' eight points.
+fn forward_rows(d: &Im2col) -> usize {
+    if columns_winograd(d) { d.c * KERNEL * ALPHA } else { d.c * d.kernel[0] * d.kernel[1] }
+}
+
+/// The length of the forward's packed weight ([`pack_forward`]).
+pub fn forward_len(d: &Im2col, filters: usize) -> usize {
+    forward_rows(d) * lanes(filters)
 }
 
 /// Where [`forward`] writes.
@@ -95,7 +125,7 @@ pub enum Output<'a> {
 /// registers (their maxima's indices alongside) and only the pooled
 /// outputs are transposed into planes.
 pub fn forward(d: &Im2col, x: &[f32], wt: &PackedA, bias: &[f32], relu: bool, filters: usize, out: Output<'_>) {
-    let (taps, cs) = (d.c * d.kernel[0] * d.kernel[1], lanes(filters));
+    let cs = lanes(filters);
     let (oh, ow) = (d.oh, d.ow);
     let fits = match &out {
         Output::Planes(z) => z.len() >= filters * oh * ow,
@@ -108,14 +138,14 @@ pub fn forward(d: &Im2col, x: &[f32], wt: &PackedA, bias: &[f32], relu: bool, fi
         forward_applies(d)
             && fits
             && x.len() >= d.c * d.h * d.w
-            && wt.rows() == taps
+            && wt.rows() == forward_rows(d)
             && wt.depth() == cs
             && (bias.is_empty() || bias.len() >= filters),
         "filter_lanes::forward: buffers do not fit {d:?} with {filters} filters"
     );
     let (hp, wp) = d.padded();
     SCRATCH.with_borrow_mut(|s| {
-        let Scratch { xpad, tmp, yt, at, .. } = s;
+        let Scratch { xpad, tmp, yt, at, t, .. } = s;
         let xp: &[f32] = if d.xpad_len() == 0 { x } else { xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]) };
         let pool = matches!(out, Output::MaxPool { .. });
         let (rows, cols) = if pool { (oh / 2, ow / 2) } else { (oh, ow) };
@@ -124,10 +154,16 @@ pub fn forward(d: &Im2col, x: &[f32], wt: &PackedA, bias: &[f32], relu: bool, fi
         let at = grown(at, if record { rows * cols * cs } else { 0 });
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `forward_applies` checked AVX-512; `xp` is the padded
-        // image, in which every window fits; `wt` holds `taps × cs` values,
-        // `bias` none or `filters`; `yt` (and `at`) `rows × cols × cs`.
+        // image, in which every window fits; `wt` holds `forward_rows × cs`
+        // values, `bias` none or `filters`; `yt` (and `at`) `rows × cols ×
+        // cs`; `t` a row tile's transform of every channel.
         unsafe {
-            x86::conv(d, xp, wt.values(), cs, bias, relu, pool, yt, at)
+            if columns_winograd(d) {
+                let t = grown(t, d.c * ALPHA * x86::transform_row(d));
+                x86::conv_columns(d, xp, wt.values(), cs, bias, relu, pool, t, yt, at)
+            } else {
+                x86::conv(d, xp, wt.values(), cs, bias, relu, pool, yt, at)
+            }
         };
         match out {
             Output::Planes(z) => planes(yt, [oh, ow, cs], [filters, oh, ow], tmp, z),
@@ -155,6 +191,31 @@ pub fn pack_weights(d: &Im2col, filters: usize, weight: &[f32], packed: &mut Pac
         for (fi, row) in weight.chunks_exact(taps).take(filters).enumerate() {
             for (t, &v) in row.iter().enumerate() {
                 wt[t * cs + fi] = v;
+            }
+        }
+    });
+}
+
+/// The weight as [`forward`] reads it: as [`pack_weights`] stores it, or
+/// for [`columns_winograd`] each filter column's transform `Σ_dy G[ξ][dy]
+/// · w[fi][ci][dy][dx]` (in f64, rounded once) — a vector of filters
+/// `fi = 16·vb + l` at `(((vb·c + ci)·5 + dx)·8 + ξ)·16 + l` (zero past
+/// `filters`), so that a block's weights are one run of whole vectors.
+pub fn pack_forward(d: &Im2col, filters: usize, weight: &[f32], packed: &mut PackedA) {
+    if !columns_winograd(d) {
+        return pack_weights(d, filters, weight, packed);
+    }
+    let (taps, cs) = (d.c * KERNEL * KERNEL, lanes(filters));
+    assert!(weight.len() >= filters * taps, "filter_lanes::pack_forward: the weight is shorter than {filters} × {taps}");
+    packed.store_rows(forward_rows(d), cs, |u| {
+        for (fi, g) in weight.chunks_exact(taps).take(filters).enumerate() {
+            for (ci, g) in g.chunks_exact(KERNEL * KERNEL).enumerate() {
+                for dx in 0..KERNEL {
+                    for (xi, gx) in G.iter().enumerate() {
+                        let v: f64 = gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum();
+                        u[((((fi / LANES) * d.c + ci) * KERNEL + dx) * ALPHA + xi) * LANES + fi % LANES] = v as f32;
+                    }
+                }
             }
         }
     });
@@ -220,7 +281,8 @@ pub fn weight_grad_finish(d: &Im2col, filters: usize, acc: &[f32], gw: &mut [f32
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Im2col, LANES};
+    use super::{ALPHA, Im2col, KERNEL, LANES, TILE};
+    use crate::compiled::winograd::x86::{at as a_t, bt};
     use crate::gemm::x86::lanes;
 
     #[cfg(test)]
@@ -392,6 +454,192 @@ mod x86 {
             unsafe { _mm512_storeu_ps(y.add(jj * b.cs), best) };
             if !a.is_null() {
                 unsafe { _mm512_storeu_ps(a.add(jj * b.cs), _mm512_castsi512_ps(at)) };
+            }
+        }
+    }
+
+    /// Values per row of [`conv_columns`]' transform: the padded width in
+    /// whole vectors.
+    pub(super) fn transform_row(d: &Im2col) -> usize {
+        d.padded().1.next_multiple_of(LANES)
+    }
+
+    /// [`super::forward`] by Winograd's F(4, 5) down the columns
+    /// ([`super::columns_winograd`]), into `yt` and `at` as [`conv`] writes
+    /// them: for each tile of four output rows (the last one moved up to
+    /// end at the last row, overlapping the one before), its eight input
+    /// rows' transform `Bᵀ d` into `t`, then blocks of two output columns.
+    ///
+    /// # Safety
+    /// As [`conv`], with `u` as [`super::pack_forward`] stores it, and `t`
+    /// holding `c × 8` rows of [`transform_row`] values.
+    #[allow(clippy::too_many_arguments)] // a kernel's operands
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn conv_columns(
+        d: &Im2col,
+        xp: &[f32],
+        u: &[f32],
+        cs: usize,
+        bias: &[f32],
+        relu: bool,
+        pool: bool,
+        t: &mut [f32],
+        yt: &mut [f32],
+        at: &mut [f32],
+    ) {
+        let (hp, wp) = d.padded();
+        let tr = transform_row(d);
+        // The tiles of the rows a pool reads (all but an odd last row) are
+        // the same pooled or not, so that pooling in registers gives what
+        // pooling the planes would (the products round by tile): from row
+        // 0 by fours, the last one moved up to end at the last even row,
+        // then for an odd last row unpooled one more tile ending there.
+        // A tile stores only the rows the tile before did not.
+        let (even, ow) = (d.oh / 2 * 2, if pool { d.ow / 2 * 2 } else { d.ow });
+        let b = Columns { c: d.c, tr, cs, relu, plane_out: d.oh * d.ow, ow: d.ow, pooled_row: ow / 2 * cs };
+        let mut tiles = Vec::with_capacity(even / TILE + 2);
+        if even >= TILE {
+            tiles.extend((0..even).step_by(TILE).map(|s| s.min(even - TILE)));
+        }
+        if !pool && even < d.oh {
+            tiles.push(d.oh - TILE);
+        }
+        let mut done = 0;
+        for s in tiles {
+            let skip = done - s;
+            done = s + TILE;
+            for ci in 0..d.c {
+                for x in (0..wp).step_by(LANES) {
+                    let m = lanes(wp - x);
+                    // SAFETY: rows s..s + 8 ≤ hp of channel ci, lanes x.. < wp;
+                    // `t` holds the c × 8 rows of `tr` ≥ wp values.
+                    unsafe {
+                        let column: [__m512; ALPHA] =
+                            std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, xp.as_ptr().add(ci * hp * wp + (s + r) * wp + x)));
+                        for (xi, v) in bt(&column).into_iter().enumerate() {
+                            _mm512_storeu_ps(t.as_mut_ptr().add((ci * ALPHA + xi) * tr + x), v);
+                        }
+                    }
+                }
+            }
+            for v in (0..cs).step_by(LANES) {
+                // SAFETY: `bias` holds the filters; lanes past them are masked.
+                let bias = if bias.is_empty() {
+                    _mm512_setzero_ps()
+                } else {
+                    unsafe { _mm512_maskz_loadu_ps(lanes(bias.len().saturating_sub(v)), bias.as_ptr().add(v.min(bias.len()))) }
+                };
+                for ox in (0..ow).step_by(2) {
+                    let at_out = if pool { (s / 2 * (ow / 2) + ox / 2) * cs + v } else { (s * ow + ox) * cs + v };
+                    let first = v * b.plane_out + s * d.ow + ox;
+                    // SAFETY: the block's columns ox.. + 6 ≤ wp of `t`, its
+                    // outputs inside `yt` (and `at`), its weights inside `u`.
+                    unsafe {
+                        let (t, u, y) = (t.as_ptr().add(ox), u.as_ptr().add(v * d.c * KERNEL * ALPHA), yt.as_mut_ptr().add(at_out));
+                        let a = if at.is_empty() { std::ptr::null_mut() } else { at.as_mut_ptr().add(at_out) };
+                        if ox + 1 < ow {
+                            columns::<2>(&b, t, u, bias, pool, skip, y, a, first);
+                        } else {
+                            columns::<1>(&b, t, u, bias, false, skip, y, a, first);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    struct Columns {
+        /// Channels; values per transformed row and per output pixel.
+        c: usize,
+        tr: usize,
+        cs: usize,
+        relu: bool,
+        /// The conv's output plane and row (for the maxima's indices), and
+        /// the values per pooled row of `y`.
+        plane_out: usize,
+        ow: usize,
+        pooled_row: usize,
+    }
+
+    /// Four rows by `C` columns of outputs from `t` (the block's first
+    /// column of the tile's transformed rows): `acc[ξ][j] = Σ_{ci, dx}
+    /// U[ci][dx][ξ] · T[ci][ξ][j + dx]` (the 8 points × `C` columns in
+    /// registers), `Aᵀ acc` down each column, activated, into `y` as
+    /// [`block`] stores them — or with `pool` (`C` = 2) the two windows'
+    /// maxima and their indices — but for the first `skip` rows.
+    ///
+    /// # Safety
+    /// As [`conv_columns`], for the block's columns and outputs.
+    #[allow(clippy::too_many_arguments)] // a kernel's operands
+    #[allow(clippy::needless_range_loop)] // constant indices keep `acc` in registers
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn columns<const C: usize>(
+        b: &Columns,
+        t: *const f32,
+        u: *const f32,
+        bias: __m512,
+        pool: bool,
+        skip: usize,
+        y: *mut f32,
+        a: *mut f32,
+        first: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); C]; ALPHA];
+        let mut u = u;
+        for ci in 0..b.c {
+            // SAFETY (all below): channel ci's eight transformed rows, and
+            // its five columns' weight vectors in turn.
+            let tc = unsafe { t.add(ci * ALPHA * b.tr) };
+            for dx in 0..KERNEL {
+                let uv: [__m512; ALPHA] = std::array::from_fn(|xi| unsafe { _mm512_loadu_ps(u.add(xi * LANES)) });
+                for j in 0..C {
+                    for xi in 0..ALPHA {
+                        let tv = _mm512_set1_ps(unsafe { *tc.add(xi * b.tr + j + dx) });
+                        acc[xi][j] = _mm512_fmadd_ps(tv, uv[xi], acc[xi][j]);
+                    }
+                }
+                u = unsafe { u.add(ALPHA * LANES) };
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        let mut out = [[zero; C]; TILE];
+        for j in 0..C {
+            let column: [__m512; ALPHA] = std::array::from_fn(|xi| acc[xi][j]);
+            for (i, v) in a_t(&column).into_iter().enumerate() {
+                let v = _mm512_add_ps(v, bias);
+                out[i][j] = if b.relu { _mm512_max_ps(v, zero) } else { v };
+            }
+        }
+        if !pool {
+            for i in skip..TILE {
+                for j in 0..C {
+                    // SAFETY: output (i, j) of the block is inside `y`.
+                    unsafe { _mm512_storeu_ps(y.add((i * b.ow + j) * b.cs), out[i][j]) };
+                }
+            }
+            return;
+        }
+        // Lane l's index: a plane further per lane.
+        let lane = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(b.plane_out as i32),
+        );
+        let index = |offset: usize| _mm512_add_epi32(lane, _mm512_set1_epi32((first + offset) as i32));
+        for p in skip / 2..TILE / 2 {
+            let (r, top) = (2 * p, 2 * p * b.ow);
+            // As `block`'s pool: a later tap wins when greater or NaN.
+            let later = [(out[r][C - 1], top + 1), (out[r + 1][0], top + b.ow), (out[r + 1][C - 1], top + b.ow + 1)];
+            let (mut best, mut at) = (out[r][0], index(top));
+            for (v, offset) in later {
+                let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                best = _mm512_mask_blend_ps(wins, best, v);
+                at = _mm512_mask_blend_epi32(wins, at, index(offset));
+            }
+            // SAFETY: pooled rows p of the block are inside `y` (and `a`).
+            unsafe { _mm512_storeu_ps(y.add(p * b.pooled_row), best) };
+            if !a.is_null() {
+                unsafe { _mm512_storeu_ps(a.add(p * b.pooled_row), _mm512_castsi512_ps(at)) };
             }
         }
     }
@@ -875,13 +1123,21 @@ mod tests {
         // (c, h, w, k, pad, filters, bias): LeNet-5's conv2; padding;
         // outputs of odd size (the pool drops the last row and column);
         // rows wider than a block (12) and not a multiple of it; filters
-        // that are not a whole vector or more than one.
+        // that are not a whole vector or more than one. 5 × 5 kernels with
+        // four or more output rows run by Winograd down the columns: rows
+        // a multiple of its tiles (4) or not (the last tile overlapping,
+        // by 2 and, pooled or not, by 1 or 3), transformed rows wider than
+        // a vector, one channel.
         let cases = [
             (6, 14, 14, 5, 0, 16, true),
             (3, 9, 11, 3, 1, 20, true),
             (4, 11, 13, 5, 1, 7, false),
             (2, 8, 30, 3, 0, 33, true),
             (5, 6, 6, 2, 0, 16, true),
+            (3, 8, 9, 5, 0, 16, true),
+            (2, 12, 30, 5, 2, 33, true),
+            (1, 9, 21, 5, 0, 5, true),
+            (7, 11, 6, 5, 0, 16, false),
         ];
         for (c, h, w, k, p, filters, has_bias) in cases {
             let d = Im2col { c, h, w, kernel: [k, k], stride: [1, 1], pad: [p, p], oh: h + 2 * p - k + 1, ow: w + 2 * p - k + 1 };
@@ -891,7 +1147,7 @@ mod tests {
             let bias: Vec<f32> = if has_bias { (0..filters).map(|_| rng.symmetric(1.0)).collect() } else { Vec::new() };
             let x: Vec<f32> = (0..c * h * w).map(|_| rng.symmetric(1.0)).collect();
             let mut wt = PackedA::default();
-            pack_weights(&d, filters, &weight, &mut wt);
+            pack_forward(&d, filters, &weight, &mut wt);
             for relu in [false, true] {
                 let mut z = vec![f32::NAN; filters * plane];
                 forward(&d, &x, &wt, &bias, relu, filters, Output::Planes(&mut z));

@@ -151,7 +151,8 @@ impl ConvGeom {
                 let (rows, cols) = if backward { d.adjoint() } else { d }.u_shape();
                 rows * cols
             }
-            (None, Some(d)) => filter_lanes::grad_len(&d, self.conv.filters),
+            (None, Some(d)) if backward => filter_lanes::grad_len(&d, self.conv.filters),
+            (None, Some(d)) => filter_lanes::forward_len(&d, self.conv.filters),
             (None, None) => self.conv.filters * self.taps(),
         }
     }

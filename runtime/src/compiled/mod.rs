@@ -256,7 +256,8 @@ impl StageDef {
                     return;
                 }
                 if let Some(d) = geom.lanes_packed(backward) {
-                    return filter_lanes::pack_weights(&d, geom.conv.filters, weight, packed);
+                    let pack = if backward { filter_lanes::pack_weights } else { filter_lanes::pack_forward };
+                    return pack(&d, geom.conv.filters, weight, packed);
                 }
                 (geom.conv.filters, geom.taps())
             }

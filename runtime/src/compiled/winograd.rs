@@ -49,7 +49,7 @@ use crate::gemm::{MR, PackedA, Panels, gemm_block, gemm_block_acc, transpose};
 pub const TILE: usize = 4;
 pub const KERNEL: usize = 5;
 /// The transform's size, `m + r − 1`, and its points.
-const ALPHA: usize = TILE + KERNEL - 1;
+pub(super) const ALPHA: usize = TILE + KERNEL - 1;
 const POINTS: usize = ALPHA * ALPHA;
 
 /// `Bᵀ`: the input transform (as written out in `x86::bt`, checked by a test).
@@ -66,7 +66,7 @@ const BT: [[f32; ALPHA]; ALPHA] = [
 ];
 
 /// `G`: the filter transform.
-const G: [[f64; KERNEL]; ALPHA] = [
+pub(super) const G: [[f64; KERNEL]; ALPHA] = [
     [-1.0, 0.0, 0.0, 0.0, 0.0],
     [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
     [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
@@ -496,7 +496,7 @@ pub(super) fn planes(yt: &[f32], [hy, wy, fs]: [usize; 3], [filters, oh, ow]: [u
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
@@ -508,7 +508,7 @@ mod x86 {
     /// difference of its even and odd terms, no zero terms.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    pub(super) fn bt(d: &[__m512; ALPHA]) -> [__m512; ALPHA] {
+    pub(in crate::compiled) fn bt(d: &[__m512; ALPHA]) -> [__m512; ALPHA] {
         let c = _mm512_set1_ps;
         let (fma, add, sub, mul) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
         // ±1: (d2 + d6 − 4.25 d4) ± (d1 + d5 − 4.25 d3)
@@ -533,7 +533,7 @@ mod x86 {
     /// written out over the sums and differences of the ± pairs.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    pub(super) fn at(m: &[__m512; ALPHA]) -> [__m512; TILE] {
+    pub(in crate::compiled) fn at(m: &[__m512; ALPHA]) -> [__m512; TILE] {
         let c = _mm512_set1_ps;
         let (fma, add, sub) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps);
         let (s1, d1) = (add(m[1], m[2]), sub(m[1], m[2]));
