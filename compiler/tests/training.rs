@@ -202,8 +202,13 @@ fn lenet5_learns_fashion_mnist() {
 }
 
 /// The JIT and the interpreter, trained alike (same seed, data and order)
-/// on real Fashion-MNIST, end at the same test accuracy: their arithmetic
-/// differs only in rounding.
+/// on real Fashion-MNIST, end at the same test accuracy up to chance:
+/// their arithmetic differs only in rounding (the step-by-step parity
+/// tests check how closely), but over 100 steps that decorrelates the two
+/// trajectories (with Winograd convs differences of 0.025 were seen, and of
+/// 0.007 after 400 steps), so the two models are compared as two training
+/// runs: within twice the standard deviation of the difference of two
+/// accuracies on the same 1000 test images.
 #[test]
 fn jit_and_interpreter_learn_fashion_mnist_alike() {
     assert!(
@@ -236,5 +241,6 @@ fn jit_and_interpreter_learn_fashion_mnist_alike() {
     };
     let (jit, interp) = (accuracy("jit"), accuracy("interp"));
     assert!(interp > 0.5, "the interpreter learned too little: {interp}");
-    assert!((jit - interp).abs() <= 0.01, "JIT test accuracy {jit}, interpreter {interp}");
+    let sd = (2.0 * interp * (1.0 - interp) / 1000.0).sqrt();
+    assert!((jit - interp).abs() <= 2.0 * sd, "JIT test accuracy {jit}, interpreter {interp} (2 sd: {:.3})", 2.0 * sd);
 }

@@ -15,6 +15,17 @@
 //! across lanes once per image — a block of filters' `dz` row loaded once
 //! for every shift `kx` of the kernel's row.
 //!
+//! 5 × 5 kernels with four or more output rows run by Winograd's F(4, 5)
+//! down the columns instead ([`columns_winograd`]): each tile of four
+//! output rows comes from its eight input rows transformed, `T = Bᵀ d`
+//! (whole-row vector arithmetic), and for each of the eight points ξ the
+//! transformed rows, shifted by `kx`, are multiplied into a block of
+//! filters' column transforms `U = G g` — 8 × 5 multiply-adds per channel
+//! for four output rows instead of 4 × 25, 2.5× fewer — before `Aᵀ` takes
+//! the points back to the four rows (as `filter_lanes` runs LeNet-5's conv2,
+//! there with the filters in the lanes). Its weight is packed for it
+//! ([`pack_forward`]); the weight gradient stays direct.
+//!
 //! Lanes past the output width compute on real inputs but are not stored
 //! (forward) or are zeroed before they multiply (weight gradient), so
 //! rows wider than the output only cost lanes: the path is taken where at
@@ -23,6 +34,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
+use super::winograd::{ALPHA, G, KERNEL, TILE, grown};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::{MR, PackedA};
 
@@ -77,6 +89,87 @@ impl Padded {
 
 thread_local! {
     static XPAD: RefCell<Bordered> = RefCell::default();
+    /// [`columns_winograd`]'s scratch: a tile's transformed rows, and a
+    /// block's products at the eight points.
+    static COLUMNS: RefCell<(Vec<f32>, Vec<f32>)> = RefCell::default();
+}
+
+/// Whether [`conv`] and [`conv_max_pool`] run `d` by Winograd's F(4, 5)
+/// down the columns (see the module's notes), its weight packed by
+/// [`pack_forward`]: a 5 × 5 kernel and at least four rows of outputs.
+pub fn columns_winograd(d: &Im2col) -> bool {
+    applies(d) && d.kernel == [KERNEL, KERNEL] && d.oh >= TILE
+}
+
+/// Values per filter of the weight as [`pack_forward`] packs it.
+const fn per_filter(d: &Im2col) -> usize {
+    d.c * KERNEL * ALPHA
+}
+
+/// The length of the forward's packed weight: as the GEMM's
+/// (`filters × taps`), or for [`columns_winograd`] [`pack_forward`]'s.
+pub fn forward_len(d: &Im2col, filters: usize) -> usize {
+    if columns_winograd(d) { filters * per_filter(d) } else { filters * d.c * d.kernel[0] * d.kernel[1] }
+}
+
+/// The weight (`filters × c × 5 × 5`) as the forward of a
+/// [`columns_winograd`] conv reads it — each filter column's transform
+/// `Σ_dy G[ξ][dy] · w[f][ci][dy][dx]` (in f64, rounded once), a block of
+/// up to [`MR`] filters `f0..f0 + r` at `f0·c·40 + ((ξ·c + ci)·5 + dx)·r`
+/// (`rows()` the filters, as the GEMM's packing).
+pub fn pack_forward(d: &Im2col, filters: usize, weight: &[f32], packed: &mut PackedA) {
+    assert!(columns_winograd(d), "direct::pack_forward: {d:?} does not run by Winograd down the columns");
+    let (per, taps) = (per_filter(d), d.c * KERNEL * KERNEL);
+    assert!(weight.len() >= filters * taps, "direct::pack_forward: the weight is shorter than {filters} × {taps}");
+    packed.store_rows(filters, per, |u| {
+        for f0 in (0..filters).step_by(MR) {
+            let r = MR.min(filters - f0);
+            let block = &mut u[f0 * per..][..r * per];
+            for (xi, gx) in G.iter().enumerate() {
+                for ci in 0..d.c {
+                    for dx in 0..KERNEL {
+                        for fi in 0..r {
+                            let g = &weight[(f0 + fi) * taps + ci * KERNEL * KERNEL..];
+                            let v: f64 = gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum();
+                            block[((xi * d.c + ci) * KERNEL + dx) * r + fi] = v as f32;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// [`conv`] (`pool` false: `out` the planes) or [`conv_max_pool`] (`out`
+/// the pooled planes) of a [`columns_winograd`] conv, over `u` as
+/// [`pack_forward`] packs it.
+fn columns(d: &Im2col, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, pool: bool, out: &mut [f32]) {
+    let filters = u.rows();
+    let per = if pool { (d.oh / 2) * (d.ow / 2) } else { d.oh * d.ow };
+    check(d, x, out, filters * per);
+    assert!(
+        columns_winograd(d) && u.depth() == per_filter(d) && (bias.is_empty() || bias.len() == filters),
+        "direct conv: the packed weight is not {filters} × {} (`pack_forward`), or not one bias per filter",
+        per_filter(d)
+    );
+    let pad = Padded::of(d);
+    XPAD.with_borrow_mut(|buf| {
+        let xpad = pad.fill(d, x, buf);
+        COLUMNS.with_borrow_mut(|(t, m)| {
+            let row = pad.width.next_multiple_of(16);
+            let t = grown(t, d.c * ALPHA * row);
+            let m = grown(m, ALPHA * MR * d.ow.div_ceil(16) * 16);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `applies` (asserted in `check`) found AVX-512; the
+            // padded copy holds every row the tiles read (`Padded`), `t`
+            // a tile's `c × 8` transformed rows of `row` values, `m` a
+            // block's products, `u` `filters × per_filter` values, `out`
+            // every filter's planes (pooled with `pool`).
+            unsafe {
+                x86::columns(d, &pad, xpad, u.values(), filters, bias, relu, pool, row, t, m, out)
+            };
+        });
+    });
 }
 
 /// The geometry fits: stride 1 and outputs inside the padded input.
@@ -90,12 +183,15 @@ fn check(d: &Im2col, x: &[f32], out: &[f32], out_len: usize) {
 /// `z[f] = act(bias[f] + Σ_ci x[ci] ⋆ w[f][ci])` for one image: `x` is
 /// `c × h × w`, `z` `filters × oh × ow` (written in full), `packed` the
 /// weight (`filters × c·kh·kw`) as [`PackedA::pack`] packs it for the
-/// GEMM; `bias` empty or one per filter; `relu` applies max(0, ·) before
-/// the store.
+/// GEMM — or for [`columns_winograd`] as [`pack_forward`] does; `bias`
+/// empty or one per filter; `relu` applies max(0, ·) before the store.
 ///
 /// # Panics
 /// When [`applies`] does not hold for `d`, or a buffer is shorter than it.
 pub fn conv(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, z: &mut [f32]) {
+    if columns_winograd(d) {
+        return columns(d, x, packed, bias, relu, false, z);
+    }
     by_panels(d, x, packed, bias, z, d.oh * d.ow, |pad, xpad, panel, bias, z| {
         // SAFETY: `applies` (asserted in `check`) found AVX-512; the
         // padded copy holds every row and shifted vector the kernel
@@ -150,6 +246,9 @@ fn by_panels(
 /// # Panics
 /// As [`conv`].
 pub fn conv_max_pool(d: &Im2col, x: &[f32], packed: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) {
+    if columns_winograd(d) {
+        return columns(d, x, packed, bias, relu, true, y);
+    }
     by_panels(d, x, packed, bias, y, (d.oh / 2) * (d.ow / 2), |pad, xpad, panel, bias, y| {
         // SAFETY: as in `conv`; `y` holds the panel's pooled planes.
         #[cfg(target_arch = "x86_64")]
@@ -187,7 +286,8 @@ pub fn weight_grad(d: &Im2col, x: &[f32], dz: &[f32], filters: usize, gw: &mut [
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Im2col, MAX_KERNEL, MR, Padded, grad_rows};
+    use super::{ALPHA, Im2col, KERNEL, MAX_KERNEL, MR, Padded, TILE, grad_rows};
+    use crate::compiled::winograd::x86::{at as a_t, bt};
     use crate::gemm::x86::lanes;
 
     /// Monomorphise `$f::<R, V>` for the panel's live rows `R` (1..=8) and
@@ -335,6 +435,203 @@ mod x86 {
         _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a), a)
     }
 
+    /// Two output rows of a filter (`V` vectors each), activated, pooled
+    /// 2 × 2 into the `pw` values of a pooled row at `y`: the rows'
+    /// maximum, then each column pair's — 32 columns (two vectors) give 16
+    /// outputs. ReLU first, as the interpreter (a NaN becomes 0 before the pool).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `y` holds `pw` values.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn pool_rows<const V: usize>(top: &[__m512; V], bottom: &[__m512; V], relu: bool, y: *mut f32, pw: usize) {
+        let zero = _mm512_setzero_ps();
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let act = |v: __m512| if relu { _mm512_max_ps(v, zero) } else { v };
+        let m: [__m512; V] = std::array::from_fn(|v| max_nan(act(top[v]), act(bottom[v])));
+        for g in 0..V.div_ceil(2) {
+            let (lo, hi) = (m[2 * g], if 2 * g + 1 < V { m[2 * g + 1] } else { zero });
+            let out = max_nan(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+            let n = pw.saturating_sub(16 * g).min(16);
+            // SAFETY: outputs 16g .. 16g + n of the pooled row.
+            unsafe { _mm512_mask_storeu_ps(y.add(16 * g), lanes(n), out) };
+        }
+    }
+
+    /// [`super::columns`]: for each tile of four output rows (as
+    /// `filter_lanes` tiles them: the last moved up to end at the last even
+    /// row, an odd last row one more tile when not pooled; a tile stores
+    /// only the rows the one before did not), its `c × 8` transformed rows
+    /// `Bᵀ d` into `t` (`row` values each), then each block of up to
+    /// [`MR`] filters' products and outputs ([`products`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `xpad` is `pad`'s copy of the image, `u`
+    /// `filters` × `c·40` values as `pack_forward` packs them, `bias` none
+    /// or `filters`, `t` `c × 8 × row` values (`row` ≥ `pad.width`, a
+    /// multiple of 16), `m` `8 × MR × 16·V`, `out` the filters' planes.
+    #[allow(clippy::too_many_arguments)] // a kernel's operands
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    pub(super) unsafe fn columns(
+        d: &Im2col,
+        pad: &Padded,
+        xpad: &[f32],
+        u: &[f32],
+        filters: usize,
+        bias: &[f32],
+        relu: bool,
+        pool: bool,
+        row: usize,
+        t: &mut [f32],
+        m: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let per = super::per_filter(d);
+        let (width, vectors) = (pad.width, d.ow.div_ceil(16));
+        let even = d.oh / 2 * 2;
+        let mut tiles: Vec<usize> = (0..even).step_by(TILE).map(|s| s.min(even - TILE)).collect();
+        if !pool && even < d.oh {
+            tiles.push(d.oh - TILE);
+        }
+        let b = Tile { c: d.c, row, relu, pool, oh: d.oh, ow: d.ow, s: 0, skip: 0 };
+        let mut done = 0;
+        for s in tiles {
+            let b = Tile { s, skip: done - s, ..b };
+            done = s + TILE;
+            for ci in 0..d.c {
+                for x in (0..width).step_by(16) {
+                    let mask = lanes(width - x);
+                    // SAFETY: rows s..s + 8 ≤ hp of channel ci, lanes x.. <
+                    // width; `t` holds the c × 8 rows of `row` ≥ width values.
+                    unsafe {
+                        let column: [__m512; ALPHA] =
+                            std::array::from_fn(|r| _mm512_maskz_loadu_ps(mask, xpad.as_ptr().add((ci * pad.hp + s + r) * width + x)));
+                        for (xi, v) in bt(&column).into_iter().enumerate() {
+                            _mm512_storeu_ps(t.as_mut_ptr().add((ci * ALPHA + xi) * row + x), v);
+                        }
+                    }
+                }
+            }
+            for f0 in (0..filters).step_by(MR) {
+                let r = MR.min(filters - f0);
+                let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + r] };
+                let plane = if pool { (d.oh / 2) * (d.ow / 2) } else { d.oh * d.ow };
+                // SAFETY: the block's weights and planes, and the scratch, as above.
+                unsafe {
+                    let (u, out) = (u.as_ptr().add(f0 * per), out.as_mut_ptr().add(f0 * plane));
+                    macro_rules! go {
+                        ($(($r:literal, $v:literal))*) => {
+                            match (r, vectors) {
+                                $(($r, $v) => products::<$r, $v>(&b, t.as_ptr(), u, bias, m.as_mut_ptr(), out),)*
+                                _ => unreachable!("blocks of 1..={MR} filters, rows of 1..=3 vectors"),
+                            }
+                        };
+                    }
+                    go!((1, 1)(2, 1)(3, 1)(4, 1)(5, 1)(6, 1)(7, 1)(8, 1)(1, 2)(2, 2)(3, 2)(4, 2)(5, 2)(6, 2)(7, 2)(8, 2)(1, 3)(2, 3)(3, 3)(
+                        4, 3
+                    )(5, 3)(6, 3)(7, 3)(8, 3))
+                }
+            }
+        }
+    }
+
+    /// A tile of [`columns`]: its first output row `s`, of which the
+    /// first `skip` rows are not stored.
+    #[derive(Clone, Copy)]
+    struct Tile {
+        c: usize,
+        /// Values per transformed row.
+        row: usize,
+        relu: bool,
+        pool: bool,
+        oh: usize,
+        ow: usize,
+        s: usize,
+        skip: usize,
+    }
+
+    /// For each point ξ, `R × V` accumulators `Σ_{ci, dx} U[ξ][ci][dx][r] ·
+    /// T[ci][ξ][16v + dx ..]` — `V` shifted vectors of the transformed row
+    /// loaded once for the block's `R` filters (the bias enters at ξ = 1,
+    /// the point 1, whose output weights `Aᵀ[·][1]` are all 1) — into `m`;
+    /// then `Aᵀ` down each filter's columns, activated, stored or pooled.
+    ///
+    /// # Safety
+    /// As [`columns`], for the block's `R` filters (`u`, `out` at their
+    /// first; `bias` none or `R`) and `V` vectors a row.
+    #[allow(clippy::needless_range_loop)] // constant indices keep the accumulators in registers
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn products<const R: usize, const V: usize>(b: &Tile, t: *const f32, u: *const f32, bias: &[f32], m: *mut f32, out: *mut f32) {
+        let zero = _mm512_setzero_ps();
+        for xi in 0..ALPHA {
+            let mut acc = [[zero; V]; R];
+            if xi == 1 && !bias.is_empty() {
+                for r in 0..R {
+                    acc[r] = [_mm512_set1_ps(bias[r]); V];
+                }
+            }
+            for ci in 0..b.c {
+                // SAFETY (this block): the transformed row (ci, ξ), read at
+                // shifts dx + 16·V ≤ 16V + 4 ≤ row; the weights of (ξ, ci).
+                unsafe {
+                    let line = t.add((ci * ALPHA + xi) * b.row);
+                    let w = u.add((xi * b.c + ci) * KERNEL * R);
+                    for dx in 0..KERNEL {
+                        let tv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(line.add(16 * v + dx)));
+                        for r in 0..R {
+                            let wv = _mm512_set1_ps(*w.add(dx * R + r));
+                            for v in 0..V {
+                                acc[r][v] = _mm512_fmadd_ps(wv, tv[v], acc[r][v]);
+                            }
+                        }
+                    }
+                }
+            }
+            for r in 0..R {
+                for v in 0..V {
+                    // SAFETY: `m` holds 8 × R × V vectors.
+                    unsafe { _mm512_storeu_ps(m.add(((xi * R + r) * V + v) * 16), acc[r][v]) };
+                }
+            }
+        }
+        let (ow, last) = (b.ow, lanes(b.ow - 16 * (V - 1)));
+        let (ph, pw) = (b.oh / 2, b.ow / 2);
+        for r in 0..R {
+            let mut rows = [[zero; V]; TILE];
+            for v in 0..V {
+                // SAFETY: as above.
+                let column: [__m512; ALPHA] = std::array::from_fn(|xi| unsafe { _mm512_loadu_ps(m.add(((xi * R + r) * V + v) * 16)) });
+                for (i, y) in a_t(&column).into_iter().enumerate() {
+                    rows[i][v] = y;
+                }
+            }
+            if b.pool {
+                for p in b.skip / 2..TILE / 2 {
+                    // SAFETY: pooled row s/2 + p < ph of filter r.
+                    unsafe { pool_rows(&rows[2 * p], &rows[2 * p + 1], b.relu, out.add((r * ph + b.s / 2 + p) * pw), pw) };
+                }
+                continue;
+            }
+            for i in b.skip..TILE {
+                for v in 0..V {
+                    let y = if b.relu { _mm512_max_ps(rows[i][v], zero) } else { rows[i][v] };
+                    // SAFETY: output row s + i < oh of filter r, columns 16v..
+                    // of `ow` (the last vector masked).
+                    unsafe {
+                        let at = out.add((r * b.oh + b.s + i) * ow + 16 * v);
+                        if v + 1 < V {
+                            _mm512_storeu_ps(at, y);
+                        } else {
+                            _mm512_mask_storeu_ps(at, last, y);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// # Safety
     /// As [`conv_pool_panel`], with `R` filters (the panel's first, at
     /// stride [`MR`] per tap) and `V` vectors per output row.
@@ -353,8 +650,6 @@ mod x86 {
         let (xp, wp, yp) = (xpad.as_ptr(), panel.as_ptr(), y.as_mut_ptr());
         let start: [__m512; R] = std::array::from_fn(|r| if bias.is_empty() { _mm512_setzero_ps() } else { _mm512_set1_ps(bias[r]) });
         let zero = _mm512_setzero_ps();
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
         for py in 0..ph {
             let oy = 2 * py;
             let mut top = [[zero; V]; R];
@@ -388,18 +683,8 @@ mod x86 {
                 }
             }
             for r in 0..R {
-                // The rows' maximum, then each column pair's: 32 columns
-                // (two vectors) give 16 outputs.
-                // ReLU first, as the interpreter (a NaN becomes 0 before the pool).
-                let act = |v: __m512| if relu { _mm512_max_ps(v, zero) } else { v };
-                let m: [__m512; V] = std::array::from_fn(|v| max_nan(act(top[r][v]), act(bottom[r][v])));
-                for g in 0..V.div_ceil(2) {
-                    let (lo, hi) = (m[2 * g], if 2 * g + 1 < V { m[2 * g + 1] } else { zero });
-                    let out = max_nan(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
-                    let n = pw.saturating_sub(16 * g).min(16);
-                    // SAFETY: outputs 16g .. 16g + n of pooled row py of filter r.
-                    unsafe { _mm512_mask_storeu_ps(yp.add((r * ph + py) * pw + 16 * g), lanes(n), out) };
-                }
+                // SAFETY: pooled row py of filter r.
+                unsafe { pool_rows(&top[r], &bottom[r], relu, yp.add((r * ph + py) * pw), pw) };
             }
         }
     }
@@ -520,8 +805,11 @@ mod tests {
 
     /// Shapes: one, two and three vectors a row, partial last vectors,
     /// 3 × 3, 5 × 5 and 7 × 7, every panel height (filters 1..=8 and past
-    /// a panel) and so every block of the weight gradient.
-    const SHAPES: [(usize, usize, usize, usize, usize, usize); 8] = [
+    /// a panel) and so every block of the weight gradient. The 5 × 5 ones
+    /// run by Winograd down the columns: rows a multiple of its tiles (4)
+    /// or not (the last tile overlapping by 2, and for 13 and 6 rows,
+    /// unpooled, by 3 and 2 more), one to three channels.
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 11] = [
         (1, 28, 28, 5, 2, 6),
         (1, 28, 28, 5, 2, 32),
         (3, 14, 16, 3, 1, 5),
@@ -530,7 +818,21 @@ mod tests {
         (1, 14, 14, 3, 0, 8),
         (3, 9, 48, 3, 1, 17),
         (2, 20, 30, 7, 3, 7),
+        (3, 17, 20, 5, 0, 9),
+        (2, 10, 46, 5, 1, 4),
+        (1, 8, 16, 5, 1, 13),
     ];
+
+    /// The weight packed as [`conv`] reads it.
+    fn forward_packed(d: &Im2col, weight: &[f32], filters: usize) -> PackedA {
+        let mut packed = PackedA::default();
+        if columns_winograd(d) {
+            pack_forward(d, filters, weight, &mut packed);
+        } else {
+            packed.pack(weight, filters, d.c * d.kernel[0] * d.kernel[1]);
+        }
+        packed
+    }
 
     #[test]
     fn direct_conv_and_weight_gradient_match_their_definitions() {
@@ -548,8 +850,7 @@ mod tests {
                 values(&mut rng, filters),
                 values(&mut rng, filters * d.oh * d.ow),
             );
-            let mut packed = PackedA::default();
-            packed.pack(&wt, filters, taps);
+            let packed = forward_packed(&d, &wt, filters);
             for relu in [false, true] {
                 let mut z = vec![f32::NAN; filters * d.oh * d.ow];
                 conv(&d, &x, &packed, &bias, relu, &mut z);
@@ -611,29 +912,38 @@ mod tests {
         }
     }
 
-    /// A NaN input makes every pooled output whose windows read it NaN.
+    /// A NaN input makes every pooled output whose windows read it NaN —
+    /// only those when the conv is direct; with Winograd down the columns
+    /// maybe also others in those columns of its tiles (the transform
+    /// mixes their eight rows), and nothing further.
     #[test]
     fn a_nan_input_is_the_maximum_of_its_windows() {
         if cpu_level() != CpuLevel::Avx512 {
             return;
         }
-        let d = geometry(1, 28, 28, 5, 2);
-        let mut rng = Rng::new(4);
-        let mut x = values(&mut rng, 28 * 28);
-        x[13 * 28 + 17] = f32::NAN;
-        let mut packed = PackedA::default();
-        packed.pack(&values(&mut rng, 6 * 25), 6, 25);
-        // Without an activation; with ReLU, which takes NaN to 0 first (as
-        // the interpreter's does), so no output is NaN.
-        for relu in [false, true] {
-            let mut y = vec![0.0; 6 * 14 * 14];
-            conv_max_pool(&d, &x, &packed, &[], relu, &mut y);
-            for f in 0..6 {
-                for (py, px) in (0..14).flat_map(|py| (0..14).map(move |px| (py, px))) {
-                    // Conv outputs (oy, ox) with |oy − 13| ≤ 2, |ox − 17| ≤ 2 read the NaN.
-                    let reads = |o: usize, c: usize| (2 * o..2 * o + 2).any(|v: usize| v.abs_diff(c) <= 2);
-                    let nan = !relu && reads(py, 13) && reads(px, 17);
-                    assert_eq!(y[(f * 14 + py) * 14 + px].is_nan(), nan, "relu {relu}: f{f} ({py},{px})");
+        for k in [3, 5] {
+            let d = geometry(1, 28, 28, k, k / 2);
+            let taps = k * k;
+            let mut rng = Rng::new(4);
+            let mut x = values(&mut rng, 28 * 28);
+            x[13 * 28 + 17] = f32::NAN;
+            let packed = forward_packed(&d, &values(&mut rng, 6 * taps), 6);
+            // The tiles of four output rows reading input row 13 (padded: 13 + pad).
+            let tiles: Vec<usize> = (0..28).step_by(4).filter(|&s| (s..s + 8).contains(&(13 + k / 2))).collect();
+            // Without an activation; with ReLU, which takes NaN to 0 first (as
+            // the interpreter's does), so no output is NaN.
+            for relu in [false, true] {
+                let mut y = vec![0.0; 6 * 14 * 14];
+                conv_max_pool(&d, &x, &packed, &[], relu, &mut y);
+                for f in 0..6 {
+                    for (py, px) in (0..14).flat_map(|py| (0..14).map(move |px| (py, px))) {
+                        // Conv outputs (oy, ox) with |oy − 13| ≤ k/2, |ox − 17| ≤ k/2 read the NaN.
+                        let reads = |o: usize, c: usize| (2 * o..2 * o + 2).any(|v: usize| v.abs_diff(c) <= k / 2);
+                        let (must, may) = (reads(py, 13), columns_winograd(&d) && tiles.contains(&(2 * py / 4 * 4)));
+                        let got = y[(f * 14 + py) * 14 + px].is_nan();
+                        let want = !relu && (must || (may && got)) && reads(px, 17);
+                        assert_eq!(got, want, "k {k} relu {relu}: f{f} ({py},{px})");
+                    }
                 }
             }
         }

@@ -153,7 +153,10 @@ impl ConvGeom {
             }
             (None, Some(d)) if backward => filter_lanes::grad_len(&d, self.conv.filters),
             (None, Some(d)) => filter_lanes::forward_len(&d, self.conv.filters),
-            (None, None) => self.conv.filters * self.taps(),
+            (None, None) => match self.direct() {
+                Some(d) if !backward => direct::forward_len(&d, self.conv.filters),
+                _ => self.conv.filters * self.taps(),
+            },
         }
     }
 

@@ -255,6 +255,9 @@ impl StageDef {
                 if geom.local {
                     return;
                 }
+                if let Some(d) = geom.direct().filter(|d| !backward && direct::columns_winograd(d)) {
+                    return direct::pack_forward(&d, geom.conv.filters, weight, packed);
+                }
                 if let Some(d) = geom.lanes_packed(backward) {
                     let pack = if backward { filter_lanes::pack_weights } else { filter_lanes::pack_forward };
                     return pack(&d, geom.conv.filters, weight, packed);
