@@ -448,11 +448,13 @@ mod x86 {
         let zero = _mm512_setzero_ps();
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        // After ReLU no value is NaN: plain maxima.
+        let max = |a: __m512, b: __m512| if relu { _mm512_max_ps(a, b) } else { max_nan(a, b) };
         let act = |v: __m512| if relu { _mm512_max_ps(v, zero) } else { v };
-        let m: [__m512; V] = std::array::from_fn(|v| max_nan(act(top[v]), act(bottom[v])));
+        let m: [__m512; V] = std::array::from_fn(|v| max(act(top[v]), act(bottom[v])));
         for g in 0..V.div_ceil(2) {
             let (lo, hi) = (m[2 * g], if 2 * g + 1 < V { m[2 * g + 1] } else { zero });
-            let out = max_nan(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+            let out = max(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
             let n = pw.saturating_sub(16 * g).min(16);
             // SAFETY: outputs 16g .. 16g + n of the pooled row.
             unsafe { _mm512_mask_storeu_ps(y.add(16 * g), lanes(n), out) };

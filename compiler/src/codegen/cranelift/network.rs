@@ -243,7 +243,6 @@ unsafe fn call(kernel: KernelFn, args: &[*mut u8], images: usize) {
     unsafe { kernel(args.as_ptr(), images as i64) }
 }
 
-/// A conv stage on the microkernels.
 /// The images of a conv stage's forward call, and whether it trains (keeps
 /// state for backward), its buffers' lengths checked.
 fn check_conv_forward(g: &compiled::ConvGeom, io: &ConvForward<'_>) -> (usize, bool) {
@@ -276,14 +275,17 @@ fn max_pooled(g: &compiled::ConvGeom) -> bool {
     g.pool.is_some_and(|p| p.pool.kind == PoolKind::Max)
 }
 
+/// A conv stage on the microkernels.
 fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
     let [xpad_len, cols_len, plane_len, dcols_len] = microkernel::conv_scratch(&g);
+    // Decided by the geometry (and the CPU) once, not per call.
+    let (packed_len, packed_t_len) = (g.packed_len(false), g.packed_len(true));
     let forward = {
         let code = Arc::clone(code);
         move |io: ConvForward<'_>| {
             let _ = &code;
             let (images, train) = check_conv_forward(&g, &io);
-            expect("packed weight", io.packed.rows() * io.packed.depth(), g.packed_len(false));
+            expect("packed weight", io.packed.rows() * io.packed.depth(), packed_len);
             let s = io.scratch;
             let (xpad, cols, plane) =
                 (ptr(bordered(&mut s.xpad, xpad_len)), ptr(sized(&mut s.cols, cols_len)), ptr(sized(&mut s.plane, plane_len)));
@@ -312,7 +314,7 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
             let _ = &code;
             let images = check_conv_backward(&g, &io);
             expect("weight gradient", io.gw.len(), g.conv.filters * g.taps());
-            expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), g.packed_len(true));
+            expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), packed_t_len);
             let s = io.scratch;
             let xpad = ptr(bordered(&mut s.xpad, xpad_len));
             let (cols, dz, dcols) =
