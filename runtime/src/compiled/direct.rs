@@ -287,7 +287,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{ALPHA, Im2col, KERNEL, MAX_KERNEL, MR, Padded, TILE, grad_rows};
-    use crate::compiled::winograd::x86::{at as a_t, bt};
+    use crate::compiled::winograd::column_tiles;
+    use crate::compiled::winograd::x86::{at as a_t, columns_transform};
     use crate::gemm::x86::lanes;
 
     /// Monomorphise `$f::<R, V>` for the panel's live rows `R` (1..=8) and
@@ -461,12 +462,10 @@ mod x86 {
         }
     }
 
-    /// [`super::columns`]: for each tile of four output rows (as
-    /// `filter_lanes` tiles them: the last moved up to end at the last even
-    /// row, an odd last row one more tile when not pooled; a tile stores
-    /// only the rows the one before did not), its `c × 8` transformed rows
-    /// `Bᵀ d` into `t` (`row` values each), then each block of up to
-    /// [`MR`] filters' products and outputs ([`products`]).
+    /// [`super::columns`]: for each tile of four output rows
+    /// ([`column_tiles`]), its `c × 8` transformed rows `Bᵀ d` into `t`
+    /// (`row` values each), then each block of up to [`MR`] filters'
+    /// products and outputs ([`products`]).
     ///
     /// # Safety
     /// The CPU has AVX-512F; `xpad` is `pad`'s copy of the image, `u`
@@ -491,30 +490,12 @@ mod x86 {
     ) {
         let per = super::per_filter(d);
         let (width, vectors) = (pad.width, d.ow.div_ceil(16));
-        let even = d.oh / 2 * 2;
-        let mut tiles: Vec<usize> = (0..even).step_by(TILE).map(|s| s.min(even - TILE)).collect();
-        if !pool && even < d.oh {
-            tiles.push(d.oh - TILE);
-        }
         let b = Tile { c: d.c, row, relu, pool, oh: d.oh, ow: d.ow, s: 0, skip: 0 };
-        let mut done = 0;
-        for s in tiles {
-            let b = Tile { s, skip: done - s, ..b };
-            done = s + TILE;
-            for ci in 0..d.c {
-                for x in (0..width).step_by(16) {
-                    let mask = lanes(width - x);
-                    // SAFETY: rows s..s + 8 ≤ hp of channel ci, lanes x.. <
-                    // width; `t` holds the c × 8 rows of `row` ≥ width values.
-                    unsafe {
-                        let column: [__m512; ALPHA] =
-                            std::array::from_fn(|r| _mm512_maskz_loadu_ps(mask, xpad.as_ptr().add((ci * pad.hp + s + r) * width + x)));
-                        for (xi, v) in bt(&column).into_iter().enumerate() {
-                            _mm512_storeu_ps(t.as_mut_ptr().add((ci * ALPHA + xi) * row + x), v);
-                        }
-                    }
-                }
-            }
+        for (s, skip) in column_tiles(d.oh, pool) {
+            let b = Tile { s, skip, ..b };
+            // SAFETY: rows s..s + 8 ≤ hp of each channel of the padded
+            // copy; `t` holds its c × 8 rows of `row` ≥ width values.
+            unsafe { columns_transform(xpad, d.c, pad.hp * width, width, s, row, t) };
             for f0 in (0..filters).step_by(MR) {
                 let r = MR.min(filters - f0);
                 let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + r] };

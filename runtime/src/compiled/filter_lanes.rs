@@ -282,7 +282,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{ALPHA, Im2col, KERNEL, LANES, TILE};
-    use crate::compiled::winograd::x86::{at as a_t, bt};
+    use crate::compiled::winograd::column_tiles;
+    use crate::compiled::winograd::x86::{at as a_t, columns_transform};
     use crate::gemm::x86::lanes;
 
     #[cfg(test)]
@@ -466,9 +467,9 @@ mod x86 {
 
     /// [`super::forward`] by Winograd's F(4, 5) down the columns
     /// ([`super::columns_winograd`]), into `yt` and `at` as [`conv`] writes
-    /// them: for each tile of four output rows (the last one moved up to
-    /// end at the last row, overlapping the one before), its eight input
-    /// rows' transform `Bᵀ d` into `t`, then blocks of two output columns.
+    /// them: for each tile of four output rows ([`column_tiles`]), its
+    /// eight input rows' transform `Bᵀ d` into `t`, then blocks of two
+    /// output columns.
     ///
     /// # Safety
     /// As [`conv`], with `u` as [`super::pack_forward`] stores it, and `t`
@@ -489,39 +490,12 @@ mod x86 {
     ) {
         let (hp, wp) = d.padded();
         let tr = transform_row(d);
-        // The tiles of the rows a pool reads (all but an odd last row) are
-        // the same pooled or not, so that pooling in registers gives what
-        // pooling the planes would (the products round by tile): from row
-        // 0 by fours, the last one moved up to end at the last even row,
-        // then for an odd last row unpooled one more tile ending there.
-        // A tile stores only the rows the tile before did not.
-        let (even, ow) = (d.oh / 2 * 2, if pool { d.ow / 2 * 2 } else { d.ow });
+        let ow = if pool { d.ow / 2 * 2 } else { d.ow };
         let b = Columns { c: d.c, tr, cs, relu, plane_out: d.oh * d.ow, ow: d.ow, pooled_row: ow / 2 * cs };
-        let mut tiles = Vec::with_capacity(even / TILE + 2);
-        if even >= TILE {
-            tiles.extend((0..even).step_by(TILE).map(|s| s.min(even - TILE)));
-        }
-        if !pool && even < d.oh {
-            tiles.push(d.oh - TILE);
-        }
-        let mut done = 0;
-        for s in tiles {
-            let skip = done - s;
-            done = s + TILE;
-            for ci in 0..d.c {
-                for x in (0..wp).step_by(LANES) {
-                    let m = lanes(wp - x);
-                    // SAFETY: rows s..s + 8 ≤ hp of channel ci, lanes x.. < wp;
-                    // `t` holds the c × 8 rows of `tr` ≥ wp values.
-                    unsafe {
-                        let column: [__m512; ALPHA] =
-                            std::array::from_fn(|r| _mm512_maskz_loadu_ps(m, xp.as_ptr().add(ci * hp * wp + (s + r) * wp + x)));
-                        for (xi, v) in bt(&column).into_iter().enumerate() {
-                            _mm512_storeu_ps(t.as_mut_ptr().add((ci * ALPHA + xi) * tr + x), v);
-                        }
-                    }
-                }
-            }
+        for (s, skip) in column_tiles(d.oh, pool) {
+            // SAFETY: rows s..s + 8 ≤ hp of each channel of `xp`; `t` holds
+            // its c × 8 rows of `tr` ≥ wp values.
+            unsafe { columns_transform(xp, d.c, hp * wp, wp, s, tr, t) };
             for v in (0..cs).step_by(LANES) {
                 // SAFETY: `bias` holds the filters; lanes past them are masked.
                 let bias = if bias.is_empty() {

@@ -224,6 +224,24 @@ pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA
     });
 }
 
+/// The tiles of four output rows that the convs by F(4, 5) down the
+/// columns (`direct`'s and `filter_lanes`') compute over `oh` ≥ 4 rows, as
+/// (first row, how many of its rows the tile before stored). The tiles of
+/// the rows a pool reads (all but an odd last row) are the same pooled or
+/// not, so that pooling in registers gives what pooling the planes would
+/// (the products round by tile): from row 0 by fours, the last one moved
+/// up to end at the last even row, then for an odd last row, unpooled, one
+/// more tile ending there. A tile stores only the rows the one before did not.
+pub(super) fn column_tiles(oh: usize, pool: bool) -> impl Iterator<Item = (usize, usize)> {
+    let even = oh / 2 * 2;
+    let odd = (!pool && even < oh).then(|| oh - TILE);
+    (0..even).step_by(TILE).map(move |s| s.min(even - TILE)).chain(odd).scan(0, |done, s| {
+        let skip = *done - s;
+        *done = s + TILE;
+        Some((s, skip))
+    })
+}
+
 /// `v[..len]`, grown (never shrunk) to hold it: scratch reused from call to
 /// call (freed and allocated afresh, these planes cost page faults).
 pub(super) fn grown<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
@@ -527,6 +545,41 @@ pub(super) mod x86 {
             sub(e3, o3),
             fma(c(5.25), sub(d[3], d[5]), sub(d[7], d[1])),
         ]
+    }
+
+    /// `t[(ci·8 + ξ)·row + x] = (Bᵀ d)[ξ]` for the eight rows `d` from row
+    /// `s` of each of `c` channels of `x` (`plane` values a channel,
+    /// `width` a row): the columns transform of the convs by F(4, 5) down
+    /// the columns, whole vectors of a row at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` holds rows `s..s + 8` of each channel, `t`
+    /// `c × 8` rows of `row` ≥ `width` values rounded up to whole vectors.
+    #[allow(clippy::too_many_arguments)] // a kernel's operands
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(in crate::compiled) unsafe fn columns_transform(
+        x: &[f32],
+        c: usize,
+        plane: usize,
+        width: usize,
+        s: usize,
+        row: usize,
+        t: &mut [f32],
+    ) {
+        for ci in 0..c {
+            for at in (0..width).step_by(16) {
+                let mask = lanes(width - at);
+                // SAFETY: rows s..s + 8 of channel ci, lanes at.. < width;
+                // row (ci, ξ) of `t`, a whole vector at `at` < row.
+                unsafe {
+                    let column: [__m512; ALPHA] =
+                        std::array::from_fn(|r| _mm512_maskz_loadu_ps(mask, x.as_ptr().add(ci * plane + (s + r) * width + at)));
+                    for (xi, v) in bt(&column).into_iter().enumerate() {
+                        _mm512_storeu_ps(t.as_mut_ptr().add((ci * ALPHA + xi) * row + at), v);
+                    }
+                }
+            }
+        }
     }
 
     /// `Aᵀ m` for a column `m` of eight vectors: [`AT`](super::AT)'s rows,
