@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the peers on convc's specs, side by side with `convc bench`.
 
-    python3 benches/peers/peers.py [specs/lenet5.toml specs/fashion_tf.toml] [--compile]
+    python3 benches/peers/peers.py [specs/lenet5.toml specs/fashion_tf.toml] [--compile] [--native] [--infer]
 
 For each spec: PyTorch eager (and torch.compile with --compile) — inference
 at batch 1 on 1 thread, at batch 64 on 2 threads, a training step (forward,
@@ -10,11 +10,20 @@ Runtime inference at batch 1 (1 thread) and 64 (2 threads). Prints one JSON
 object per measurement (same fields as `convc bench --json` where they
 apply) and a table. Needs: pip install torch onnx onnxruntime.
 
+ONNX Runtime is timed as Python calls it (`session.run`: about 5.6 µs a
+call here go to the binding, measured on a one-ReLU model). With --native
+it is also timed through its C API from Rust (engine `onnxruntime-c`:
+`ort-native/`, built with cargo on first use, loading the same library
+the Python package installed). --infer skips PyTorch's rows.
+
 The network is built from the spec (conv2d, pools, flatten, dense, dropout,
 activations), so peers and convc run the same shapes.
 """
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 
@@ -87,13 +96,22 @@ def report(rows, spec, engine, mode, batch, threads, seconds):
     rows.append(row)
 
 
-def measure(path, compile_too, rows):
+NATIVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort-native")
+
+
+def native_tool():
+    """Build `ort-native` (once; cargo skips it when up to date) and return its path."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", os.path.join(NATIVE, "Cargo.toml")], check=True)
+    return os.path.join(NATIVE, "target", "release", "ort-native")
+
+
+def measure(path, compile_too, rows, native=False, infer_only=False):
     spec = tomllib.load(open(path, "rb"))
     name = spec["network"].get("name", path)
     model, (c, h, w) = build(spec)
     classes = model(torch.zeros(1, c, h, w)).shape[1]
-    engines = [("pytorch", model)]
-    if compile_too:
+    engines = [] if infer_only else [("pytorch", model)]
+    if compile_too and not infer_only:
         engines.append(("torch.compile", torch.compile(model)))
     for engine, m in engines:
         for mode, batch, threads in [("infer", 1, 1), ("infer", 64, 2), ("train", 64, 2)]:
@@ -133,6 +151,17 @@ def measure(path, compile_too, rows):
         sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
         x = torch.rand(batch, c, h, w).numpy()
         report(rows, name, "onnxruntime", "infer", batch, threads, timed(lambda: sess.run(None, {"x": x})))
+    if native:
+        tool = native_tool()
+        lib = os.path.join(os.path.dirname(ort.__file__), "capi")
+        lib = os.path.join(lib, next(f for f in sorted(os.listdir(lib)) if f.startswith("libonnxruntime.so")))
+        with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            for batch, threads in [(1, 1), (64, 2)]:
+                out = subprocess.run([tool, f.name, lib, f"{c},{h},{w}", str(batch), str(threads), "2"],
+                                     check=True, capture_output=True, text=True).stdout
+                report(rows, name, "onnxruntime-c", "infer", batch, threads, json.loads(out)["latency_us"] / 1e6)
 
 
 def main():
@@ -140,7 +169,7 @@ def main():
     specs = args or ["specs/lenet5.toml", "specs/fashion_tf.toml"]
     rows = []
     for path in specs:
-        measure(path, "--compile" in sys.argv, rows)
+        measure(path, "--compile" in sys.argv, rows, "--native" in sys.argv, "--infer" in sys.argv)
     print(f"\n{'spec':<12} {'engine':<14} {'mode':<6} {'batch':>5} {'threads':>7} {'images/s':>10} {'latency':>12}")
     for r in rows:
         print(f"{r['spec']:<12} {r['engine']:<14} {r['mode']:<6} {r['batch']:>5} {r['threads']:>7} "
