@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 
 fn main() -> ExitCode {
@@ -32,6 +33,8 @@ fn run(model: &str, lib: &str, shape: &str, batch: &str, threads: &str, seconds:
     let env = ort::init_from(lib).map_err(|e| format!("{lib}: {e}"))?.build().map_err(|e| e.to_string())?;
     let fail = |e: &dyn std::fmt::Display| format!("{model}: {e}");
     let builder = Session::builder(&env).map_err(|e| fail(&e))?;
+    // As Python's default session options: every graph optimization.
+    let builder = builder.with_optimization_level(GraphOptimizationLevel::All).map_err(|e| fail(&e))?;
     let builder = builder.with_intra_threads(threads).map_err(|e| fail(&e))?;
     let mut builder = builder.with_inter_threads(1).map_err(|e| fail(&e))?;
     let mut session = builder.commit_from_file(model).map_err(|e| fail(&e))?;
