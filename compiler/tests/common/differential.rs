@@ -1,7 +1,8 @@
 //! The differential harness: run a spec through a backend and through the
 //! interpreter with the same weights, input and dropout seed, and compare
-//! logits (inference and training mode), the input gradient and every
-//! parameter gradient. Written once; every backend adds a constructor.
+//! logits (inference — again after the weights change — and training
+//! mode), the input gradient and every parameter gradient. Written once;
+//! every backend adds a constructor.
 //!
 //! Tolerances, relative to the largest magnitude in the reference tensor:
 //! 1e-4 for logits, 1e-3 for gradients (the backends sum in other orders,
@@ -106,6 +107,20 @@ fn compare_with_interpreter(graph: &Graph, batch: usize, seed: u64, draw: u64, b
     let want = reference.forward(&x, batch, Mode::Infer).map_err(err)?.to_vec();
     let got = backend.forward(&x, batch, Mode::Infer).map_err(err)?.to_vec();
     forward(compare("inference logits", &got, &want, FORWARD_TOLERANCE))?;
+    // New weights, as an optimizer step or a loaded checkpoint sets them: a
+    // backend still reading a copy packed from the old ones fails here.
+    // (Then back, for the gradients below.)
+    for scale in [-0.5, -2.0] {
+        for (r, b) in reference.params_mut().into_iter().zip(backend.params_mut()) {
+            for (rv, bv) in r.value.iter_mut().zip(b.value.iter_mut()) {
+                *rv *= scale;
+                *bv = *rv;
+            }
+        }
+        let want = reference.forward(&x, batch, Mode::Infer).map_err(err)?.to_vec();
+        let got = backend.forward(&x, batch, Mode::Infer).map_err(err)?.to_vec();
+        forward(compare(&format!("inference logits with the weights × {scale}"), &got, &want, FORWARD_TOLERANCE))?;
+    }
     if !gradients {
         return Ok(());
     }

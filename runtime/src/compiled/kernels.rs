@@ -29,7 +29,7 @@ use super::direct;
 use super::filter_lanes;
 use super::rows::{self, Im2col};
 use super::winograd::{self, Winograd};
-use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv, reads_rows_in_place, transpose};
+use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, reads_rows_in_place, transpose};
 use crate::interp::conv as local;
 pub use crate::interp::conv::valid_outputs;
 use crate::layer::{Conv, Pool};
@@ -606,7 +606,9 @@ pub fn pool_stage_backward(g: &PoolGeom, io: PoolBackward<'_>) {
 pub struct DenseForward<'a> {
     pub x: &'a [f32],
     pub weight: &'a [f32],
-    /// The weight packed for the GEMM (`units × inputs`).
+    /// The weight packed for the GEMM (`units × inputs`), or where the GEMM
+    /// reads it in place, for the dot products of a few images
+    /// ([`crate::gemm::pack_gemv`]) or nothing.
     pub packed: &'a PackedA,
     pub bias: &'a [f32],
     pub y: &'a mut [f32],
@@ -661,13 +663,13 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
             row.copy_from_slice(io.bias);
         }
     }
-    // A few images: read each weight row once and dot it with every image.
-    gemv(io.weight, u, i, io.x, b, io.y);
+    // A few images: read each weight once and multiply it into every image.
+    gemv_on(io.weight, io.packed, u, i, io.x, b, io.y);
     activate(g.activation, io.y);
 }
 
 /// Up to this many images a dense layer runs as dot products (memory-bound
-/// on the weights either way; see [`gemv`]).
+/// on the weights either way; see [`crate::gemm::gemv`]).
 pub const GEMV_MAX_BATCH: usize = 4;
 
 /// `dz = dy ⊙ a'(y)`, the bias gradient (the chunk's sum) and `dx = dz·W`

@@ -264,8 +264,10 @@ impl StageDef {
                 }
                 (geom.conv.filters, geom.taps())
             }
-            // Read in place by the forward GEMM where it can.
-            StageKernels::Dense { .. } if !backward && crate::gemm::reads_rows_in_place() => return,
+            // Read in place by the forward GEMM where it can; the dot
+            // products' copy is made when a forward of few images wants it
+            // (`Network::pack_gemv`), so dropped here.
+            StageKernels::Dense { .. } if !backward && crate::gemm::reads_rows_in_place() => return packed.store_rows(0, 0, |_| {}),
             StageKernels::Dense { geom, .. } => (geom.units, geom.inputs),
             _ => return,
         };
@@ -393,6 +395,23 @@ fn run<J: FnOnce() + Send>(jobs: Vec<J>) {
 }
 
 impl Network {
+    /// Dense weights as the dot products of a few images read them
+    /// ([`crate::gemm::pack_gemv`]), where the GEMM reads them in place and
+    /// so has no packed copy: made on the first such forward after the
+    /// weights changed (training's larger batches never pay for it).
+    fn pack_gemv(&mut self) {
+        if !crate::gemm::reads_rows_in_place() {
+            return;
+        }
+        for (def, s) in self.stages.iter().zip(&mut self.state) {
+            if let (StageKernels::Dense { geom, .. }, Some(w)) = (&def.kernels, s.weight)
+                && s.packed.rows() == 0
+            {
+                crate::gemm::pack_gemv(&self.values[w], geom.units, geom.inputs, &mut s.packed);
+            }
+        }
+    }
+
     /// A network of `layers` run by `stages`, parameters initialised from
     /// `seed` exactly as every other backend does, split over `threads`
     /// (at least 1).
@@ -516,6 +535,9 @@ impl Model for Network {
                 }
             }
             self.packed_stale = false;
+        }
+        if batch <= GEMV_MAX_BATCH {
+            self.pack_gemv();
         }
         let values = &self.values;
         let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();

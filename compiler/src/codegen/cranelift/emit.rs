@@ -206,10 +206,11 @@ impl<'a> Fx<'a> {
     }
 
     /// `y[n][r] += w[r]·x[n]` (`rows × depth` weights, `images` rows of
-    /// `x` and `y`) on the runtime's dot products.
-    pub fn gemv(&mut self, w: Value, [rows, depth]: [Value; 2], x: Value, images: Value, y: Value) {
+    /// `x` and `y`) on the runtime's dot products — over `packed` (the
+    /// stage's `PackedA`) when it holds their copy of the weight.
+    pub fn gemv(&mut self, [w, packed]: [Value; 2], [rows, depth]: [Value; 2], x: Value, images: Value, y: Value) {
         let f = self.runtime[Import::Gemv];
-        self.b.ins().call(f, &[w, rows, depth, x, images, y]);
+        self.b.ins().call(f, &[w, packed, rows, depth, x, images, y]);
     }
 
     /// `body(at, vector)` over the elements `0..len` of a run: f32x4 steps

@@ -499,7 +499,7 @@ pub fn emit_dense_forward(fx: &mut Fx, g: &DenseGeom) {
                     zero_run(fx, row, g.units);
                 }
             });
-            fx.gemv(w, [units, inputs], x, batch, y);
+            fx.gemv([w, packed], [units, inputs], x, batch, y);
             if relu {
                 fx.for_to(0, batch, 1, |fx, n| {
                     let row = fx.mul_add(n, g.units as i64, 0);

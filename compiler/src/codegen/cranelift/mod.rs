@@ -22,7 +22,7 @@ use convc_runtime::Activation;
 use convc_runtime::compiled::rows::{self, Im2col};
 use convc_runtime::compiled::winograd::{self, Winograd};
 use convc_runtime::compiled::{direct, filter_lanes};
-use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv, transpose};
+use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, transpose};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -172,18 +172,29 @@ unsafe extern "C" fn convc_gemm_abt(
     gemm_abt(a, lda, b, ldb, m, n, k, c, ldc);
 }
 
-/// [`convc_runtime::gemm::gemv`] for JIT code: `y[n][r] += w[r]·x[n]`.
+/// [`convc_runtime::gemm::gemv_on`] for JIT code: `y[n][r] += w[r]·x[n]`,
+/// over the stage's `packed` weight when it holds the dot products' copy.
 ///
 /// # Safety
-/// `w` holds `rows × depth` values, `x` `images × depth`, `y` `images ×
-/// rows`, `y` overlapping neither.
-unsafe extern "C" fn convc_gemv(w: *const f32, rows: usize, depth: usize, x: *const f32, images: usize, y: *mut f32) {
+/// `w` holds `rows × depth` values, `packed` points to the stage's live
+/// [`PackedA`], `x` holds `images × depth` values, `y` `images × rows`,
+/// `y` overlapping neither.
+unsafe extern "C" fn convc_gemv(
+    w: *const f32,
+    packed: *const PackedA,
+    rows: usize,
+    depth: usize,
+    x: *const f32,
+    images: usize,
+    y: *mut f32,
+) {
     if rows == 0 || images == 0 {
         return;
     }
     // SAFETY: the caller's contract.
-    let (w, x, y) = unsafe { (view(w, rows * depth), view(x, images * depth), std::slice::from_raw_parts_mut(y, images * rows)) };
-    gemv(w, rows, depth, x, images, y);
+    let (w, packed, x, y) =
+        unsafe { (view(w, rows * depth), &*packed, view(x, images * depth), std::slice::from_raw_parts_mut(y, images * rows)) };
+    gemv_on(w, packed, rows, depth, x, images, y);
 }
 
 /// [`rows::im2col`] for JIT code: one image `x` (`c × h × w`) into `cols`,
@@ -669,7 +680,7 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::GemmPacked => ("convc_gemm_packed", convc_gemm_packed as *const u8, Words(8)),
         Import::GemmRows => ("convc_gemm_rows", convc_gemm_rows as *const u8, Words(10)),
         Import::GemmAbt => ("convc_gemm_abt", convc_gemm_abt as *const u8, Words(9)),
-        Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(6)),
+        Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(7)),
         Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(14)),
         Import::Col2im => ("convc_col2im", convc_col2im as *const u8, Words(13)),
         Import::MaxPool => ("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8, Words(6)),
