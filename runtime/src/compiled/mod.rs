@@ -379,6 +379,31 @@ fn transpose<T>(v: Vec<Vec<T>>) -> Vec<Vec<T>> {
 /// Run the jobs, the first on this thread and the others on rayon's pool
 /// (threads kept between calls: starting one per pass cost LeNet-5's
 /// two-thread training step about a tenth of its time).
+/// A stage's input, output and parameters for one chunk of images.
+struct StageIo<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+    weight: &'a [f32],
+    bias: &'a [f32],
+    packed: &'a crate::gemm::PackedA,
+}
+
+/// One stage's forward over a chunk of images (with what training keeps
+/// for backward: `keep`, `argmax`, empty in inference; `mask`, dropout's).
+fn stage_forward(def: &StageDef, io: StageIo<'_>, keep: &mut [f32], argmax: &mut [u32], mask: &[f32], worker: &mut Worker) {
+    let StageIo { x, y, weight, bias, packed } = io;
+    match &def.kernels {
+        StageKernels::Conv { forward, .. } => {
+            forward(ConvForward { x, weight, packed, bias, y, keep, argmax, scratch: &mut worker.scratch })
+        }
+        StageKernels::Pool { forward, .. } => forward(PoolForward { x, y, argmax }),
+        StageKernels::Dense { forward, .. } => forward(DenseForward { x, weight, packed, bias, y, scratch: &mut worker.scratch }),
+        &StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
+        StageKernels::Dropout { .. } if !mask.is_empty() => elementwise::apply_mask(x, mask, y),
+        StageKernels::Dropout { .. } | StageKernels::Reshape => y.copy_from_slice(x),
+    }
+}
+
 fn run<J: FnOnce() + Send>(jobs: Vec<J>) {
     let mut jobs = jobs.into_iter();
     let Some(first) = jobs.next() else { return };
@@ -539,21 +564,8 @@ impl Model for Network {
         if batch <= GEMV_MAX_BATCH {
             self.pack_gemv();
         }
-        let values = &self.values;
-        let weights: Vec<&[f32]> = self.state.iter().map(|s| s.weight.map_or(&[][..], |i| values[i].as_slice())).collect();
-        let biases: Vec<&[f32]> = self.state.iter().map(|s| s.bias.map_or(&[][..], |i| values[i].as_slice())).collect();
-        // Size every buffer for the batch (each is written in full below),
-        // draw the dropout masks for the whole batch, as every backend does,
-        // and cut each buffer into the threads' chunks.
-        // Per thread, per stage (few allocations: at batch 1 they were a
-        // tenth of LeNet-5's forward).
-        let (stages, threads) = (self.stages.len(), parts.len());
-        fn fresh<T>(threads: usize, stages: usize) -> Vec<Vec<T>> {
-            (0..threads).map(|_| Vec::with_capacity(stages)).collect()
-        }
-        let (mut outs, mut keeps, mut argmaxes) = (fresh(threads, stages), fresh(threads, stages), fresh(threads, stages));
-        let (mut masks, mut workers) = (fresh(threads, stages), fresh(threads, stages));
-        let mut packs = Vec::with_capacity(stages);
+        // Size every buffer for the batch (each is written in full below)
+        // and draw the dropout masks for the whole batch, as every backend does.
         for ((def, s), y) in self.stages.iter().zip(&mut self.state).zip(&mut self.acts[1..]) {
             y.resize(batch * def.output_len, 0.0);
             let (keep_len, argmax_len) = if train { def.kept_per_image() } else { (0, 0) };
@@ -565,12 +577,38 @@ impl Model for Network {
                 }
                 _ => s.mask.clear(),
             }
+        }
+        let values = &self.values;
+        let param = |i: Option<usize>| i.map_or(&[][..], |i| values[i].as_slice());
+        if parts.len() == 1 {
+            // One chunk: the stages run on the whole buffers, without the
+            // per-thread bookkeeping below (its allocations were a tenth of
+            // LeNet-5's batch-1 forward).
+            for (i, (def, s)) in self.stages.iter().zip(&mut self.state).enumerate() {
+                let (before, after) = self.acts.split_at_mut(i + 1);
+                let x = if i == 0 { input } else { &before[i][..] };
+                let io = StageIo { x, y: &mut after[0], weight: param(s.weight), bias: param(s.bias), packed: &s.packed };
+                stage_forward(def, io, &mut s.keep, &mut s.argmax, &s.mask, &mut s.workers[0]);
+            }
+            self.trained = train;
+            return Ok(self.acts.last().expect("acts has the input at least"));
+        }
+        // Cut each buffer into the threads' chunks, per thread, per stage.
+        let (stages, threads) = (self.stages.len(), parts.len());
+        fn fresh<T>(threads: usize, stages: usize) -> Vec<Vec<T>> {
+            (0..threads).map(|_| Vec::with_capacity(stages)).collect()
+        }
+        let (mut outs, mut keeps, mut argmaxes) = (fresh(threads, stages), fresh(threads, stages), fresh(threads, stages));
+        let (mut masks, mut workers) = (fresh(threads, stages), fresh(threads, stages));
+        let mut params = Vec::with_capacity(stages);
+        for ((def, s), y) in self.stages.iter().zip(&mut self.state).zip(&mut self.acts[1..]) {
+            let (keep_len, argmax_len) = if train { def.kept_per_image() } else { (0, 0) };
             deal(&mut outs, split_mut(y, &parts, def.output_len));
             deal(&mut keeps, split_mut(&mut s.keep, &parts, keep_len));
             deal(&mut argmaxes, split_mut(&mut s.argmax, &parts, argmax_len));
             deal(&mut masks, split(&s.mask, &parts, def.input_len));
             deal(&mut workers, s.workers.iter_mut());
-            packs.push(&s.packed);
+            params.push((param(s.weight), param(s.bias), &s.packed));
         }
         // Each thread runs every stage on its chunk of the batch: one split,
         // no synchronisation between stages.
@@ -579,27 +617,14 @@ impl Model for Network {
         let jobs = inputs.zip(outs).zip(keeps).zip(argmaxes).zip(masks).zip(workers);
         run(jobs
             .map(|(((((input, mut outs), mut keeps), mut argmaxes), masks), mut workers)| {
-                let (weights, biases, packs) = (&weights, &biases, &packs);
+                let params = &params;
                 move || {
                     for (i, def) in stages.iter().enumerate() {
                         let (before, after) = outs.split_at_mut(i);
                         let (x, y) = (before.last().map_or(input, |x| &**x), &mut *after[0]);
-                        let (weight, bias) = (weights[i], biases[i]);
-                        match &def.kernels {
-                            StageKernels::Conv { forward, .. } => {
-                                let (keep, argmax) = (std::mem::take(&mut keeps[i]), std::mem::take(&mut argmaxes[i]));
-                                let packed = packs[i];
-                                forward(ConvForward { x, weight, packed, bias, y, keep, argmax, scratch: &mut workers[i].scratch })
-                            }
-                            StageKernels::Pool { forward, .. } => forward(PoolForward { x, y, argmax: std::mem::take(&mut argmaxes[i]) }),
-                            StageKernels::Dense { forward, .. } => {
-                                let (packed, scratch) = (packs[i], &mut workers[i].scratch);
-                                forward(DenseForward { x, weight, packed, bias, y, scratch })
-                            }
-                            &StageKernels::Activation(a) => elementwise::activation_forward(a, x, y),
-                            StageKernels::Dropout { .. } if !masks[i].is_empty() => elementwise::apply_mask(x, masks[i], y),
-                            StageKernels::Dropout { .. } | StageKernels::Reshape => y.copy_from_slice(x),
-                        }
+                        let (weight, bias, packed) = params[i];
+                        let io = StageIo { x, y, weight, bias, packed };
+                        stage_forward(def, io, keeps[i], argmaxes[i], masks[i], workers[i]);
                     }
                 }
             })
