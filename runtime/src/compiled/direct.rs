@@ -491,11 +491,11 @@ mod x86 {
         let per = super::per_filter(d);
         let (width, vectors) = (pad.width, d.ow.div_ceil(16));
         let b = Tile { c: d.c, row, relu, pool, oh: d.oh, ow: d.ow, s: 0, skip: 0 };
-        for (s, skip) in column_tiles(d.oh, pool) {
+        for (s, skip, _) in column_tiles(d.oh, pool, false) {
             let b = Tile { s, skip, ..b };
             // SAFETY: rows s..s + 8 ≤ hp of each channel of the padded
             // copy; `t` holds its c × 8 rows of `row` ≥ width values.
-            unsafe { columns_transform(xpad, d.c, pad.hp * width, width, s, row, t) };
+            unsafe { columns_transform::<ALPHA>(xpad, d.c, pad.hp * width, width, s, row, t) };
             for f0 in (0..filters).step_by(MR) {
                 let r = MR.min(filters - f0);
                 let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + r] };

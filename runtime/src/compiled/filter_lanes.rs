@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
-use super::winograd::{ALPHA, G, KERNEL, TILE, channels_last, grown, planes};
+use super::winograd::{ALPHA, ALPHA2, G, G2, KERNEL, TILE, channels_last, grown, planes};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::PackedA;
 
@@ -91,15 +91,18 @@ pub fn forward_applies(d: &Im2col) -> bool {
 /// channel for four outputs instead of 4 × 25 — 2.5× fewer. The transform
 /// runs down the columns only, so both transforms are whole-row vector
 /// arithmetic (no transposes), while the products keep the filters in the
-/// lanes, each transformed input broadcast.
+/// lanes, each transformed input broadcast. Rows left over after the tiles
+/// of four run as F(2, 5), tiles of two rows from six (6 × 5 for 2 outputs;
+/// LeNet-5's ten rows: 4 + 4 + 2, not a third tile of four over rows 6–9).
 pub fn columns_winograd(d: &Im2col) -> bool {
     forward_applies(d) && d.kernel == [KERNEL, KERNEL] && d.oh >= TILE
 }
 
 /// Rows of the forward's packed weight ([`pack_forward`]): the taps, or
-/// for [`columns_winograd`] each channel's five columns' eight points.
+/// for [`columns_winograd`] each channel's five columns' eight points of
+/// F(4, 5) and six of F(2, 5).
 fn forward_rows(d: &Im2col) -> usize {
-    if columns_winograd(d) { d.c * KERNEL * ALPHA } else { d.c * d.kernel[0] * d.kernel[1] }
+    if columns_winograd(d) { d.c * KERNEL * (ALPHA + ALPHA2) } else { d.c * d.kernel[0] * d.kernel[1] }
 }
 
 /// The length of the forward's packed weight ([`pack_forward`]).
@@ -200,7 +203,8 @@ pub fn pack_weights(d: &Im2col, filters: usize, weight: &[f32], packed: &mut Pac
 /// for [`columns_winograd`] each filter column's transform `Σ_dy G[ξ][dy]
 /// · w[fi][ci][dy][dx]` (in f64, rounded once) — a vector of filters
 /// `fi = 16·vb + l` at `(((vb·c + ci)·5 + dx)·8 + ξ)·16 + l` (zero past
-/// `filters`), so that a block's weights are one run of whole vectors.
+/// `filters`), so that a block's weights are one run of whole vectors —
+/// followed by F(2, 5)'s (`G2`, six points) laid out alike.
 pub fn pack_forward(d: &Im2col, filters: usize, weight: &[f32], packed: &mut PackedA) {
     if !columns_winograd(d) {
         return pack_weights(d, filters, weight, packed);
@@ -208,12 +212,16 @@ pub fn pack_forward(d: &Im2col, filters: usize, weight: &[f32], packed: &mut Pac
     let (taps, cs) = (d.c * KERNEL * KERNEL, lanes(filters));
     assert!(weight.len() >= filters * taps, "filter_lanes::pack_forward: the weight is shorter than {filters} × {taps}");
     packed.store_rows(forward_rows(d), cs, |u| {
-        for (fi, g) in weight.chunks_exact(taps).take(filters).enumerate() {
-            for (ci, g) in g.chunks_exact(KERNEL * KERNEL).enumerate() {
-                for dx in 0..KERNEL {
-                    for (xi, gx) in G.iter().enumerate() {
-                        let v: f64 = gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum();
-                        u[((((fi / LANES) * d.c + ci) * KERNEL + dx) * ALPHA + xi) * LANES + fi % LANES] = v as f32;
+        let (fours, pairs) = u.split_at_mut(d.c * KERNEL * ALPHA * cs);
+        for (transform, u) in [(&G[..], fours), (&G2[..], pairs)] {
+            let points = transform.len();
+            for (fi, g) in weight.chunks_exact(taps).take(filters).enumerate() {
+                for (ci, g) in g.chunks_exact(KERNEL * KERNEL).enumerate() {
+                    for dx in 0..KERNEL {
+                        for (xi, gx) in transform.iter().enumerate() {
+                            let v: f64 = gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum();
+                            u[((((fi / LANES) * d.c + ci) * KERNEL + dx) * points + xi) * LANES + fi % LANES] = v as f32;
+                        }
                     }
                 }
             }
@@ -281,9 +289,9 @@ pub fn weight_grad_finish(d: &Im2col, filters: usize, acc: &[f32], gw: &mut [f32
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{ALPHA, Im2col, KERNEL, LANES, TILE};
+    use super::{ALPHA, ALPHA2, Im2col, KERNEL, LANES, TILE};
     use crate::compiled::winograd::column_tiles;
-    use crate::compiled::winograd::x86::{at as a_t, columns_transform};
+    use crate::compiled::winograd::x86::{at as a_t, at2, columns_transform, convert};
     use crate::gemm::x86::lanes;
 
     #[cfg(test)]
@@ -467,9 +475,9 @@ mod x86 {
 
     /// [`super::forward`] by Winograd's F(4, 5) down the columns
     /// ([`super::columns_winograd`]), into `yt` and `at` as [`conv`] writes
-    /// them: for each tile of four output rows ([`column_tiles`]), its
-    /// eight input rows' transform `Bᵀ d` into `t`, then blocks of two
-    /// output columns.
+    /// them: for each tile of four output rows ([`column_tiles`]; the rows
+    /// left over, F(2, 5)'s tiles of two), its eight (six) input rows'
+    /// transform `Bᵀ d` into `t`, then blocks of two output columns.
     ///
     /// # Safety
     /// As [`conv`], with `u` as [`super::pack_forward`] stores it, and `t`
@@ -492,10 +500,18 @@ mod x86 {
         let tr = transform_row(d);
         let ow = if pool { d.ow / 2 * 2 } else { d.ow };
         let b = Columns { c: d.c, tr, cs, relu, plane_out: d.oh * d.ow, ow: d.ow, pooled_row: ow / 2 * cs };
-        for (s, skip) in column_tiles(d.oh, pool) {
-            // SAFETY: rows s..s + 8 ≤ hp of each channel of `xp`; `t` holds
-            // its c × 8 rows of `tr` ≥ wp values.
-            unsafe { columns_transform(xp, d.c, hp * wp, wp, s, tr, t) };
+        // F(2, 5)'s weights follow F(4, 5)'s.
+        let pairs_at = d.c * KERNEL * ALPHA * cs;
+        for (s, skip, rows) in column_tiles(d.oh, pool, true) {
+            // SAFETY: rows s..s + 8 (or 6) ≤ hp of each channel of `xp`;
+            // `t` holds its c × 8 rows of `tr` ≥ wp values.
+            unsafe {
+                if rows == TILE {
+                    columns_transform::<ALPHA>(xp, d.c, hp * wp, wp, s, tr, t)
+                } else {
+                    columns_transform::<ALPHA2>(xp, d.c, hp * wp, wp, s, tr, t)
+                }
+            };
             for v in (0..cs).step_by(LANES) {
                 // SAFETY: `bias` holds the filters; lanes past them are masked.
                 let bias = if bias.is_empty() {
@@ -509,12 +525,23 @@ mod x86 {
                     // SAFETY: the block's columns ox.. + 6 ≤ wp of `t`, its
                     // outputs inside `yt` (and `at`), its weights inside `u`.
                     unsafe {
-                        let (t, u, y) = (t.as_ptr().add(ox), u.as_ptr().add(v * d.c * KERNEL * ALPHA), yt.as_mut_ptr().add(at_out));
+                        let (t, y) = (t.as_ptr().add(ox), yt.as_mut_ptr().add(at_out));
                         let a = if at.is_empty() { std::ptr::null_mut() } else { at.as_mut_ptr().add(at_out) };
-                        if ox + 1 < ow {
-                            columns::<2>(&b, t, u, bias, pool, skip, y, a, first);
+                        let pair = ox + 1 < ow;
+                        if rows == TILE {
+                            let u = u.as_ptr().add(v * d.c * KERNEL * ALPHA);
+                            if pair {
+                                columns::<ALPHA, TILE, 2>(&b, t, u, bias, pool, skip, y, a, first);
+                            } else {
+                                columns::<ALPHA, TILE, 1>(&b, t, u, bias, false, skip, y, a, first);
+                            }
                         } else {
-                            columns::<1>(&b, t, u, bias, false, skip, y, a, first);
+                            let u = u.as_ptr().add(pairs_at + v * d.c * KERNEL * ALPHA2);
+                            if pair {
+                                columns::<ALPHA2, 2, 2>(&b, t, u, bias, pool, skip, y, a, first);
+                            } else {
+                                columns::<ALPHA2, 2, 1>(&b, t, u, bias, false, skip, y, a, first);
+                            }
                         }
                     }
                 }
@@ -535,12 +562,13 @@ mod x86 {
         pooled_row: usize,
     }
 
-    /// Four rows by `C` columns of outputs from `t` (the block's first
+    /// `M` rows by `C` columns of outputs from `t` (the block's first
     /// column of the tile's transformed rows): `acc[ξ][j] = Σ_{ci, dx}
-    /// U[ci][dx][ξ] · T[ci][ξ][j + dx]` (the 8 points × `C` columns in
+    /// U[ci][dx][ξ] · T[ci][ξ][j + dx]` (the `P` points × `C` columns in
     /// registers), `Aᵀ acc` down each column, activated, into `y` as
-    /// [`block`] stores them — or with `pool` (`C` = 2) the two windows'
-    /// maxima and their indices — but for the first `skip` rows.
+    /// [`block`] stores them — or with `pool` (`C` = 2) the windows'
+    /// maxima and their indices — but for the first `skip` rows. F(4, 5):
+    /// `P` = 8, `M` = 4; F(2, 5): 6 and 2.
     ///
     /// # Safety
     /// As [`conv_columns`], for the block's columns and outputs.
@@ -548,7 +576,7 @@ mod x86 {
     #[allow(clippy::needless_range_loop)] // constant indices keep `acc` in registers
     #[inline(never)]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-    unsafe fn columns<const C: usize>(
+    unsafe fn columns<const P: usize, const M: usize, const C: usize>(
         b: &Columns,
         t: *const f32,
         u: *const f32,
@@ -559,34 +587,35 @@ mod x86 {
         a: *mut f32,
         first: usize,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); C]; ALPHA];
+        let mut acc = [[_mm512_setzero_ps(); C]; P];
         let mut u = u;
         for ci in 0..b.c {
-            // SAFETY (all below): channel ci's eight transformed rows, and
-            // its five columns' weight vectors in turn.
-            let tc = unsafe { t.add(ci * ALPHA * b.tr) };
+            // SAFETY (all below): channel ci's transformed rows, and its
+            // five columns' weight vectors in turn.
+            let tc = unsafe { t.add(ci * P * b.tr) };
             for dx in 0..KERNEL {
-                let uv: [__m512; ALPHA] = std::array::from_fn(|xi| unsafe { _mm512_loadu_ps(u.add(xi * LANES)) });
+                let uv: [__m512; P] = std::array::from_fn(|xi| unsafe { _mm512_loadu_ps(u.add(xi * LANES)) });
                 for j in 0..C {
-                    for xi in 0..ALPHA {
+                    for xi in 0..P {
                         let tv = _mm512_set1_ps(unsafe { *tc.add(xi * b.tr + j + dx) });
                         acc[xi][j] = _mm512_fmadd_ps(tv, uv[xi], acc[xi][j]);
                     }
                 }
-                u = unsafe { u.add(ALPHA * LANES) };
+                u = unsafe { u.add(P * LANES) };
             }
         }
         let zero = _mm512_setzero_ps();
-        let mut out = [[zero; C]; TILE];
+        let mut out = [[zero; C]; M];
         for j in 0..C {
-            let column: [__m512; ALPHA] = std::array::from_fn(|xi| acc[xi][j]);
-            for (i, v) in a_t(&column).into_iter().enumerate() {
+            let column: [__m512; P] = std::array::from_fn(|xi| acc[xi][j]);
+            let rows: [__m512; M] = if P == ALPHA { convert(&a_t(&convert(&column))) } else { convert(&at2(&convert(&column))) };
+            for (i, v) in rows.into_iter().enumerate() {
                 let v = _mm512_add_ps(v, bias);
                 out[i][j] = if b.relu { _mm512_max_ps(v, zero) } else { v };
             }
         }
         if !pool {
-            for i in skip..TILE {
+            for i in skip..M {
                 for j in 0..C {
                     // SAFETY: output (i, j) of the block is inside `y`.
                     unsafe { _mm512_storeu_ps(y.add((i * b.ow + j) * b.cs), out[i][j]) };
@@ -600,7 +629,7 @@ mod x86 {
             _mm512_set1_epi32(b.plane_out as i32),
         );
         let index = |offset: usize| _mm512_add_epi32(lane, _mm512_set1_epi32((first + offset) as i32));
-        for p in skip / 2..TILE / 2 {
+        for p in skip / 2..M / 2 {
             let (r, top) = (2 * p, 2 * p * b.ow);
             // As `block`'s pool: a later tap wins when greater or NaN.
             let later = [(out[r][C - 1], top + 1), (out[r + 1][0], top + b.ow), (out[r + 1][C - 1], top + b.ow + 1)];

@@ -232,15 +232,36 @@ pub fn pack_filters(d: &Winograd, weight: &[f32], flipped: bool, u: &mut PackedA
 /// (the products round by tile): from row 0 by fours, the last one moved
 /// up to end at the last even row, then for an odd last row, unpooled, one
 /// more tile ending there. A tile stores only the rows the one before did not.
-pub(super) fn column_tiles(oh: usize, pool: bool) -> impl Iterator<Item = (usize, usize)> {
+///
+/// With `pairs`, the rows left after the tiles of four (two, and an odd
+/// last one unpooled) are tiles of two rows — F(2, 5) — instead of a tile
+/// of four moved up over rows already done. Yields (first row, rows
+/// already stored, rows: 4 or 2).
+pub(super) fn column_tiles(oh: usize, pool: bool, pairs: bool) -> impl Iterator<Item = (usize, usize, usize)> {
     let even = oh / 2 * 2;
-    let odd = (!pool && even < oh).then(|| oh - TILE);
-    (0..even).step_by(TILE).map(move |s| s.min(even - TILE)).chain(odd).scan(0, |done, s| {
+    let (fours, tail) = if pairs { (even / TILE, PAIR) } else { (even.div_ceil(TILE), TILE) };
+    let pair = (pairs && !even.is_multiple_of(TILE)).then(|| (even - PAIR, PAIR));
+    let odd = (!pool && even < oh).then(|| (oh - tail, tail));
+    (0..fours).map(move |i| ((i * TILE).min(even - TILE), TILE)).chain(pair).chain(odd).scan(0, |done, (s, rows)| {
         let skip = *done - s;
-        *done = s + TILE;
-        Some((s, skip))
+        *done = s + rows;
+        Some((s, skip, rows))
     })
 }
+
+/// F(2, 5): outputs per tile, the transform's size (points 0, ±1, ±2, ∞)
+/// and the filter transform (`x86::bt2` and `x86::at2` write out its `Bᵀ`
+/// and `Aᵀ`).
+pub(super) const PAIR: usize = 2;
+pub(super) const ALPHA2: usize = PAIR + KERNEL - 1;
+pub(super) const G2: [[f64; KERNEL]; ALPHA2] = [
+    [1.0 / 4.0, 0.0, 0.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0, -1.0 / 3.0, 2.0 / 3.0],
+    [0.0, 0.0, 0.0, 0.0, 1.0],
+];
 
 /// `v[..len]`, grown (never shrunk) to hold it: scratch reused from call to
 /// call (freed and allocated afresh, these planes cost page faults).
@@ -518,7 +539,7 @@ pub(super) mod x86 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
-    use super::{ALPHA, TILE, Winograd};
+    use super::{ALPHA, ALPHA2, PAIR, TILE, Winograd};
     use crate::gemm::x86::lanes;
 
     /// `Bᵀ d` for a column `d` of eight vectors: [`BT`](super::BT)'s rows,
@@ -557,7 +578,7 @@ pub(super) mod x86 {
     /// `c × 8` rows of `row` ≥ `width` values rounded up to whole vectors.
     #[allow(clippy::too_many_arguments)] // a kernel's operands
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in crate::compiled) unsafe fn columns_transform(
+    pub(in crate::compiled) unsafe fn columns_transform<const P: usize>(
         x: &[f32],
         c: usize,
         plane: usize,
@@ -569,17 +590,58 @@ pub(super) mod x86 {
         for ci in 0..c {
             for at in (0..width).step_by(16) {
                 let mask = lanes(width - at);
-                // SAFETY: rows s..s + 8 of channel ci, lanes at.. < width;
+                // SAFETY: rows s..s + P of channel ci, lanes at.. < width;
                 // row (ci, ξ) of `t`, a whole vector at `at` < row.
                 unsafe {
-                    let column: [__m512; ALPHA] =
+                    let column: [__m512; P] =
                         std::array::from_fn(|r| _mm512_maskz_loadu_ps(mask, x.as_ptr().add(ci * plane + (s + r) * width + at)));
-                    for (xi, v) in bt(&column).into_iter().enumerate() {
-                        _mm512_storeu_ps(t.as_mut_ptr().add((ci * ALPHA + xi) * row + at), v);
+                    let v: [__m512; P] = if P == ALPHA { convert(&bt(&convert(&column))) } else { convert(&bt2(&convert(&column))) };
+                    for (xi, v) in v.into_iter().enumerate() {
+                        _mm512_storeu_ps(t.as_mut_ptr().add((ci * P + xi) * row + at), v);
                     }
                 }
             }
         }
+    }
+
+    /// `a` as an array of the same length `B` (`P` and a transform's size
+    /// in generic code).
+    #[inline(always)]
+    pub(in crate::compiled) fn convert<const A: usize, const B: usize>(a: &[__m512; A]) -> [__m512; B] {
+        a[..].try_into().expect("arrays of one length")
+    }
+
+    /// `Bᵀ d` of F(2, 5) for a column `d` of six vectors: `4 d0 − 5 d2 +
+    /// d4`, `(d4 − 4 d2) ± (d3 − 4 d1)`, `(d4 − d2) ± 2 (d3 − d1)`, `4 d1 −
+    /// 5 d3 + d5` (checked against the definition by the tests of its
+    /// callers).
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(in crate::compiled) fn bt2(d: &[__m512; ALPHA2]) -> [__m512; ALPHA2] {
+        let c = _mm512_set1_ps;
+        let (fma, add, sub) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps);
+        let (e1, o1) = (fma(c(-4.0), d[2], d[4]), fma(c(-4.0), d[1], d[3]));
+        let (e2, o2) = (sub(d[4], d[2]), _mm512_mul_ps(c(2.0), sub(d[3], d[1])));
+        [
+            fma(c(4.0), d[0], fma(c(-5.0), d[2], d[4])),
+            add(e1, o1),
+            sub(e1, o1),
+            add(e2, o2),
+            sub(e2, o2),
+            fma(c(4.0), d[1], fma(c(-5.0), d[3], d[5])),
+        ]
+    }
+
+    /// `Aᵀ m` of F(2, 5): `m0 + m1 + m2 + m3 + m4` and `(m1 − m2) + 2 (m3 −
+    /// m4) + m5`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(in crate::compiled) fn at2(m: &[__m512; ALPHA2]) -> [__m512; PAIR] {
+        let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+        [
+            add(add(m[0], add(m[1], m[2])), add(m[3], m[4])),
+            add(_mm512_fmadd_ps(_mm512_set1_ps(2.0), sub(m[3], m[4]), sub(m[1], m[2])), m[5]),
+        ]
     }
 
     /// `Aᵀ m` for a column `m` of eight vectors: [`AT`](super::AT)'s rows,
