@@ -443,28 +443,41 @@ mod x86 {
             }
             return;
         }
-        // Lane l's index: a plane further per lane.
-        let lane = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(b.plane_out as i32),
-        );
-        let index = |offset: usize| _mm512_add_epi32(lane, _mm512_set1_epi32((first + offset) as i32));
+        let lanes = plane_lanes(b.plane_out);
         for jj in 0..C / 2 {
             let j = 2 * jj;
-            // Taps in row order; a later one wins when greater or NaN (the
-            // candidates by value: constant indices keep `acc` in registers).
-            let later = [(acc[0][j + 1], 1), (acc[R - 1][j], b.ow), (acc[R - 1][j + 1], b.ow + 1)];
-            let (mut best, mut at) = (acc[0][j], index(j));
-            for (v, offset) in later {
-                let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                best = _mm512_mask_blend_ps(wins, best, v);
-                at = _mm512_mask_blend_epi32(wins, at, index(j + offset));
-            }
+            // The candidates by value: constant indices keep `acc` in registers.
+            let window = [acc[0][j], acc[0][j + 1], acc[R - 1][j], acc[R - 1][j + 1]];
+            let (best, at) = window_max(window, lanes, first + j, b.ow);
             unsafe { _mm512_storeu_ps(y.add(jj * b.cs), best) };
             if !a.is_null() {
                 unsafe { _mm512_storeu_ps(a.add(jj * b.cs), _mm512_castsi512_ps(at)) };
             }
         }
+    }
+
+    /// Each lane's index offset into the conv's planes: a plane further per lane.
+    #[target_feature(enable = "avx512f")]
+    fn plane_lanes(plane: usize) -> __m512i {
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(plane as i32))
+    }
+
+    /// The maximum of a 2 × 2 window's outputs `v` (top left, top right,
+    /// bottom left, bottom right) and its index into the conv's planes, as
+    /// `rows::max_pool_2x2` picks it: a later one wins when greater or
+    /// NaN. `first` is the top left output's index in lane 0 (`lanes`:
+    /// [`plane_lanes`]), `ow` the conv's row.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn window_max(v: [__m512; 4], lanes: __m512i, first: usize, ow: usize) -> (__m512, __m512i) {
+        let index = |offset: usize| _mm512_add_epi32(lanes, _mm512_set1_epi32((first + offset) as i32));
+        let (mut best, mut at) = (v[0], index(0));
+        for (v, offset) in [(v[1], 1), (v[2], ow), (v[3], ow + 1)] {
+            let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            best = _mm512_mask_blend_ps(wins, best, v);
+            at = _mm512_mask_blend_epi32(wins, at, index(offset));
+        }
+        (best, at)
     }
 
     /// Values per row of [`conv_columns`]' transform: the padded width in
@@ -623,22 +636,10 @@ mod x86 {
             }
             return;
         }
-        // Lane l's index: a plane further per lane.
-        let lane = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(b.plane_out as i32),
-        );
-        let index = |offset: usize| _mm512_add_epi32(lane, _mm512_set1_epi32((first + offset) as i32));
+        let lanes = plane_lanes(b.plane_out);
         for p in skip / 2..M / 2 {
             let (r, top) = (2 * p, 2 * p * b.ow);
-            // As `block`'s pool: a later tap wins when greater or NaN.
-            let later = [(out[r][C - 1], top + 1), (out[r + 1][0], top + b.ow), (out[r + 1][C - 1], top + b.ow + 1)];
-            let (mut best, mut at) = (out[r][0], index(top));
-            for (v, offset) in later {
-                let wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                best = _mm512_mask_blend_ps(wins, best, v);
-                at = _mm512_mask_blend_epi32(wins, at, index(offset));
-            }
+            let (best, at) = window_max([out[r][0], out[r][C - 1], out[r + 1][0], out[r + 1][C - 1]], lanes, first + top, b.ow);
             // SAFETY: pooled rows p of the block are inside `y` (and `a`).
             unsafe { _mm512_storeu_ps(y.add(p * b.pooled_row), best) };
             if !a.is_null() {
