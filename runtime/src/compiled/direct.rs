@@ -152,23 +152,20 @@ fn columns(d: &Im2col, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, pool: b
         "direct conv: the packed weight is not {filters} × {} (`pack_forward`), or not one bias per filter",
         per_filter(d)
     );
+    // The tiles read the image itself, its padding as zeros (no padded copy).
     let pad = Padded::of(d);
-    XPAD.with_borrow_mut(|buf| {
-        let xpad = pad.fill(d, x, buf);
-        COLUMNS.with_borrow_mut(|(t, m)| {
-            let row = pad.width.next_multiple_of(16);
-            let t = grown(t, d.c * ALPHA * row);
-            let m = grown(m, ALPHA * MR * d.ow.div_ceil(16) * 16);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `applies` (asserted in `check`) found AVX-512; the
-            // padded copy holds every row the tiles read (`Padded`), `t`
-            // a tile's `c × 8` transformed rows of `row` values, `m` a
-            // block's products, `u` `filters × per_filter` values, `out`
-            // every filter's planes (pooled with `pool`).
-            unsafe {
-                x86::columns(d, &pad, xpad, u.values(), filters, bias, relu, pool, row, t, m, out)
-            };
-        });
+    COLUMNS.with_borrow_mut(|(t, m)| {
+        let row = pad.width.next_multiple_of(16);
+        let t = grown(t, d.c * ALPHA * row);
+        let m = grown(m, ALPHA * MR * d.ow.div_ceil(16) * 16);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `applies` (asserted in `check`) found AVX-512; `x` holds
+        // the image, `t` a tile's `c × 8` transformed rows of `row` ≥
+        // `pad.width` values, `m` a block's products, `u` `filters ×
+        // per_filter` values, `out` every filter's planes (pooled with `pool`).
+        unsafe {
+            x86::columns(d, pad.width, x, u.values(), filters, bias, relu, pool, row, t, m, out)
+        };
     });
 }
 
@@ -468,16 +465,17 @@ mod x86 {
     /// products and outputs ([`products`]).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `xpad` is `pad`'s copy of the image, `u`
-    /// `filters` × `c·40` values as `pack_forward` packs them, `bias` none
-    /// or `filters`, `t` `c × 8 × row` values (`row` ≥ `pad.width`, a
-    /// multiple of 16), `m` `8 × MR × 16·V`, `out` the filters' planes.
+    /// The CPU has AVX-512F; `x` is the image (`c × h × w`; the padded
+    /// rows' transforms are `width` = `Padded::width` wide), `u` `filters`
+    /// × `c·40` values as `pack_forward` packs them, `bias` none or
+    /// `filters`, `t` `c × 8 × row` values (`row` ≥ `width`, a multiple of
+    /// 16), `m` `8 × MR × 16·V`, `out` the filters' planes.
     #[allow(clippy::too_many_arguments)] // a kernel's operands
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     pub(super) unsafe fn columns(
         d: &Im2col,
-        pad: &Padded,
-        xpad: &[f32],
+        width: usize,
+        x: &[f32],
         u: &[f32],
         filters: usize,
         bias: &[f32],
@@ -489,13 +487,12 @@ mod x86 {
         out: &mut [f32],
     ) {
         let per = super::per_filter(d);
-        let (width, vectors) = (pad.width, d.ow.div_ceil(16));
+        let vectors = d.ow.div_ceil(16);
         let b = Tile { c: d.c, row, relu, pool, oh: d.oh, ow: d.ow, s: 0, skip: 0 };
         for (s, skip, _) in column_tiles(d.oh, pool, false) {
             let b = Tile { s, skip, ..b };
-            // SAFETY: rows s..s + 8 ≤ hp of each channel of the padded
-            // copy; `t` holds its c × 8 rows of `row` ≥ width values.
-            unsafe { columns_transform::<ALPHA>(xpad, d.c, pad.hp * width, width, s, row, t) };
+            // SAFETY: `x` holds the image; `t` c × 8 rows of `row` ≥ width values.
+            unsafe { columns_transform::<ALPHA>(x, d.c, [d.h, d.w], d.pad, width, s, row, t) };
             for f0 in (0..filters).step_by(MR) {
                 let r = MR.min(filters - f0);
                 let bias = if bias.is_empty() { &[][..] } else { &bias[f0..f0 + r] };

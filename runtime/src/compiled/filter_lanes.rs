@@ -149,22 +149,23 @@ pub fn forward(d: &Im2col, x: &[f32], wt: &PackedA, bias: &[f32], relu: bool, fi
     let (hp, wp) = d.padded();
     SCRATCH.with_borrow_mut(|s| {
         let Scratch { xpad, tmp, yt, at, t, .. } = s;
-        let xp: &[f32] = if d.xpad_len() == 0 { x } else { xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]) };
         let pool = matches!(out, Output::MaxPool { .. });
         let (rows, cols) = if pool { (oh / 2, ow / 2) } else { (oh, ow) };
         let yt = grown(yt, rows * cols * cs);
         let record = matches!(&out, Output::MaxPool { argmax, .. } if !argmax.is_empty());
         let at = grown(at, if record { rows * cols * cs } else { 0 });
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `forward_applies` checked AVX-512; `xp` is the padded
-        // image, in which every window fits; `wt` holds `forward_rows × cs`
-        // values, `bias` none or `filters`; `yt` (and `at`) `rows × cols ×
-        // cs`; `t` a row tile's transform of every channel.
+        // SAFETY: `forward_applies` checked AVX-512; `x` holds the image
+        // (read in place by the column Winograd, its padding as zeros) and
+        // `xp` the padded one, in which every window fits; `wt` holds
+        // `forward_rows × cs` values, `bias` none or `filters`; `yt` (and
+        // `at`) `rows × cols × cs`; `t` a row tile's transform of every channel.
         unsafe {
             if columns_winograd(d) {
                 let t = grown(t, d.c * ALPHA * x86::transform_row(d));
-                x86::conv_columns(d, xp, wt.values(), cs, bias, relu, pool, t, yt, at)
+                x86::conv_columns(d, x, wt.values(), cs, bias, relu, pool, t, yt, at)
             } else {
+                let xp: &[f32] = if d.xpad_len() == 0 { x } else { xpad.copy(x, [d.c, d.h, d.w], d.pad, [hp, wp]) };
                 x86::conv(d, xp, wt.values(), cs, bias, relu, pool, yt, at)
             }
         };
@@ -493,13 +494,14 @@ mod x86 {
     /// transform `Bᵀ d` into `t`, then blocks of two output columns.
     ///
     /// # Safety
-    /// As [`conv`], with `u` as [`super::pack_forward`] stores it, and `t`
+    /// As [`conv`], with `x` the image itself (`c × h × w`; its padding is
+    /// read as zeros), `u` as [`super::pack_forward`] stores it, and `t`
     /// holding `c × 8` rows of [`transform_row`] values.
     #[allow(clippy::too_many_arguments)] // a kernel's operands
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
     pub(super) unsafe fn conv_columns(
         d: &Im2col,
-        xp: &[f32],
+        x: &[f32],
         u: &[f32],
         cs: usize,
         bias: &[f32],
@@ -509,20 +511,19 @@ mod x86 {
         yt: &mut [f32],
         at: &mut [f32],
     ) {
-        let (hp, wp) = d.padded();
+        let wp = d.padded().1;
         let tr = transform_row(d);
         let ow = if pool { d.ow / 2 * 2 } else { d.ow };
         let b = Columns { c: d.c, tr, cs, relu, plane_out: d.oh * d.ow, ow: d.ow, pooled_row: ow / 2 * cs };
         // F(2, 5)'s weights follow F(4, 5)'s.
         let pairs_at = d.c * KERNEL * ALPHA * cs;
         for (s, skip, rows) in column_tiles(d.oh, pool, true) {
-            // SAFETY: rows s..s + 8 (or 6) ≤ hp of each channel of `xp`;
-            // `t` holds its c × 8 rows of `tr` ≥ wp values.
+            // SAFETY: `x` holds the image; `t` c × 8 rows of `tr` ≥ wp values.
             unsafe {
                 if rows == TILE {
-                    columns_transform::<ALPHA>(xp, d.c, hp * wp, wp, s, tr, t)
+                    columns_transform::<ALPHA>(x, d.c, [d.h, d.w], d.pad, wp, s, tr, t)
                 } else {
-                    columns_transform::<ALPHA2>(xp, d.c, hp * wp, wp, s, tr, t)
+                    columns_transform::<ALPHA2>(x, d.c, [d.h, d.w], d.pad, wp, s, tr, t)
                 }
             };
             for v in (0..cs).step_by(LANES) {

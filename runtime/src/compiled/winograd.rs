@@ -568,37 +568,50 @@ pub(super) mod x86 {
         ]
     }
 
-    /// `t[(ci·8 + ξ)·row + x] = (Bᵀ d)[ξ]` for the eight rows `d` from row
-    /// `s` of each of `c` channels of `x` (`plane` values a channel,
-    /// `width` a row): the columns transform of the convs by F(4, 5) down
-    /// the columns, whole vectors of a row at a time.
+    /// `t[(ci·P + ξ)·row + x] = (Bᵀ d)[ξ]` for the `P` rows `d` from row
+    /// `s` of each of `c` channels of the image `x` (`h × w` each) as if
+    /// zero-padded by `top` rows and `left` columns (and on the right and
+    /// bottom as far as read), columns `0..width` of the padded rows: the
+    /// columns transform of the convs by Winograd down the columns, whole
+    /// vectors of a row at a time, the padding as masked-off lanes and
+    /// zero rows (no padded copy). `P` = 8: F(4, 5) ([`bt`]); 6: F(2, 5)
+    /// ([`bt2`]).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `x` holds rows `s..s + 8` of each channel, `t`
-    /// `c × 8` rows of `row` ≥ `width` values rounded up to whole vectors.
+    /// The CPU has AVX-512F; `x` holds `c × h × w` values, `t` `c × P`
+    /// rows of `row` ≥ `width` values rounded up to whole vectors.
     #[allow(clippy::too_many_arguments)] // a kernel's operands
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(in crate::compiled) unsafe fn columns_transform<const P: usize>(
         x: &[f32],
         c: usize,
-        plane: usize,
+        [h, w]: [usize; 2],
+        [top, left]: [usize; 2],
         width: usize,
         s: usize,
         row: usize,
         t: &mut [f32],
     ) {
-        for ci in 0..c {
-            for at in (0..width).step_by(16) {
-                let mask = lanes(width - at);
-                // SAFETY: rows s..s + P of channel ci, lanes at.. < width;
-                // row (ci, ξ) of `t`, a whole vector at `at` < row.
-                unsafe {
-                    let column: [__m512; P] =
-                        std::array::from_fn(|r| _mm512_maskz_loadu_ps(mask, x.as_ptr().add(ci * plane + (s + r) * width + at)));
-                    let v: [__m512; P] = if P == ALPHA { convert(&bt(&convert(&column))) } else { convert(&bt2(&convert(&column))) };
-                    for (xi, v) in v.into_iter().enumerate() {
-                        _mm512_storeu_ps(t.as_mut_ptr().add((ci * P + xi) * row + at), v);
+        let zero = _mm512_setzero_ps();
+        for at in (0..width).step_by(16) {
+            // Lane l holds input column at + l − left: the lanes in 0..w.
+            let (first, end) = (left.saturating_sub(at).min(16), (w + left).saturating_sub(at).min(16));
+            let mask = lanes(end) & !lanes(first);
+            for ci in 0..c {
+                let column: [__m512; P] = std::array::from_fn(|r| {
+                    let y = (s + r).wrapping_sub(top);
+                    if y >= h || mask == 0 {
+                        return zero;
                     }
+                    // SAFETY: the unmasked lanes read columns at + l − left
+                    // in 0..w of row y < h of channel ci (the pointer itself
+                    // may point before the row: only those lanes are read).
+                    unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add((ci * h + y) * w).wrapping_add(at).wrapping_sub(left)) }
+                });
+                let v: [__m512; P] = if P == ALPHA { convert(&bt(&convert(&column))) } else { convert(&bt2(&convert(&column))) };
+                for (xi, v) in v.into_iter().enumerate() {
+                    // SAFETY: row (ci, ξ) of `t`, a whole vector at `at` < row.
+                    unsafe { _mm512_storeu_ps(t.as_mut_ptr().add((ci * P + xi) * row + at), v) };
                 }
             }
         }
