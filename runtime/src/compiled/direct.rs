@@ -34,7 +34,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
-use super::winograd::{ALPHA, G, KERNEL, TILE, grown};
+use super::winograd::{ALPHA, G, KERNEL, TILE, column_point, grown};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::{MR, PackedA};
 
@@ -130,8 +130,7 @@ pub fn pack_forward(d: &Im2col, filters: usize, weight: &[f32], packed: &mut Pac
                     for dx in 0..KERNEL {
                         for fi in 0..r {
                             let g = &weight[(f0 + fi) * taps + ci * KERNEL * KERNEL..];
-                            let v: f64 = gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum();
-                            block[((xi * d.c + ci) * KERNEL + dx) * r + fi] = v as f32;
+                            block[((xi * d.c + ci) * KERNEL + dx) * r + fi] = column_point(gx, g, dx);
                         }
                     }
                 }

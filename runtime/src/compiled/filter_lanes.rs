@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 
 use super::rows::{Bordered, Im2col};
-use super::winograd::{ALPHA, ALPHA2, G, G2, KERNEL, TILE, channels_last, grown, planes};
+use super::winograd::{ALPHA, ALPHA2, G, G2, KERNEL, TILE, channels_last, column_point, grown, planes};
 use super::{CpuLevel, cpu_level};
 use crate::gemm::PackedA;
 
@@ -220,8 +220,7 @@ pub fn pack_forward(d: &Im2col, filters: usize, weight: &[f32], packed: &mut Pac
                 for (ci, g) in g.chunks_exact(KERNEL * KERNEL).enumerate() {
                     for dx in 0..KERNEL {
                         for (xi, gx) in transform.iter().enumerate() {
-                            let v: f64 = gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum();
-                            u[((((fi / LANES) * d.c + ci) * KERNEL + dx) * points + xi) * LANES + fi % LANES] = v as f32;
+                            u[((((fi / LANES) * d.c + ci) * KERNEL + dx) * points + xi) * LANES + fi % LANES] = column_point(gx, g, dx);
                         }
                     }
                 }

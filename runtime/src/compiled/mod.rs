@@ -376,9 +376,6 @@ fn transpose<T>(v: Vec<Vec<T>>) -> Vec<Vec<T>> {
     out
 }
 
-/// Run the jobs, the first on this thread and the others on rayon's pool
-/// (threads kept between calls: starting one per pass cost LeNet-5's
-/// two-thread training step about a tenth of its time).
 /// A stage's input, output and parameters for one chunk of images.
 struct StageIo<'a> {
     x: &'a [f32],
@@ -404,6 +401,9 @@ fn stage_forward(def: &StageDef, io: StageIo<'_>, keep: &mut [f32], argmax: &mut
     }
 }
 
+/// Run the jobs, the first on this thread and the others on rayon's pool
+/// (threads kept between calls: starting one per pass cost LeNet-5's
+/// two-thread training step about a tenth of its time).
 fn run<J: FnOnce() + Send>(jobs: Vec<J>) {
     let mut jobs = jobs.into_iter();
     let Some(first) = jobs.next() else { return };

@@ -249,6 +249,13 @@ pub(super) fn column_tiles(oh: usize, pool: bool, pairs: bool) -> impl Iterator<
     })
 }
 
+/// Point `gx` (a row of [`G`] or [`G2`]) of column `dx` of a 5 × 5
+/// kernel `g` (row-major): `Σ_dy gx[dy] · g[dy][dx]`, in f64 and rounded
+/// once — the filter transform of the convs by Winograd down the columns.
+pub(super) fn column_point(gx: &[f64; KERNEL], g: &[f32], dx: usize) -> f32 {
+    gx.iter().enumerate().map(|(dy, &gy)| gy * f64::from(g[dy * KERNEL + dx])).sum::<f64>() as f32
+}
+
 /// F(2, 5): outputs per tile, the transform's size (points 0, ±1, ±2, ∞)
 /// and the filter transform (`x86::bt2` and `x86::at2` write out its `Bᵀ`
 /// and `Aᵀ`).

@@ -369,16 +369,17 @@ fn check_dense_backward(g: &compiled::DenseGeom, io: &DenseBackward<'_>) -> usiz
 /// A dense stage on the microkernels.
 fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
     let (i, u) = (g.inputs, g.units);
+    // The weight is packed unless the microkernel reads it in place — then,
+    // for the dot products of a few images, maybe as they read it.
+    let (packed_len, gemv_len) = if reads_rows_in_place() { (0, Some(gemv_packed_len(u, i))) } else { (u * i, None) };
     let forward = {
         let code = Arc::clone(code);
         move |io: DenseForward<'_>| {
             let _ = &code;
             let images = check_dense_forward(&g, &io);
-            // The weight is packed unless the microkernel reads it in place
-            // — then, for the dot products of a few images, maybe as they read it.
             let len = io.packed.rows() * io.packed.depth();
-            if !(reads_rows_in_place() && len == gemv_packed_len(u, i)) {
-                expect("packed weight", len, if reads_rows_in_place() { 0 } else { u * i });
+            if Some(len) != gemv_len {
+                expect("packed weight", len, packed_len);
             }
             let s = io.scratch;
             let (xt, yt) = (ptr(sized(&mut s.cols, i * images)), ptr(sized(&mut s.plane, u * images)));
