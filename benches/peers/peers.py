@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the peers on convc's specs, side by side with `convc bench`.
 
-    python3 benches/peers/peers.py [specs/lenet5.toml specs/fashion_tf.toml] [--compile] [--native] [--infer]
+    python3 benches/peers/peers.py [specs/lenet5.toml specs/fashion_tf.toml] [--compile] [--native] [--infer] [--avx2]
 
 For each spec: PyTorch eager (and torch.compile with --compile) — inference
 at batch 1 on 1 thread, at batch 64 on 2 threads, a training step (forward,
@@ -16,6 +16,11 @@ it is also timed through its C API from Rust (engine `onnxruntime-c`:
 `ort-native/`, built with cargo on first use, loading the same library
 the Python package installed). --infer skips PyTorch's rows.
 
+--avx2 limits PyTorch to AVX2 (ATEN_CPU_CAPABILITY=avx2 for its own
+kernels, ONEDNN_MAX_CPU_ISA=AVX2 for oneDNN's convolutions): the peer for
+`CONVC_CPU=avx2 convc bench` on an AVX-512 machine. ONNX Runtime has no
+such switch and runs as it is.
+
 The network is built from the spec (conv2d, pools, flatten, dense, dropout,
 activations), so peers and convc run the same shapes.
 """
@@ -26,6 +31,11 @@ import sys
 import tempfile
 import time
 import tomllib
+
+if "--avx2" in sys.argv:
+    # Read when torch loads: set before the import.
+    os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 import torch
 import torch.nn as nn
@@ -168,6 +178,7 @@ def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     specs = args or ["specs/lenet5.toml", "specs/fashion_tf.toml"]
     rows = []
+    print(f"PyTorch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}", file=sys.stderr)
     for path in specs:
         measure(path, "--compile" in sys.argv, rows, "--native" in sys.argv, "--infer" in sys.argv)
     print(f"\n{'spec':<12} {'engine':<14} {'mode':<6} {'batch':>5} {'threads':>7} {'images/s':>10} {'latency':>12}")
