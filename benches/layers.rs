@@ -144,9 +144,9 @@ fn layers(c: &mut Criterion) {
 /// forward transform-GEMMs-transform, the input gradient (the adjoint conv)
 /// and the weight gradient's accumulation. AVX-512 CPUs only.
 fn winograd(c: &mut Criterion) {
-    use convc::runtime::compiled::winograd::{self, Winograd};
-    use convc::runtime::compiled::{CpuLevel, cpu_level};
-    use convc::runtime::gemm::PackedA;
+    use convc::runtime::cpu::{CpuLevel, cpu_level};
+    use convc::runtime::kernels::gemm::PackedA;
+    use convc::runtime::kernels::winograd::{self, Winograd};
     use convc::runtime::rng::Rng;
     if cpu_level() != CpuLevel::Avx512 {
         return;
@@ -176,10 +176,10 @@ fn winograd(c: &mut Criterion) {
 /// Winograd down the columns) and two wider 3 × 3 convs (64 → 64 channels
 /// on 28 × 28 and 256 → 256 on 14 × 14, padded).
 fn filter_lanes(c: &mut Criterion) {
-    use convc::runtime::compiled::filter_lanes::{self as lanes, Output};
-    use convc::runtime::compiled::rows::{self, Im2col};
-    use convc::runtime::compiled::{CpuLevel, cpu_level};
-    use convc::runtime::gemm::{PackedA, gemm_packed};
+    use convc::runtime::cpu::{CpuLevel, cpu_level};
+    use convc::runtime::kernels::filter_lanes::{self as lanes, Output};
+    use convc::runtime::kernels::gemm::{PackedA, gemm_packed};
+    use convc::runtime::kernels::im2col::{self as rows, Im2col};
     use convc::runtime::rng::Rng;
     if cpu_level() != CpuLevel::Avx512 {
         return;
@@ -214,7 +214,7 @@ fn filter_lanes(c: &mut Criterion) {
             b.iter(|| {
                 rows::im2col(&d, &x, &mut xpad, &mut cols);
                 gemm_packed(&packed, &cols, plane, plane, &bias, true, &mut z, plane);
-                rows::max_pool_2x2(&z, f, d.oh, d.ow, &mut y, &mut argmax);
+                convc::runtime::kernels::pool::max_pool_2x2(&z, f, d.oh, d.ow, &mut y, &mut argmax);
             })
         });
         group.bench_function("backward/lanes", |b| b.iter(|| lanes::backward(&d, &x, &dz, f, &wt, &mut acc, &mut dx)));

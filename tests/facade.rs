@@ -34,7 +34,7 @@ convc::network!(
 
 #[test]
 fn readme_macro_example_runs() -> Result<(), Box<dyn std::error::Error>> {
-    use convc::runtime::optim::{Optimizer, OptimizerConfig};
+    use convc::runtime::train::optim::{Optimizer, OptimizerConfig};
     assert_eq!((Tiny::C, Tiny::H, Tiny::W, Tiny::CLASSES, Tiny::PARAMS), (1, 8, 8, 3, 64 * 3 + 3));
     let mut net = Lenet5::new(42);
     let image = [0.25f32; Lenet5::INPUT_LEN];

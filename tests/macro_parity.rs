@@ -20,7 +20,7 @@ use common::macro_cases::{CASES, FashionTf, Lenet5};
 fn every_declared_network_matches_the_interpreter() {
     // Run again below with CONVC_CPU forcing each lower instruction set.
     if let Ok(asked) = std::env::var("CONVC_CPU") {
-        assert_eq!(convc::runtime::compiled::cpu_level().name(), asked, "CONVC_CPU={asked} was not honoured");
+        assert_eq!(convc::runtime::cpu::cpu_level().name(), asked, "CONVC_CPU={asked} was not honoured");
     }
     let mut failures = Vec::new();
     for &(name, spec, build) in CASES.iter().filter(|c| !BIG.contains(&c.0)) {
@@ -90,7 +90,7 @@ fn skipping_the_input_gradient_changes_no_parameter_gradient() {
 /// the test above): this test binary again, with `CONVC_CPU` set.
 #[test]
 fn lower_instruction_set_versions_match_too() {
-    use convc::runtime::compiled::{CpuLevel, cpu_level};
+    use convc::runtime::cpu::{CpuLevel, cpu_level};
     if std::env::var_os("CONVC_CPU").is_some() {
         return;
     }

@@ -4,7 +4,7 @@
 
 use convc::compiler::{Graph, SourceFile, check_source};
 use convc::jit::{JitOptions, compile_with};
-use convc::runtime::optim::{Optimizer, OptimizerConfig};
+use convc::runtime::train::optim::{Optimizer, OptimizerConfig};
 use convc::runtime::{Mode, Model};
 
 pub fn spec_file(name: &str) -> Graph {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use convc_runtime::data::FASHION_MNIST_DIR;
+use convc_runtime::train::data::FASHION_MNIST_DIR;
 
 fn convc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_convc")).args(args).output().expect("run convc")
@@ -47,7 +47,7 @@ fn s(p: &Path) -> String {
 
 /// The tensors of a weights file, as raw bits, in name order.
 fn weight_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
-    let (tensors, _) = convc_runtime::weights::read(path).unwrap_or_else(|e| panic!("{e}"));
+    let (tensors, _) = convc_runtime::train::weights::read(path).unwrap_or_else(|e| panic!("{e}"));
     tensors.into_iter().map(|t| (t.name, t.data.iter().map(|v| v.to_bits()).collect())).collect()
 }
 

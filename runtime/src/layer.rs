@@ -1,6 +1,8 @@
 //! The layer vocabulary shared by the compiler's graph, the interpreter and
 //! every code generator: resolved geometry, shapes, parameter layouts.
 
+use std::ops::Range;
+
 use crate::ops::{Activation, PoolKind};
 
 /// Per-axis (height, width) pair.
@@ -75,7 +77,7 @@ pub struct Pool {
 
 impl Pool {
     /// 2×2 max pooling with stride 2 and no padding: the common pool,
-    /// which compiled code runs on `compiled::rows::max_pool_2x2`.
+    /// which compiled code runs on `kernels::pool::max_pool_2x2`.
     pub fn is_max_2x2(&self) -> bool {
         self.kind == PoolKind::Max && self.size == [2, 2] && self.stride == [2, 2] && self.pad == [0, 0]
     }
@@ -160,4 +162,39 @@ pub struct LayerDef {
     pub op: Op,
     pub input: Shape,
     pub output: Shape,
+}
+
+/// The outputs `o` whose tap `k` lands inside the input: `0 ≤ o·s + k − p < n`.
+#[inline]
+pub fn valid_outputs(out: usize, n: usize, stride: usize, k: usize, pad: usize) -> Range<usize> {
+    let lo = pad.saturating_sub(k).div_ceil(stride);
+    let hi = if n + pad > k { ((n + pad - k - 1) / stride + 1).min(out) } else { 0 };
+    lo..hi.max(lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_outputs;
+
+    #[test]
+    fn valid_outputs_matches_brute_force() {
+        for n in 1..12 {
+            for k in 0..6 {
+                for pad in 0..4 {
+                    for stride in 1..4 {
+                        for out in 1..12 {
+                            let brute: Vec<usize> = (0..out)
+                                .filter(|&o| {
+                                    let i = (o * stride + k) as i64 - pad as i64;
+                                    i >= 0 && i < n as i64
+                                })
+                                .collect();
+                            let r: Vec<usize> = valid_outputs(out, n, stride, k, pad).collect();
+                            assert_eq!(r, brute, "out {out} n {n} stride {stride} k {k} pad {pad}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

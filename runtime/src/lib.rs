@@ -1,30 +1,33 @@
-//! convc-runtime: what compiled networks link against.
+//! convc-runtime: what compiled networks link against, in tiers — each
+//! imports only from the tiers above it in this list:
 //!
-//! - [`layer`], [`ops`]: the vocabulary every backend shares;
-//! - [`model`]: the [`Model`] trait that every backend implements;
-//! - [`interp`]: the reference interpreter;
-//! - [`init`], [`loss`], [`optim`]: initialisation, softmax cross-entropy,
-//!   SGD and Adam;
-//! - [`compiled`], [`gemm`]: what macro-generated networks run on.
+//! 1. the ground floor: [`cpu`] (the instruction-set level kernels run
+//!    at), [`rng`] (seeded, derivable random streams);
+//! 2. the vocabulary every backend shares: [`layer`] and [`ops`] (layers,
+//!    shapes, activations, pools, parameter layouts), [`model`] (the
+//!    [`Model`] trait every backend implements), [`elementwise`] and
+//!    [`init`] (activations, dropout, initialisation);
+//! 3. the reference: [`interp`], plain layer-by-layer loops that every
+//!    backend is tested against;
+//! 4. the kernels: [`kernels`], each algorithm written once over vector
+//!    instructions and compiled for every CPU level;
+//! 5. the compiled executor: [`compiled`], the network that generated
+//!    code and the JIT run — stages, buffers, packing, threads;
+//! 6. the application: [`train`] — the trainer, optimizers, loss,
+//!    checkpoints, weights files, IDX data, evaluation, history plots and
+//!    benchmark timing.
 
-pub mod bench;
-pub mod checkpoint;
 pub mod compiled;
-pub mod curve;
-pub mod data;
+pub mod cpu;
 pub mod elementwise;
-pub mod gemm;
 pub mod init;
 pub mod interp;
+pub mod kernels;
 pub mod layer;
-pub mod loss;
 pub mod model;
 pub mod ops;
-pub mod optim;
-pub mod peak;
 pub mod rng;
 pub mod train;
-pub mod weights;
 
 pub use model::{Mode, Model, ModelError, ParamMut, ParamRef};
 pub use ops::{Activation, PoolKind};

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use convc_runtime::bench::{BenchMode, time_model};
-use convc_runtime::peak;
+use convc_runtime::kernels::peak;
+use convc_runtime::train::bench::{BenchMode, time_model};
 use serde::Serialize;
 
 use super::{Backend, CliError, build_model, load_graph};

@@ -12,10 +12,10 @@ use std::time::Duration;
 use clap::ValueEnum;
 use convc_compiler::{Graph, SpecError};
 use convc_runtime::Model;
-use convc_runtime::data::DataError;
 use convc_runtime::model::ModelError;
 use convc_runtime::train::TrainError;
-use convc_runtime::weights::WeightsError;
+use convc_runtime::train::data::DataError;
+use convc_runtime::train::weights::WeightsError;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum OptimizerArg {

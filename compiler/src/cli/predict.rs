@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use convc_runtime::data::{self, Dataset};
-use convc_runtime::train::{confusion_matrix, evaluate};
-use convc_runtime::weights::{self, Tensor};
+use convc_runtime::train::data::{self, Dataset};
+use convc_runtime::train::eval::{confusion_matrix, evaluate};
+use convc_runtime::train::weights::{self, Tensor};
 
 use super::{Backend, CliError, build_model, load_graph};
 

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use convc_compiler::Graph;
 use convc_compiler::spec::{OptimizerKind, OptimizerSpec};
-use convc_runtime::checkpoint::{self, Checkpoint};
-use convc_runtime::data::{self, Dataset, Split};
-use convc_runtime::optim::{Optimizer, OptimizerConfig};
-use convc_runtime::train::{self, EpochStats, TrainOptions};
-use convc_runtime::{curve, weights};
+use convc_runtime::train::checkpoint::{self, Checkpoint};
+use convc_runtime::train::data::{self, Dataset, Split};
+use convc_runtime::train::history::{self as curve, EpochStats};
+use convc_runtime::train::optim::{Optimizer, OptimizerConfig};
+use convc_runtime::train::weights;
+use convc_runtime::train::{self, TrainOptions};
 
 use super::{Backend, CliError, OptimizerArg, build_model, load_graph};
 

@@ -294,15 +294,15 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
                 }
 
                 /// A network with the weights of a safetensors file (PyTorch layout).
-                pub fn load(path: impl AsRef<::std::path::Path>) -> Result<Self, #rt::weights::WeightsError> {
+                pub fn load(path: impl AsRef<::std::path::Path>) -> Result<Self, #rt::train::weights::WeightsError> {
                     let mut net = Self::new(0);
-                    #rt::weights::load_model(&mut net, path.as_ref())?;
+                    #rt::train::weights::load_model(&mut net, path.as_ref())?;
                     Ok(net)
                 }
 
                 /// Write the weights as safetensors (PyTorch layout), atomically.
-                pub fn save(&self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::weights::WeightsError> {
-                    #rt::weights::save_model(self, path.as_ref())
+                pub fn save(&self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::train::weights::WeightsError> {
+                    #rt::train::weights::save_model(self, path.as_ref())
                 }
 
                 /// Logits of one image.
@@ -322,7 +322,7 @@ pub fn network(graph: &Graph, plan: &Plan, opts: &RustOptions) -> TokenStream {
                     &mut self,
                     images: &[[f32; #input_len]],
                     labels: &[u8],
-                    optimizer: &mut #rt::optim::Optimizer,
+                    optimizer: &mut #rt::train::optim::Optimizer,
                     seed: u64,
                 ) -> Result<#rt::train::Step, ModelError> {
                     #rt::train::step(self, optimizer, images.as_flattened(), labels, seed)

@@ -229,17 +229,17 @@ const _: () = {
         /// A network with the weights of a safetensors file (PyTorch layout).
         pub fn load(
             path: impl AsRef<::std::path::Path>,
-        ) -> Result<Self, ::convc::runtime::weights::WeightsError> {
+        ) -> Result<Self, ::convc::runtime::train::weights::WeightsError> {
             let mut net = Self::new(0);
-            ::convc::runtime::weights::load_model(&mut net, path.as_ref())?;
+            ::convc::runtime::train::weights::load_model(&mut net, path.as_ref())?;
             Ok(net)
         }
         /// Write the weights as safetensors (PyTorch layout), atomically.
         pub fn save(
             &self,
             path: impl AsRef<::std::path::Path>,
-        ) -> Result<(), ::convc::runtime::weights::WeightsError> {
-            ::convc::runtime::weights::save_model(self, path.as_ref())
+        ) -> Result<(), ::convc::runtime::train::weights::WeightsError> {
+            ::convc::runtime::train::weights::save_model(self, path.as_ref())
         }
         /// Logits of one image.
         pub fn predict(&mut self, image: &[f32; 784]) -> [f32; 10] {
@@ -256,7 +256,7 @@ const _: () = {
             &mut self,
             images: &[[f32; 784]],
             labels: &[u8],
-            optimizer: &mut ::convc::runtime::optim::Optimizer,
+            optimizer: &mut ::convc::runtime::train::optim::Optimizer,
             seed: u64,
         ) -> Result<::convc::runtime::train::Step, ModelError> {
             ::convc::runtime::train::step(

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use convc::runtime::data::{self, FASHION_MNIST_DIR, Split};
-use convc::runtime::optim::{Optimizer, OptimizerConfig};
+use convc::runtime::train::data::{self, FASHION_MNIST_DIR, Split};
+use convc::runtime::train::optim::{Optimizer, OptimizerConfig};
 use convc::runtime::train::{self, TrainOptions};
 
 convc::network!(pub FashionTf = "../../specs/fashion_tf.toml");

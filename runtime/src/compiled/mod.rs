@@ -16,79 +16,20 @@
 //! its own parameter-gradient buffers, summed in thread order, so the same
 //! seed and thread count give identical weights.
 
-pub mod direct;
-pub mod filter_lanes;
-pub mod kernels;
-pub mod rows;
-pub mod winograd;
+pub mod stage;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-pub use kernels::*;
+pub use stage::*;
 
+use crate::cpu::{CpuLevel, PARALLEL_MIN, cpu_level};
 use crate::elementwise;
-use crate::gemm::{Layout, gemm};
 use crate::init;
+use crate::kernels::gemm::{Layout, gemm};
+use crate::kernels::{direct, filter_lanes, winograd};
 use crate::layer::{LayerDef, Shape};
 use crate::model::{Mode, Model, ModelError, ParamMut, ParamRef, check_input, expect_len};
 use crate::ops::{Activation, PoolKind};
-
-/// The widest instruction set this CPU offers, as the multiversioned
-/// kernels use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum CpuLevel {
-    /// The target's baseline (x86-64: SSE2).
-    Baseline,
-    /// AVX2 and FMA.
-    Avx2,
-    /// AVX-512 F/VL/BW/DQ, AVX2 and FMA.
-    Avx512,
-}
-
-impl CpuLevel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Baseline => "baseline",
-            Self::Avx2 => "avx2",
-            Self::Avx512 => "avx512",
-        }
-    }
-
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            let avx512 = is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512vl")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512dq");
-            if avx2 && avx512 {
-                return Self::Avx512;
-            }
-            if avx2 {
-                return Self::Avx2;
-            }
-        }
-        Self::Baseline
-    }
-}
-
-/// The level multiversioned kernels run at: the CPU's best, or lower when
-/// the environment variable `CONVC_CPU` (`baseline`, `avx2`, `avx512`) asks
-/// for it — to compare the versions or test the baseline one on a wide CPU.
-/// A request above what the CPU has is ignored.
-pub fn cpu_level() -> CpuLevel {
-    static LEVEL: OnceLock<CpuLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let best = CpuLevel::detect();
-        let asked = match std::env::var("CONVC_CPU").as_deref() {
-            Ok("baseline") => CpuLevel::Baseline,
-            Ok("avx2") => CpuLevel::Avx2,
-            _ => CpuLevel::Avx512,
-        };
-        best.min(asked)
-    })
-}
 
 /// A conv stage's geometry, as a type: generated code declares one type
 /// per stage, so that each kernel below is monomorphised — in the user's
@@ -245,7 +186,7 @@ impl StageDef {
     /// `filter_lanes` reads), dense `units × inputs` (and its transpose), a
     /// Winograd conv's filter transforms (and its adjoint's). Other stages
     /// (local layers use the interpreter's loops) pack nothing.
-    fn pack(&self, weight: &[f32], backward: bool, packed: &mut crate::gemm::PackedA, threads: usize) {
+    fn pack(&self, weight: &[f32], backward: bool, packed: &mut crate::kernels::gemm::PackedA, threads: usize) {
         let (rows, depth) = match self.kernels {
             StageKernels::Conv { geom, .. } => {
                 if let Some(d) = geom.winograd() {
@@ -267,7 +208,9 @@ impl StageDef {
             // Read in place by the forward GEMM where it can; the dot
             // products' copy is made when a forward of few images wants it
             // (`Network::pack_gemv`), so dropped here.
-            StageKernels::Dense { .. } if !backward && crate::gemm::reads_rows_in_place() => return packed.store_rows(0, 0, |_| {}),
+            StageKernels::Dense { .. } if !backward && crate::kernels::gemm::reads_rows_in_place() => {
+                return packed.store_rows(0, 0, |_| {});
+            }
             StageKernels::Dense { geom, .. } => (geom.units, geom.inputs),
             _ => return,
         };
@@ -291,8 +234,8 @@ struct StageState {
     weight: Option<usize>,
     /// Conv and dense stages: the weight packed for the forward GEMM, and
     /// its transpose for the input-gradient GEMM.
-    packed: crate::gemm::PackedA,
-    packed_t: crate::gemm::PackedA,
+    packed: crate::kernels::gemm::PackedA,
+    packed_t: crate::kernels::gemm::PackedA,
     bias: Option<usize>,
     keep: Vec<f32>,
     argmax: Vec<u32>,
@@ -382,7 +325,7 @@ struct StageIo<'a> {
     y: &'a mut [f32],
     weight: &'a [f32],
     bias: &'a [f32],
-    packed: &'a crate::gemm::PackedA,
+    packed: &'a crate::kernels::gemm::PackedA,
 }
 
 /// One stage's forward over a chunk of images (with what training keeps
@@ -421,18 +364,18 @@ fn run<J: FnOnce() + Send>(jobs: Vec<J>) {
 
 impl Network {
     /// Dense weights as the dot products of a few images read them
-    /// ([`crate::gemm::pack_gemv`]), where the GEMM reads them in place and
+    /// ([`crate::kernels::gemm::pack_gemv`]), where the GEMM reads them in place and
     /// so has no packed copy: made on the first such forward after the
     /// weights changed (training's larger batches never pay for it).
     fn pack_gemv(&mut self) {
-        if !crate::gemm::reads_rows_in_place() {
+        if !crate::kernels::gemm::reads_rows_in_place() {
             return;
         }
         for (def, s) in self.stages.iter().zip(&mut self.state) {
             if let (StageKernels::Dense { geom, .. }, Some(w)) = (&def.kernels, s.weight)
                 && s.packed.rows() == 0
             {
-                crate::gemm::pack_gemv(&self.values[w], geom.units, geom.inputs, &mut s.packed);
+                crate::kernels::gemm::pack_gemv(&self.values[w], geom.units, geom.inputs, &mut s.packed);
             }
         }
     }
@@ -805,10 +748,6 @@ struct DenseSlice<'a> {
     inputs: usize,
     rows: &'a mut [f32],
 }
-
-/// Buffers at least this long are reduced (and weights packed) on every
-/// thread: below it, starting the threads costs more than they save.
-pub(crate) const PARALLEL_MIN: usize = 1 << 18;
 
 /// `sum += parts[0] + parts[1] + …`, element by element in that order (the
 /// result does not depend on `threads`), the range split over `threads`.

@@ -5,16 +5,16 @@
 //! size is a constant there: the kernel-window, channel and pooling loops
 //! have constant trip counts (LLVM unrolls and vectorises them) and the
 //! GEMM calls have constant shapes. im2col, col2im, the 2×2 max pool and
-//! its gradient are the exception: they call [`super::rows`], explicit
+//! its gradient are the exception: they call [`crate::kernels::im2col`], explicit
 //! AVX-512 that the JIT shares (LLVM had unrolled, not vectorised, the
 //! constant-width pool).
 //!
 //! A conv stage runs per image: im2col (skipped for 1×1 stride-1 convs),
 //! one GEMM `Z = W·cols` over weights packed once per change of the weights
 //! (bias and ReLU applied in registers before the store) — or, for wide 5×5
-//! stride-1 convs, a Winograd conv ([`super::winograd`], its input and
+//! stride-1 convs, a Winograd conv ([`crate::kernels::winograd`], its input and
 //! weight gradients likewise in backward), or for convs over few input
-//! channels a direct conv ([`super::direct`], in inference with a 2×2 max
+//! channels a direct conv ([`crate::kernels::direct`], in inference with a 2×2 max
 //! pool fused in registers) — then the rest of
 //! the epilogue — other activations and pooling — while the plane is still
 //! in cache. With a pool,
@@ -25,13 +25,13 @@
 //! output. Local (unshared) layers use the interpreter's loops inside the
 //! same epilogue.
 
-use super::direct;
-use super::filter_lanes;
-use super::rows::{self, Im2col};
-use super::winograd::{self, Winograd};
-use crate::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, reads_rows_in_place, transpose};
 use crate::interp::conv as local;
-pub use crate::interp::conv::valid_outputs;
+use crate::kernels::direct;
+use crate::kernels::filter_lanes;
+use crate::kernels::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, reads_rows_in_place, transpose};
+use crate::kernels::im2col::{self as rows, Im2col};
+use crate::kernels::pool;
+use crate::kernels::winograd::{self, Winograd};
 use crate::layer::{Conv, Pool};
 use crate::ops::{Activation, PoolKind};
 
@@ -344,7 +344,7 @@ fn conv_plane(
 #[inline(always)]
 fn pool_forward(g: &PoolGeom, x: &[f32], y: &mut [f32], argmax: &mut [u32]) {
     if g.pool.is_max_2x2() {
-        rows::max_pool_2x2(x, g.c, g.h, g.w, y, argmax);
+        pool::max_pool_2x2(x, g.c, g.h, g.w, y, argmax);
         return;
     }
     let [kh, kw] = g.pool.size;
@@ -500,7 +500,7 @@ pub fn conv_backward(g: &ConvGeom, io: ConvBackward<'_>) {
                 }
             }
             Some(pg) if pg.pool.is_max_2x2() => {
-                rows::max_unpool_2x2(dy, y, &io.argmax[n * out_len..][..out_len], g.activation, pg.c, pg.h, pg.w, dz);
+                pool::max_unpool_2x2(dy, y, &io.argmax[n * out_len..][..out_len], g.activation, pg.c, pg.h, pg.w, dz);
             }
             Some(pg) if pg.pool.kind == PoolKind::Max => {
                 dz.fill(0.0);
@@ -596,7 +596,7 @@ pub fn pool_stage_backward(g: &PoolGeom, io: PoolBackward<'_>) {
         let argmax = if io.argmax.is_empty() { &[][..] } else { &io.argmax[n * out_len..][..out_len] };
         let (y, dy, dx) = (&io.y[n * out_len..][..out_len], &io.dy[n * out_len..][..out_len], &mut io.dx[n * in_len..][..in_len]);
         if unpool {
-            rows::max_unpool_2x2(dy, y, argmax, Activation::None, g.c, g.h, g.w, dx);
+            pool::max_unpool_2x2(dy, y, argmax, Activation::None, g.c, g.h, g.w, dx);
         } else {
             pool_backward(g, Activation::None, x, y, argmax, dy, dx);
         }
@@ -608,7 +608,7 @@ pub struct DenseForward<'a> {
     pub weight: &'a [f32],
     /// The weight packed for the GEMM (`units × inputs`), or where the GEMM
     /// reads it in place, for the dot products of a few images
-    /// ([`crate::gemm::pack_gemv`]) or nothing.
+    /// ([`crate::kernels::gemm::pack_gemv`]) or nothing.
     pub packed: &'a PackedA,
     pub bias: &'a [f32],
     pub y: &'a mut [f32],
@@ -669,7 +669,7 @@ pub fn dense_forward(g: &DenseGeom, io: DenseForward<'_>) {
 }
 
 /// Up to this many images a dense layer runs as dot products (memory-bound
-/// on the weights either way; see [`crate::gemm::gemv`]).
+/// on the weights either way; see [`crate::kernels::gemm::gemv`]).
 pub const GEMV_MAX_BATCH: usize = 4;
 
 /// `dz = dy ⊙ a'(y)`, the bias gradient (the chunk's sum) and `dx = dz·W`

@@ -4,9 +4,7 @@
 //! The loops run filter → input channel → kernel tap → output row → output
 //! column, so the innermost loop walks contiguous rows of input and output.
 
-use std::ops::Range;
-
-use crate::layer::Conv;
+use crate::layer::{Conv, valid_outputs};
 
 /// Sizes of one conv/local layer application.
 #[derive(Debug, Clone, Copy)]
@@ -17,14 +15,6 @@ pub struct Dims {
     pub f: usize,
     pub oh: usize,
     pub ow: usize,
-}
-
-/// The outputs `o` whose tap `k` lands inside the input: `0 ≤ o·s + k − p < n`.
-#[inline]
-pub fn valid_outputs(out: usize, n: usize, stride: usize, k: usize, pad: usize) -> Range<usize> {
-    let lo = pad.saturating_sub(k).div_ceil(stride);
-    let hi = if n + pad > k { ((n + pad - k - 1) / stride + 1).min(out) } else { 0 };
-    lo..hi.max(lo)
 }
 
 /// The filter bank of filter `f` at output `(oy, ox)` of a local layer
@@ -139,33 +129,6 @@ pub fn backward(
                     }
                     if !local {
                         gw[shared] += acc;
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_outputs;
-
-    #[test]
-    fn valid_outputs_matches_brute_force() {
-        for n in 1..12 {
-            for k in 0..6 {
-                for pad in 0..4 {
-                    for stride in 1..4 {
-                        for out in 1..12 {
-                            let brute: Vec<usize> = (0..out)
-                                .filter(|&o| {
-                                    let i = (o * stride + k) as i64 - pad as i64;
-                                    i >= 0 && i < n as i64
-                                })
-                                .collect();
-                            let r: Vec<usize> = valid_outputs(out, n, stride, k, pad).collect();
-                            assert_eq!(r, brute, "out {out} n {n} stride {stride} k {k} pad {pad}");
-                        }
                     }
                 }
             }

@@ -15,10 +15,10 @@
 //! transforms dominate and the direct GEMM stays ([`applies`]).
 //!
 //! Everything runs channels-last: the image is transposed to pixels of
-//! 16-channel vectors, so a tile's window is 64 whole vectors (no permutes
+//! vectors of channels ([`CHANNELS`] a pixel at least), so a tile's window is 64 whole vectors (no permutes
 //! or gathers), `V` comes out tile-major — the left operand of the GEMMs,
 //! read in place by the microkernel — and the output transform works on
-//! vectors of 16 filters before the result is transposed back to planes.
+//! vectors of filters before the result is transposed back to planes.
 //! Each point's block of `V` and `M` is a cache line longer than its
 //! tiles' values ([`point_stride`]): 16 tiles × 64 floats is 4 KB, and 64
 //! loads 4 KB apart all fall in one set of the L1 cache (with that stride
@@ -37,13 +37,14 @@
 //! `dM = A dY Aᵀ` per tile of the output gradient (written straight into
 //! the GEMM's packed panels), 64 GEMMs per image summed over the chunk,
 //! and taken back to the filters once by `Gᵀ dU G` ([`weight_grad_acc`],
-//! [`weight_grad_finish`]). On CPUs without AVX-512 convs keep the im2col
-//! path.
+//! [`weight_grad_finish`]).
 
 use std::cell::RefCell;
 
-use super::{CpuLevel, cpu_level};
-use crate::gemm::{MR, PackedA, Panels, gemm_block, gemm_block_acc, transpose};
+use std::mem::MaybeUninit;
+
+use crate::kernels::gemm::{MR, PackedA, Panels, gemm_block, gemm_block_acc, transpose};
+use crate::kernels::simd::{Simd, block, multiversion};
 
 /// Outputs per tile side (`m`) and the kernel size (`r`).
 pub const TILE: usize = 4;
@@ -52,7 +53,7 @@ pub const KERNEL: usize = 5;
 pub(super) const ALPHA: usize = TILE + KERNEL - 1;
 const POINTS: usize = ALPHA * ALPHA;
 
-/// `Bᵀ`: the input transform (as written out in `x86::bt`, checked by a test).
+/// `Bᵀ`: the input transform (as written out in [`bt`], checked by a test).
 #[cfg_attr(not(test), allow(dead_code))]
 const BT: [[f32; ALPHA]; ALPHA] = [
     [-1.0, 0.0, 5.25, 0.0, -5.25, 0.0, 1.0, 0.0],
@@ -77,7 +78,7 @@ pub(super) const G: [[f64; KERNEL]; ALPHA] = [
     [0.0, 0.0, 0.0, 0.0, 1.0],
 ];
 
-/// `Aᵀ`: the output transform (`x86::at`).
+/// `Aᵀ`: the output transform ([`at`]).
 #[cfg_attr(not(test), allow(dead_code))]
 const AT: [[f32; ALPHA]; TILE] = [
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
@@ -111,7 +112,7 @@ pub const MIN_OUTPUTS: usize = 81;
 
 /// Whether a conv with this kernel and stride runs as Winograd `d` here:
 /// 5×5 kernels, stride 1, padding at most 4, at least [`MIN_CHANNELS`]
-/// channels and filters, [`MIN_OUTPUTS`] outputs, and AVX-512 on this CPU.
+/// channels and filters, [`MIN_OUTPUTS`] outputs.
 pub fn applies(kernel: [usize; 2], stride: [usize; 2], d: &Winograd) -> bool {
     kernel == [KERNEL; 2]
         && stride == [1, 1]
@@ -119,7 +120,6 @@ pub fn applies(kernel: [usize; 2], stride: [usize; 2], d: &Winograd) -> bool {
         && d.c >= MIN_CHANNELS
         && d.filters >= MIN_CHANNELS
         && d.oh * d.ow >= MIN_OUTPUTS
-        && cpu_level() == CpuLevel::Avx512
 }
 
 impl Winograd {
@@ -143,7 +143,7 @@ impl Winograd {
     /// Channels and filters as stored channels-last: a whole number of
     /// vectors each (the rest zero).
     const fn lanes(&self) -> (usize, usize) {
-        (self.c.next_multiple_of(LANES), self.filters.next_multiple_of(LANES))
+        (self.c.next_multiple_of(CHANNELS), self.filters.next_multiple_of(CHANNELS))
     }
 
     /// The shape of [`pack_filters`]' matrix: the 64 points' `Uᵀ` blocks,
@@ -257,7 +257,7 @@ pub(super) fn column_point(gx: &[f64; KERNEL], g: &[f32], dx: usize) -> f32 {
 }
 
 /// F(2, 5): outputs per tile, the transform's size (points 0, ±1, ±2, ∞)
-/// and the filter transform (`x86::bt2` and `x86::at2` write out its `Bᵀ`
+/// and the filter transform ([`bt2`] and [`at2`] write out its `Bᵀ`
 /// and `Aᵀ`).
 pub(super) const PAIR: usize = 2;
 pub(super) const ALPHA2: usize = PAIR + KERNEL - 1;
@@ -357,46 +357,46 @@ thread_local! {
 /// max(0, ·) before the store.
 ///
 /// Channels-last throughout (the image and the output are transposed in
-/// and out): each tile's window is 64 whole vectors of 16 channels, and
+/// and out): each tile's window is 64 whole vectors of channels, and
 /// point ξ's GEMM is `Mᵀ[ξ] (tiles × filters) = Vᵀ[ξ] (tiles × c) ·
 /// Uᵀ[ξ] (c × filters)` with `Vᵀ` read in place by the microkernel.
 ///
 /// # Panics
 /// When the geometry is not a 5×5 stride-1 conv, a buffer is shorter than
-/// it, `u` was packed for another, or the CPU lacks AVX-512 (see [`applies`]).
+/// it, or `u` was packed for another.
 pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) {
+    conv_at(d, x, u, bias, relu, y)
+}
+
+multiversion! {
+    fn conv_at(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) => |s| conv_with(s, d, x, u, bias, relu, y)
+}
+
+/// [`conv`] with the transforms at `s`'s level (the GEMMs at
+/// [`cpu_level`](crate::cpu::cpu_level)'s).
+#[inline(always)]
+fn conv_with<S: Simd>(s: S, d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &mut [f32]) {
     d.check();
     assert!(x.len() >= d.c * d.h * d.w && y.len() >= d.filters * d.oh * d.ow, "winograd::conv: buffers shorter than {d:?}");
     assert!(bias.is_empty() || bias.len() == d.filters, "winograd::conv: {} biases for {} filters", bias.len(), d.filters);
     assert!((u.rows(), u.depth()) == d.u_shape(), "winograd::conv: filters packed for another geometry");
-    assert!(cpu_level() == CpuLevel::Avx512, "winograd::conv needs AVX-512");
-    BUFFERS.with_borrow_mut(|b| {
-        let (tiles, (ty, tx), (cs, fs)) = (d.tile_count(), d.tiles(), d.lanes());
-        let Buffers { xt, v, m, zt, tmp } = b;
-        let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
-        let (vs, ms) = (point_stride(tiles, cs), point_stride(tiles, fs));
-        let (v, m) = (grown(v, POINTS * vs), grown(m, POINTS * ms));
-        let ut = u.values();
-        // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
-        // values, `v` 64 points of every tile.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            x86::input_transform(d, xt, cs, v)
-        };
-        for xi in 0..POINTS {
-            let vt = Panels::in_place(&v[xi * vs..][..tiles * cs], tiles, cs, cs);
-            gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * ms..][..tiles * fs], fs);
-        }
-        let (hy, wy) = (TILE * ty, TILE * tx);
-        let yt = grown(zt, hy * wy * fs);
-        // SAFETY: AVX-512 asserted; `m` holds 64 points of every tile's
-        // `fs` values, `yt` the tiles' 4 × 4 outputs of `fs`.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            x86::output_transform(d, m, fs, bias, relu, yt)
-        };
-        planes(yt, [hy, wy, fs], [d.filters, d.oh, d.ow], tmp, y);
-    });
+    let mut b = BUFFERS.take();
+    let (tiles, (ty, tx), (cs, fs)) = (d.tile_count(), d.tiles(), d.lanes());
+    let Buffers { xt, v, m, zt, tmp } = &mut b;
+    let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
+    let (vs, ms) = (point_stride(tiles, cs), point_stride(tiles, fs));
+    let (v, m) = (grown(v, POINTS * vs), grown(m, POINTS * ms));
+    let ut = u.values();
+    input_transform(s, d, xt, cs, v);
+    for xi in 0..POINTS {
+        let vt = Panels::in_place(&v[xi * vs..][..tiles * cs], tiles, cs, cs);
+        gemm_block(vt, &ut[xi * cs * fs..][..cs * fs], fs, d.filters, &mut m[xi * ms..][..tiles * fs], fs);
+    }
+    let (hy, wy) = (TILE * ty, TILE * tx);
+    let yt = grown(zt, hy * wy * fs);
+    output_transform(s, d, m, fs, bias, relu, yt);
+    planes(yt, [hy, wy, fs], [d.filters, d.oh, d.ow], tmp, y);
+    BUFFERS.set(b);
 }
 
 /// `acc[ξ][f][ci] += Σ_t dM[ξ][f][t] · V[ξ][ci][t]` for one image: the
@@ -405,53 +405,52 @@ pub fn conv(d: &Winograd, x: &[f32], u: &PackedA, bias: &[f32], relu: bool, y: &
 /// accumulating GEMMs. [`weight_grad_finish`] takes it back to the filters.
 ///
 /// The GEMMs' depth is the tiles, so both transforms run channels-last
-/// (16 channels a vector, a tile's window read as whole vectors): `V`
+/// (a vector of channels, a tile's window read as whole vectors): `V`
 /// comes out tile-major as the GEMM's right operand, `dM` straight in its
 /// packed panels — no per-image packing or transposing of either.
 ///
 /// # Panics
 /// As [`conv`]; and when `acc` is not [`Winograd::grad_len`] long.
 pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
+    weight_grad_at(d, x, dz, acc)
+}
+
+multiversion! {
+    fn weight_grad_at(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) => |s| weight_grad_with(s, d, x, dz, acc)
+}
+
+/// [`weight_grad_acc`] with the transforms at `s`'s level.
+#[inline(always)]
+fn weight_grad_with<S: Simd>(s: S, d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
     d.check();
     assert!(
         x.len() >= d.c * d.h * d.w && dz.len() >= d.filters * d.oh * d.ow && acc.len() == d.grad_len(),
         "winograd::weight_grad_acc: buffers do not fit {d:?}"
     );
-    assert!(cpu_level() == CpuLevel::Avx512, "winograd::weight_grad_acc needs AVX-512");
-    BUFFERS.with_borrow_mut(|b| {
-        let (tiles, (ty, tx)) = (d.tile_count(), d.tiles());
-        let (cs, fs) = d.lanes();
-        let Buffers { v, m, xt, zt, tmp, .. } = b;
-        let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
-        // Tiles past oh, ow read zeros.
-        let zt = channels_last(&dz[..d.filters * d.oh * d.ow], [d.filters, d.oh, d.ow], [0, 0], [TILE * ty, TILE * tx], fs, tmp, zt);
-        // `V` for every point, `dM` a row of eight points at a time (its
-        // stores are scattered over the panels: an eighth of them is still in
-        // cache when the row's GEMMs read it).
-        let (vs, ms) = (point_stride(tiles, cs), point_stride(tiles, fs));
-        let (v, m) = (grown(v, POINTS * vs), grown(m, ALPHA * ms));
-        let (fc, panels) = (d.filters * d.c, fs / MR);
-        // SAFETY: AVX-512 asserted; `xt` holds padded() pixels of `cs`
-        // values, `v` 64 points of every tile.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            x86::input_transform(d, xt, cs, v)
-        };
-        for a in 0..ALPHA {
-            // SAFETY: AVX-512 asserted; `zt` holds the tiles' 4 × 4 blocks
-            // of `fs` values, `m` eight points of every tile.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::gradient_row(a, d, zt, fs, m)
-            };
-            for b in 0..ALPHA {
-                let xi = a * ALPHA + b;
-                let dm = Panels::packed(&m[b * ms..][..panels * tiles * MR], d.filters, tiles);
-                let acc = &mut acc[xi * fc..][..fc];
-                gemm_block_acc(dm, &v[xi * vs..][..tiles * cs], cs, d.c, acc, d.c);
-            }
+    let mut b = BUFFERS.take();
+    let (tiles, (ty, tx)) = (d.tile_count(), d.tiles());
+    let (cs, fs) = d.lanes();
+    let Buffers { v, m, xt, zt, tmp, .. } = &mut b;
+    let xt = channels_last(&x[..d.c * d.h * d.w], [d.c, d.h, d.w], d.pad, d.padded().into(), cs, tmp, xt);
+    // Tiles past oh, ow read zeros.
+    let zt = channels_last(&dz[..d.filters * d.oh * d.ow], [d.filters, d.oh, d.ow], [0, 0], [TILE * ty, TILE * tx], fs, tmp, zt);
+    // `V` for every point, `dM` a row of eight points at a time (its
+    // stores are scattered over the panels: an eighth of them is still in
+    // cache when the row's GEMMs read it).
+    let (vs, ms) = (point_stride(tiles, cs), point_stride(tiles, fs));
+    let (v, m) = (grown(v, POINTS * vs), grown(m, ALPHA * ms));
+    let (fc, panels) = (d.filters * d.c, fs / MR);
+    input_transform(s, d, xt, cs, v);
+    for a in 0..ALPHA {
+        gradient_row(s, a, d, zt, fs, m);
+        for b in 0..ALPHA {
+            let xi = a * ALPHA + b;
+            let dm = Panels::packed(&m[b * ms..][..panels * tiles * MR], d.filters, tiles);
+            let acc = &mut acc[xi * fc..][..fc];
+            gemm_block_acc(dm, &v[xi * vs..][..tiles * cs], cs, d.c, acc, d.c);
         }
-    });
+    }
+    BUFFERS.set(b);
 }
 
 /// Values from one point's block of `V` or `M` to the next: its tiles'
@@ -459,11 +458,13 @@ pub fn weight_grad_acc(d: &Winograd, x: &[f32], dz: &[f32], acc: &mut [f32]) {
 /// blocks would be 4 KB apart, and a tile's 64 loads (or stores) across
 /// them would all fall in one set of the L1 cache.
 const fn point_stride(tiles: usize, lanes: usize) -> usize {
-    tiles * lanes + LANES
+    tiles * lanes + CHANNELS
 }
 
-/// Lanes of a vector: channels-last buffers hold a multiple per pixel.
-const LANES: usize = 16;
+/// Channels-last buffers hold a multiple of this many channels per pixel
+/// (a whole AVX-512 vector, two AVX2 ones), whatever the level: the packed
+/// filters' layout is the same at every level. Also a cache line of floats.
+pub(super) const CHANNELS: usize = 16;
 
 /// `x` (`c × h × w`) channels-last in `out`: pixel `(iy + pad₀, ix + pad₁)`
 /// of an `hp × wp` plane holds its `c` channels and zeros up to `cs`; the
@@ -541,313 +542,298 @@ pub(super) fn planes(yt: &[f32], [hy, wy, fs]: [usize; 3], [filters, oh, ow]: [u
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(super) mod x86 {
-    use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
+/// `Bᵀ d` for a column `d` of eight vectors: [`BT`]'s rows, written out —
+/// each pair of rows for the points ±p as the sum and the difference of
+/// its even and odd terms, no zero terms.
+#[inline(always)]
+pub(super) fn bt<S: Simd>(s: S, d: &[S::F32; ALPHA]) -> [S::F32; ALPHA] {
+    // ±1: (d2 + d6 − 4.25 d4) ± (d1 + d5 − 4.25 d3)
+    let (e1, o1) = (s.fma(s.splat(-4.25), d[4], s.add(d[2], d[6])), s.fma(s.splat(-4.25), d[3], s.add(d[1], d[5])));
+    // ±1/2: (0.25 d2 − 1.25 d4 + d6) ± (0.5 d1 − 2.5 d3 + 2 d5)
+    let (e2, o2) = (
+        s.fma(s.splat(-1.25), d[4], s.fma(s.splat(0.25), d[2], d[6])),
+        s.fma(s.splat(2.0), d[5], s.fma(s.splat(-2.5), d[3], s.mul(s.splat(0.5), d[1]))),
+    );
+    // ±2: (4 d2 − 5 d4 + d6) ± (2 d1 − 2.5 d3 + 0.5 d5)
+    let (e3, o3) = (
+        s.fma(s.splat(-5.0), d[4], s.fma(s.splat(4.0), d[2], d[6])),
+        s.fma(s.splat(0.5), d[5], s.fma(s.splat(-2.5), d[3], s.mul(s.splat(2.0), d[1]))),
+    );
+    [
+        s.fma(s.splat(5.25), s.sub(d[2], d[4]), s.sub(d[6], d[0])),
+        s.add(e1, o1),
+        s.sub(e1, o1),
+        s.add(e2, o2),
+        s.sub(e2, o2),
+        s.add(e3, o3),
+        s.sub(e3, o3),
+        s.fma(s.splat(5.25), s.sub(d[3], d[5]), s.sub(d[7], d[1])),
+    ]
+}
 
-    use super::{ALPHA, ALPHA2, PAIR, TILE, Winograd};
-    use crate::gemm::x86::lanes;
+/// `Bᵀ d` of F(2, 5) for a column `d` of six vectors: `4 d0 − 5 d2 + d4`,
+/// `(d4 − 4 d2) ± (d3 − 4 d1)`, `(d4 − d2) ± 2 (d3 − d1)`, `4 d1 − 5 d3 +
+/// d5` (checked against the definition by the tests of its callers).
+#[inline(always)]
+pub(super) fn bt2<S: Simd>(s: S, d: &[S::F32; ALPHA2]) -> [S::F32; ALPHA2] {
+    let (e1, o1) = (s.fma(s.splat(-4.0), d[2], d[4]), s.fma(s.splat(-4.0), d[1], d[3]));
+    let (e2, o2) = (s.sub(d[4], d[2]), s.mul(s.splat(2.0), s.sub(d[3], d[1])));
+    [
+        s.fma(s.splat(4.0), d[0], s.fma(s.splat(-5.0), d[2], d[4])),
+        s.add(e1, o1),
+        s.sub(e1, o1),
+        s.add(e2, o2),
+        s.sub(e2, o2),
+        s.fma(s.splat(4.0), d[1], s.fma(s.splat(-5.0), d[3], d[5])),
+    ]
+}
 
-    /// `Bᵀ d` for a column `d` of eight vectors: [`BT`](super::BT)'s rows,
-    /// written out — each pair of rows for the points ±p as the sum and the
-    /// difference of its even and odd terms, no zero terms.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    pub(in crate::compiled) fn bt(d: &[__m512; ALPHA]) -> [__m512; ALPHA] {
-        let c = _mm512_set1_ps;
-        let (fma, add, sub, mul) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
-        // ±1: (d2 + d6 − 4.25 d4) ± (d1 + d5 − 4.25 d3)
-        let (e1, o1) = (fma(c(-4.25), d[4], add(d[2], d[6])), fma(c(-4.25), d[3], add(d[1], d[5])));
-        // ±1/2: (0.25 d2 − 1.25 d4 + d6) ± (0.5 d1 − 2.5 d3 + 2 d5)
-        let (e2, o2) = (fma(c(-1.25), d[4], fma(c(0.25), d[2], d[6])), fma(c(2.0), d[5], fma(c(-2.5), d[3], mul(c(0.5), d[1]))));
-        // ±2: (4 d2 − 5 d4 + d6) ± (2 d1 − 2.5 d3 + 0.5 d5)
-        let (e3, o3) = (fma(c(-5.0), d[4], fma(c(4.0), d[2], d[6])), fma(c(0.5), d[5], fma(c(-2.5), d[3], mul(c(2.0), d[1]))));
-        [
-            fma(c(5.25), sub(d[2], d[4]), sub(d[6], d[0])),
-            add(e1, o1),
-            sub(e1, o1),
-            add(e2, o2),
-            sub(e2, o2),
-            add(e3, o3),
-            sub(e3, o3),
-            fma(c(5.25), sub(d[3], d[5]), sub(d[7], d[1])),
-        ]
-    }
+/// `Aᵀ m` for a column `m` of eight vectors: [`AT`]'s rows, written out
+/// over the sums and differences of the ± pairs.
+#[inline(always)]
+pub(super) fn at<S: Simd>(s: S, m: &[S::F32; ALPHA]) -> [S::F32; TILE] {
+    let (s1, d1) = (s.add(m[1], m[2]), s.sub(m[1], m[2]));
+    let (s2, d2) = (s.add(m[3], m[4]), s.sub(m[3], m[4]));
+    let (s3, d3) = (s.add(m[5], m[6]), s.sub(m[5], m[6]));
+    [
+        s.add(s.add(m[0], s1), s.add(s2, s3)),
+        s.fma(s.splat(0.5), d3, s.fma(s.splat(2.0), d2, d1)),
+        s.fma(s.splat(0.25), s3, s.fma(s.splat(4.0), s2, s1)),
+        s.add(s.fma(s.splat(0.125), d3, s.fma(s.splat(8.0), d2, d1)), m[7]),
+    ]
+}
 
-    /// `t[(ci·P + ξ)·row + x] = (Bᵀ d)[ξ]` for the `P` rows `d` from row
-    /// `s` of each of `c` channels of the image `x` (`h × w` each) as if
-    /// zero-padded by `top` rows and `left` columns (and on the right and
-    /// bottom as far as read), columns `0..width` of the padded rows: the
-    /// columns transform of the convs by Winograd down the columns, whole
-    /// vectors of a row at a time, the padding as masked-off lanes and
-    /// zero rows (no padded copy). `P` = 8: F(4, 5) ([`bt`]); 6: F(2, 5)
-    /// ([`bt2`]).
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `x` holds `c × h × w` values, `t` `c × P`
-    /// rows of `row` ≥ `width` values rounded up to whole vectors.
-    #[allow(clippy::too_many_arguments)] // a kernel's operands
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(in crate::compiled) unsafe fn columns_transform<const P: usize>(
-        x: &[f32],
-        c: usize,
-        [h, w]: [usize; 2],
-        [top, left]: [usize; 2],
-        width: usize,
-        s: usize,
-        row: usize,
-        t: &mut [f32],
-    ) {
-        let zero = _mm512_setzero_ps();
-        for at in (0..width).step_by(16) {
-            // Lane l holds input column at + l − left: the lanes in 0..w.
-            let (first, end) = (left.saturating_sub(at).min(16), (w + left).saturating_sub(at).min(16));
-            let mask = lanes(end) & !lanes(first);
-            for ci in 0..c {
-                let column: [__m512; P] = std::array::from_fn(|r| {
-                    let y = (s + r).wrapping_sub(top);
-                    if y >= h || mask == 0 {
-                        return zero;
+/// `Aᵀ m` of F(2, 5): `m0 + m1 + m2 + m3 + m4` and `(m1 − m2) + 2 (m3 −
+/// m4) + m5`.
+#[inline(always)]
+pub(super) fn at2<S: Simd>(s: S, m: &[S::F32; ALPHA2]) -> [S::F32; PAIR] {
+    [s.add(s.add(m[0], s.add(m[1], m[2])), s.add(m[3], m[4])), s.add(s.fma(s.splat(2.0), s.sub(m[3], m[4]), s.sub(m[1], m[2])), m[5])]
+}
+
+/// `A y` for four outputs `y`: the transpose of [`AT`], from a tile's
+/// outputs to the eight points.
+#[inline(always)]
+fn a<S: Simd>(s: S, y: [S::F32; TILE]) -> [S::F32; ALPHA] {
+    let (e1, o1) = (s.add(y[0], y[2]), s.add(y[1], y[3]));
+    let (e2, o2) = (s.fma(s.splat(4.0), y[2], y[0]), s.fma(s.splat(8.0), y[3], s.mul(s.splat(2.0), y[1])));
+    let (e3, o3) = (s.fma(s.splat(0.25), y[2], y[0]), s.fma(s.splat(0.125), y[3], s.mul(s.splat(0.5), y[1])));
+    [y[0], s.add(e1, o1), s.sub(e1, o1), s.add(e2, o2), s.sub(e2, o2), s.add(e3, o3), s.sub(e3, o3), y[3]]
+}
+
+/// `a` as an array of the same length `B` (`P` and a transform's size in
+/// generic code).
+#[inline(always)]
+pub(super) fn convert<T: Copy, const A: usize, const B: usize>(a: &[T; A]) -> [T; B] {
+    a[..].try_into().expect("arrays of one length")
+}
+
+/// `t[(ci·P + ξ)·row + x] = (Bᵀ d)[ξ]` for the `P` rows `d` from row `s0`
+/// of each of `c` channels of the image `x` (`h × w` each) as if
+/// zero-padded by `top` rows and `left` columns (and on the right and
+/// bottom as far as read), columns `0..width` of the padded rows: the
+/// columns transform of the convs by Winograd down the columns, whole
+/// vectors of a row at a time, the padding as masked-off lanes and zero
+/// rows (no padded copy). `P` = 8: F(4, 5) ([`bt`]); 6: F(2, 5) ([`bt2`]).
+///
+/// # Safety
+/// `x` holds `c × h × w` values, `t` `c × P` rows of `row` ≥ `width`
+/// values rounded up to whole vectors.
+#[allow(clippy::too_many_arguments)] // a kernel's operands
+#[inline(always)]
+pub(super) unsafe fn columns_transform<S: Simd, const P: usize>(
+    s: S,
+    x: &[f32],
+    c: usize,
+    [h, w]: [usize; 2],
+    [top, left]: [usize; 2],
+    width: usize,
+    s0: usize,
+    row: usize,
+    t: &mut [f32],
+) {
+    let l = S::LANES;
+    let zero = s.zero();
+    for at in (0..width).step_by(l) {
+        // Lane i holds input column at + i − left: the lanes in 0..w.
+        let (first, end) = (left.saturating_sub(at).min(l), (w + left).saturating_sub(at).min(l));
+        let mask = s.and_not(s.first(end), s.first(first));
+        let empty = s.is_empty(mask);
+        for ci in 0..c {
+            let mut column = [zero; P];
+            if !empty {
+                for (r, v) in column.iter_mut().enumerate() {
+                    let y = (s0 + r).wrapping_sub(top);
+                    if y < h {
+                        // SAFETY: the unmasked lanes read columns at + i −
+                        // left in 0..w of row y < h of channel ci (the
+                        // pointer itself may point before the row: only
+                        // those lanes are read).
+                        *v = unsafe { s.load_masked(mask, x.as_ptr().add((ci * h + y) * w).wrapping_add(at).wrapping_sub(left)) };
                     }
-                    // SAFETY: the unmasked lanes read columns at + l − left
-                    // in 0..w of row y < h of channel ci (the pointer itself
-                    // may point before the row: only those lanes are read).
-                    unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add((ci * h + y) * w).wrapping_add(at).wrapping_sub(left)) }
-                });
-                let v: [__m512; P] = if P == ALPHA { convert(&bt(&convert(&column))) } else { convert(&bt2(&convert(&column))) };
-                for (xi, v) in v.into_iter().enumerate() {
-                    // SAFETY: row (ci, ξ) of `t`, a whole vector at `at` < row.
-                    unsafe { _mm512_storeu_ps(t.as_mut_ptr().add((ci * P + xi) * row + at), v) };
                 }
             }
-        }
-    }
-
-    /// `a` as an array of the same length `B` (`P` and a transform's size
-    /// in generic code).
-    #[inline(always)]
-    pub(in crate::compiled) fn convert<const A: usize, const B: usize>(a: &[__m512; A]) -> [__m512; B] {
-        a[..].try_into().expect("arrays of one length")
-    }
-
-    /// `Bᵀ d` of F(2, 5) for a column `d` of six vectors: `4 d0 − 5 d2 +
-    /// d4`, `(d4 − 4 d2) ± (d3 − 4 d1)`, `(d4 − d2) ± 2 (d3 − d1)`, `4 d1 −
-    /// 5 d3 + d5` (checked against the definition by the tests of its
-    /// callers).
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    pub(in crate::compiled) fn bt2(d: &[__m512; ALPHA2]) -> [__m512; ALPHA2] {
-        let c = _mm512_set1_ps;
-        let (fma, add, sub) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps);
-        let (e1, o1) = (fma(c(-4.0), d[2], d[4]), fma(c(-4.0), d[1], d[3]));
-        let (e2, o2) = (sub(d[4], d[2]), _mm512_mul_ps(c(2.0), sub(d[3], d[1])));
-        [
-            fma(c(4.0), d[0], fma(c(-5.0), d[2], d[4])),
-            add(e1, o1),
-            sub(e1, o1),
-            add(e2, o2),
-            sub(e2, o2),
-            fma(c(4.0), d[1], fma(c(-5.0), d[3], d[5])),
-        ]
-    }
-
-    /// `Aᵀ m` of F(2, 5): `m0 + m1 + m2 + m3 + m4` and `(m1 − m2) + 2 (m3 −
-    /// m4) + m5`.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    pub(in crate::compiled) fn at2(m: &[__m512; ALPHA2]) -> [__m512; PAIR] {
-        let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
-        [
-            add(add(m[0], add(m[1], m[2])), add(m[3], m[4])),
-            add(_mm512_fmadd_ps(_mm512_set1_ps(2.0), sub(m[3], m[4]), sub(m[1], m[2])), m[5]),
-        ]
-    }
-
-    /// `Aᵀ m` for a column `m` of eight vectors: [`AT`](super::AT)'s rows,
-    /// written out over the sums and differences of the ± pairs.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    pub(in crate::compiled) fn at(m: &[__m512; ALPHA]) -> [__m512; TILE] {
-        let c = _mm512_set1_ps;
-        let (fma, add, sub) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps);
-        let (s1, d1) = (add(m[1], m[2]), sub(m[1], m[2]));
-        let (s2, d2) = (add(m[3], m[4]), sub(m[3], m[4]));
-        let (s3, d3) = (add(m[5], m[6]), sub(m[5], m[6]));
-        [
-            add(add(m[0], s1), add(s2, s3)),
-            fma(c(0.5), d3, fma(c(2.0), d2, d1)),
-            fma(c(0.25), s3, fma(c(4.0), s2, s1)),
-            add(fma(c(0.125), d3, fma(c(8.0), d2, d1)), m[7]),
-        ]
-    }
-
-    /// `A y` for four outputs `y`: the transpose of [`AT`](super::AT), from
-    /// a tile's outputs to the eight points.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    pub(super) fn a(y: [__m512; TILE]) -> [__m512; ALPHA] {
-        let c = _mm512_set1_ps;
-        let (fma, add, sub, mul) = (_mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps);
-        let (e1, o1) = (add(y[0], y[2]), add(y[1], y[3]));
-        let (e2, o2) = (fma(c(4.0), y[2], y[0]), fma(c(8.0), y[3], mul(c(2.0), y[1])));
-        let (e3, o3) = (fma(c(0.25), y[2], y[0]), fma(c(0.125), y[3], mul(c(0.5), y[1])));
-        [y[0], add(e1, o1), sub(e1, o1), add(e2, o2), sub(e2, o2), add(e3, o3), sub(e3, o3), y[3]]
-    }
-
-    /// Row `a` of `dM = A dY Aᵀ` for the 4 × 4 block `dY` of the output
-    /// gradient under every tile, written as the weight gradient GEMM's
-    /// packed panels: `m[((b·P + p)·tiles + t)·8 + r] = dM[a][b]` for
-    /// filter `8p + r` (`P = fs / 8`), 16 filters a vector.
-    ///
-    /// # Safety
-    /// AVX-512F; `a < 8`; `zt` holds `4·ty × 4·tx` pixels of `fs` values,
-    /// zero past `oh`, `ow` and the filters ([`super::channels_last`]), `fs`
-    /// a multiple of 16; `m` holds 8 × `fs` × tiles.
-    pub(super) unsafe fn gradient_row(a: usize, d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
-        // SAFETY: the caller's contract; each instance has its row a constant.
-        unsafe {
-            match a {
-                0 => dm_row::<0>(d, zt, fs, m),
-                1 => dm_row::<1>(d, zt, fs, m),
-                2 => dm_row::<2>(d, zt, fs, m),
-                3 => dm_row::<3>(d, zt, fs, m),
-                4 => dm_row::<4>(d, zt, fs, m),
-                5 => dm_row::<5>(d, zt, fs, m),
-                6 => dm_row::<6>(d, zt, fs, m),
-                _ => dm_row::<7>(d, zt, fs, m),
+            let v: [S::F32; P] = if P == ALPHA { convert(&bt(s, &convert(&column))) } else { convert(&bt2(s, &convert(&column))) };
+            for (xi, v) in v.into_iter().enumerate() {
+                // SAFETY: row (ci, ξ) of `t`, a whole vector at `at` < row.
+                unsafe { s.store(t.as_mut_ptr().add((ci * P + xi) * row + at), v) };
             }
         }
     }
+}
 
-    /// `V[ξ][t][ci] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`,
-    /// channels-last: a vector holds 16 channels, so a window is 64 whole
-    /// vectors (no permutes), `Bᵀ d` down its columns and then `· B` across.
-    ///
-    /// # Safety
-    /// AVX-512F; `xt` holds `padded()` pixels of `cs` values
-    /// ([`super::channels_last`]), `cs` a multiple of 16; `v` holds 64 ×
-    /// tiles × `cs`.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn input_transform(d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
-        let ((hp, wp), (ty_n, tx_n)) = (d.padded(), d.tiles());
-        let tiles = ty_n * tx_n;
-        let vs = super::point_stride(tiles, cs);
-        assert!(cs.is_multiple_of(16) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * ALPHA * vs);
-        let (xp, vp) = (xt.as_ptr(), v.as_mut_ptr());
-        for ty in 0..ty_n {
-            for tx in 0..tx_n {
-                let t = ty * tx_n + tx;
-                for q in (0..cs).step_by(16) {
-                    let corner = (TILE * ty * wp + TILE * tx) * cs + q;
-                    // Bᵀ d down each window column j into td[·][j] (a loop over
-                    // j: built with array maps instead, the column copies made
-                    // this transform 5% slower; uninitialised, not zeroed: the
-                    // 4 KB memset per tile was 0.5% of a training step).
-                    let mut td = [[MaybeUninit::<__m512>::uninit(); ALPHA]; ALPHA];
-                    #[allow(clippy::needless_range_loop)]
-                    for j in 0..ALPHA {
-                        // SAFETY: window (i, j) of the tile is pixel (4ty + i, 4tx + j) < padded(), channels q..q + 16 ≤ cs.
-                        let col: [__m512; ALPHA] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(xp.add(corner + (i * wp + j) * cs)) });
-                        for (a, x) in bt(&col).into_iter().enumerate() {
-                            td[a][j].write(x);
-                        }
+/// `V[ξ][t][ci] = (Bᵀ d B)[ξ]` for the window `d` of every tile `t`,
+/// channels-last: a vector holds a block of channels, so a window is 64
+/// whole vectors (no permutes), `Bᵀ d` down its columns and then `· B`
+/// across. `xt` holds `padded()` pixels of `cs` values ([`channels_last`]),
+/// `cs` a multiple of [`CHANNELS`]; `v` 64 × tiles × `cs`.
+#[inline(always)]
+fn input_transform<S: Simd>(s: S, d: &Winograd, xt: &[f32], cs: usize, v: &mut [f32]) {
+    let ((hp, wp), (ty_n, tx_n)) = (d.padded(), d.tiles());
+    let tiles = ty_n * tx_n;
+    let vs = point_stride(tiles, cs);
+    assert!(cs.is_multiple_of(CHANNELS) && xt.len() >= hp * wp * cs && v.len() >= ALPHA * ALPHA * vs);
+    let (xp, vp) = (xt.as_ptr(), v.as_mut_ptr());
+    for ty in 0..ty_n {
+        for tx in 0..tx_n {
+            let t = ty * tx_n + tx;
+            for q in (0..cs).step_by(S::LANES) {
+                let corner = (TILE * ty * wp + TILE * tx) * cs + q;
+                // Bᵀ d down each window column j into td[·][j] (a loop over
+                // j: built with array maps instead, the column copies made
+                // this transform 5% slower; uninitialised, not zeroed: the
+                // 4 KB memset per tile was 0.5% of a training step).
+                let mut td = [[MaybeUninit::<S::F32>::uninit(); ALPHA]; ALPHA];
+                #[allow(clippy::needless_range_loop)]
+                for j in 0..ALPHA {
+                    let mut col = [s.zero(); ALPHA];
+                    for (i, c) in col.iter_mut().enumerate() {
+                        // SAFETY: window (i, j) of the tile is pixel (4ty + i, 4tx + j) < padded(), channels q..q + LANES ≤ cs.
+                        *c = unsafe { s.load(xp.add(corner + (i * wp + j) * cs)) };
                     }
-                    for (a, row) in td.iter().enumerate() {
+                    for (a, x) in bt(s, &col).into_iter().enumerate() {
+                        td[a][j].write(x);
+                    }
+                }
+                for (a, row) in td.iter().enumerate() {
+                    let mut values = [s.zero(); ALPHA];
+                    for (v, x) in values.iter_mut().zip(row) {
                         // SAFETY: the loop above wrote every td[a][j].
-                        let row = row.map(|x| unsafe { x.assume_init() });
-                        for (b, x) in bt(&row).into_iter().enumerate() {
-                            // SAFETY: point a·8 + b, tile t, channels q.. of `v`.
-                            unsafe { _mm512_storeu_ps(vp.add((a * ALPHA + b) * vs + t * cs + q), x) };
-                        }
+                        *v = unsafe { x.assume_init() };
+                    }
+                    let row = values;
+                    for (b, x) in bt(s, &row).into_iter().enumerate() {
+                        // SAFETY: point a·8 + b, tile t, channels q.. of `v` (asserted).
+                        unsafe { s.store(vp.add((a * ALPHA + b) * vs + t * cs + q), x) };
                     }
                 }
             }
         }
     }
+}
 
-    /// [`gradient_row`] for the row `A` (the other rows are never computed).
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn dm_row<const A: usize>(d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
-        let (ty_n, tx_n) = d.tiles();
-        let (tiles, wz) = (ty_n * tx_n, TILE * tx_n);
-        let ms = super::point_stride(tiles, fs);
-        assert!(fs.is_multiple_of(16) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * ms);
-        let (zp, mp) = (zt.as_ptr(), m.as_mut_ptr());
+/// Row `a` of `dM = A dY Aᵀ` for the 4 × 4 block `dY` of the output
+/// gradient under every tile, written as the weight gradient GEMM's packed
+/// panels: `m[((b·P + p)·tiles + t)·8 + r] = dM[a][b]` for filter `8p + r`
+/// (`P = fs / 8`). `zt` holds `4·ty × 4·tx` pixels of `fs` values, zero
+/// past `oh`, `ow` and the filters ([`channels_last`]), `fs` a multiple of
+/// [`CHANNELS`]; `m` holds 8 × `fs` × tiles.
+#[inline(always)]
+fn gradient_row<S: Simd>(s: S, a: usize, d: &Winograd, zt: &[f32], fs: usize, m: &mut [f32]) {
+    // SAFETY: `dm_row` is safe (it checks its buffers).
+    unsafe {
+        match a {
+            0 => s.call(DmRow::<0>((d, zt, fs, m))),
+            1 => s.call(DmRow::<1>((d, zt, fs, m))),
+            2 => s.call(DmRow::<2>((d, zt, fs, m))),
+            3 => s.call(DmRow::<3>((d, zt, fs, m))),
+            4 => s.call(DmRow::<4>((d, zt, fs, m))),
+            5 => s.call(DmRow::<5>((d, zt, fs, m))),
+            6 => s.call(DmRow::<6>((d, zt, fs, m))),
+            _ => s.call(DmRow::<7>((d, zt, fs, m))),
+        }
+    }
+}
+
+block! {
+    /// [`dm_row`] as a [`Kernel`](super::simd::Kernel).
+    DmRow<'a, const A: usize>((&'a Winograd, &'a [f32], usize, &'a mut [f32])) = dm_row
+}
+
+/// [`gradient_row`] for the row `A` (the other rows are never computed).
+#[inline(always)]
+fn dm_row<S: Simd, const A: usize>(s: S, (d, zt, fs, m): (&Winograd, &[f32], usize, &mut [f32])) {
+    let (ty_n, tx_n) = d.tiles();
+    let (tiles, wz) = (ty_n * tx_n, TILE * tx_n);
+    let ms = point_stride(tiles, fs);
+    assert!(fs.is_multiple_of(CHANNELS) && zt.len() >= TILE * ty_n * wz * fs && m.len() >= ALPHA * ms);
+    let (zp, mp) = (zt.as_ptr(), m.as_mut_ptr());
+    for ty in 0..ty_n {
+        for tx in 0..tx_n {
+            let t = ty * tx_n + tx;
+            for q in (0..fs).step_by(S::LANES) {
+                let corner = (TILE * ty * wz + TILE * tx) * fs + q;
+                // (A dY)[A][j] for each column j, then · Aᵀ (loops, not
+                // array closures: see output_transform).
+                let mut row = [s.zero(); TILE];
+                for (j, r) in row.iter_mut().enumerate() {
+                    let mut col = [s.zero(); TILE];
+                    for (i, c) in col.iter_mut().enumerate() {
+                        // SAFETY: the tile's output (4ty + i, 4tx + j) is a pixel of `zt`, filters q..q + LANES ≤ fs.
+                        *c = unsafe { s.load(zp.add(corner + (i * wz + j) * fs)) };
+                    }
+                    *r = a(s, col)[A];
+                }
+                for (b, x) in a(s, row).into_iter().enumerate() {
+                    // SAFETY: panels q/8.. < P of point b, step t, 8 lanes each (asserted);
+                    // fewer than 8 lanes fill a panel's step from lane q % 8.
+                    unsafe { s.store_octs(mp.add(b * ms + ((q / 8) * tiles + t) * 8 + q % 8), tiles * 8, x) };
+                }
+            }
+        }
+    }
+}
+
+/// `yt[(4ty + i)·wy + 4tx + j][f] = act(bias[f] + (Aᵀ M A)[i][j])` for
+/// every tile, channels-last (`wy = 4·tx`): per tile and vector of filters,
+/// the 64 points as whole vectors of `m[ξ][t][f]`. `m` holds 64 × tiles ×
+/// `fs` values, `fs` a multiple of [`CHANNELS`]; `yt` holds `4·ty × 4·tx ×
+/// fs`; `bias` is empty or one per filter.
+#[inline(always)]
+fn output_transform<S: Simd>(s: S, d: &Winograd, m: &[f32], fs: usize, bias: &[f32], relu: bool, yt: &mut [f32]) {
+    let (ty_n, tx_n) = d.tiles();
+    let (tiles, wy) = (ty_n * tx_n, TILE * tx_n);
+    let ms = point_stride(tiles, fs);
+    assert!(fs.is_multiple_of(CHANNELS) && m.len() >= ALPHA * ALPHA * ms && yt.len() >= TILE * ty_n * wy * fs);
+    assert!(bias.is_empty() || bias.len() == d.filters);
+    let (mp, yp) = (m.as_ptr(), yt.as_mut_ptr());
+    for q in (0..fs).step_by(S::LANES) {
+        // SAFETY: lanes up to the bias's length (masked).
+        let b = unsafe { s.load_masked(s.first(bias.len().saturating_sub(q)), bias.as_ptr().wrapping_add(q)) };
         for ty in 0..ty_n {
             for tx in 0..tx_n {
                 let t = ty * tx_n + tx;
-                for q in (0..fs).step_by(16) {
-                    let corner = (TILE * ty * wz + TILE * tx) * fs + q;
-                    // (A dY)[A][j] for each column j, then · Aᵀ (loops, not
-                    // array closures: see output_transform).
-                    let mut row = [_mm512_setzero_ps(); TILE];
-                    for (j, r) in row.iter_mut().enumerate() {
-                        let mut col = [_mm512_setzero_ps(); TILE];
-                        for (i, c) in col.iter_mut().enumerate() {
-                            // SAFETY: the tile's output (4ty + i, 4tx + j) is a pixel of `zt`, filters q..q + 16 ≤ fs.
-                            *c = unsafe { _mm512_loadu_ps(zp.add(corner + (i * wz + j) * fs)) };
-                        }
-                        *r = a(col)[A];
+                // (M A)[a][j] per row a of the transform domain, kept by
+                // column: ma[j][a]. (Loops: built by array closures, the
+                // compiler left `at` out of line in them — a quarter of
+                // the forward's time.)
+                let mut ma = [[s.zero(); ALPHA]; TILE];
+                #[allow(clippy::needless_range_loop)]
+                for a in 0..ALPHA {
+                    let mut row = [s.zero(); ALPHA];
+                    for (b, x) in row.iter_mut().enumerate() {
+                        // SAFETY: point a·8 + b, tile t, filters q..q + LANES ≤ fs of `m`.
+                        *x = unsafe { s.load(mp.add((a * ALPHA + b) * ms + t * fs + q)) };
                     }
-                    for (b, x) in a(row).into_iter().enumerate() {
-                        let (lo, hi) = (_mm512_castps512_ps256(x), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))));
-                        let panel = q / 8;
-                        // SAFETY: panels q/8 and q/8 + 1 < P of point b, step t, 8 lanes each.
-                        unsafe {
-                            _mm256_storeu_ps(mp.add(b * ms + (panel * tiles + t) * 8), lo);
-                            _mm256_storeu_ps(mp.add(b * ms + ((panel + 1) * tiles + t) * 8), hi);
-                        }
+                    for (j, x) in at(s, &row).into_iter().enumerate() {
+                        ma[j][a] = x;
                     }
                 }
-            }
-        }
-    }
-
-    /// `yt[(4ty + i)·wy + 4tx + j][f] = act(bias[f] + (Aᵀ M A)[i][j])` for
-    /// every tile, channels-last (`wy = 4·tx`): per tile and 16 filters,
-    /// the 64 points as whole vectors of `m[ξ][t][f]`.
-    ///
-    /// # Safety
-    /// AVX-512F; `m` holds 64 × tiles × `fs` values, `fs` a multiple of
-    /// 16; `yt` holds `4·ty × 4·tx × fs`; `bias` is empty or one per filter.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn output_transform(d: &Winograd, m: &[f32], fs: usize, bias: &[f32], relu: bool, yt: &mut [f32]) {
-        let (ty_n, tx_n) = d.tiles();
-        let (tiles, wy) = (ty_n * tx_n, TILE * tx_n);
-        let ms = super::point_stride(tiles, fs);
-        assert!(fs.is_multiple_of(16) && m.len() >= ALPHA * ALPHA * ms && yt.len() >= TILE * ty_n * wy * fs);
-        assert!(bias.is_empty() || bias.len() == d.filters);
-        let (mp, yp) = (m.as_ptr(), yt.as_mut_ptr());
-        for q in (0..fs).step_by(16) {
-            // SAFETY: lanes up to the bias's length (masked).
-            let b = unsafe { _mm512_maskz_loadu_ps(lanes(bias.len().saturating_sub(q)), bias.as_ptr().wrapping_add(q)) };
-            for ty in 0..ty_n {
-                for tx in 0..tx_n {
-                    let t = ty * tx_n + tx;
-                    // (M A)[a][j] per row a of the transform domain, kept by
-                    // column: ma[j][a]. (Loops: built by array closures, the
-                    // compiler left `at` out of line in them — a quarter of
-                    // the forward's time.)
-                    let mut ma = [[_mm512_setzero_ps(); ALPHA]; TILE];
-                    #[allow(clippy::needless_range_loop)]
-                    for a in 0..ALPHA {
-                        let mut row = [_mm512_setzero_ps(); ALPHA];
-                        for (b, x) in row.iter_mut().enumerate() {
-                            // SAFETY: point a·8 + b, tile t, filters q..q + 16 ≤ fs of `m`.
-                            *x = unsafe { _mm512_loadu_ps(mp.add((a * ALPHA + b) * ms + t * fs + q)) };
-                        }
-                        for (j, x) in at(&row).into_iter().enumerate() {
-                            ma[j][a] = x;
-                        }
-                    }
-                    for (j, col) in ma.iter().enumerate() {
-                        for (i, o) in at(col).into_iter().enumerate() {
-                            let o = _mm512_add_ps(o, b);
-                            let o = if relu { _mm512_max_ps(o, _mm512_setzero_ps()) } else { o };
-                            // SAFETY: pixel (4ty + i, 4tx + j) of `yt`, filters q..q + 16 ≤ fs.
-                            unsafe { _mm512_storeu_ps(yp.add(((TILE * ty + i) * wy + TILE * tx + j) * fs + q), o) };
-                        }
+                for (j, col) in ma.iter().enumerate() {
+                    for (i, o) in at(s, col).into_iter().enumerate() {
+                        let o = s.add(o, b);
+                        let o = if relu { s.max(o, s.zero()) } else { o };
+                        // SAFETY: pixel (4ty + i, 4tx + j) of `yt`, filters q..q + LANES ≤ fs.
+                        unsafe { s.store(yp.add(((TILE * ty + i) * wy + TILE * tx + j) * fs + q), o) };
                     }
                 }
             }
@@ -858,6 +844,7 @@ pub(super) mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::simd::testing::{AtEveryLevel, for_each_simd, lanes};
     use crate::rng::Rng;
 
     fn uniform(rng: &mut Rng, len: usize) -> Vec<f32> {
@@ -906,43 +893,35 @@ mod tests {
     }
 
     /// The written-out transforms are the matrices: on each unit vector.
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn written_transforms_are_the_matrices() {
-        use std::arch::x86_64::*;
-        if cpu_level() != CpuLevel::Avx512 {
-            return;
-        }
-        let lane0 = |v: __m512| {
-            let mut out = [0.0f32; 16];
-            // SAFETY: AVX-512 checked above; 16 floats.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
-            out[0]
-        };
-        for k in 0..ALPHA {
-            // SAFETY: AVX-512 checked above.
-            let (b, a) = unsafe {
-                let e: [__m512; ALPHA] = std::array::from_fn(|i| _mm512_set1_ps(if i == k { 1.0 } else { 0.0 }));
-                (x86::bt(&e), x86::at(&e))
-            };
-            // A = (Aᵀ)ᵀ: column i of `x86::a` is row i of Aᵀ.
-            if k < TILE {
-                // SAFETY: AVX-512 checked above.
-                let col = unsafe {
-                    let e: [__m512; TILE] = std::array::from_fn(|i| _mm512_set1_ps(if i == k { 1.0 } else { 0.0 }));
-                    x86::a(e)
-                };
-                for (xi, v) in col.into_iter().enumerate() {
-                    assert_eq!(lane0(v), AT[k][xi], "A row {xi}");
+    struct Transforms;
+
+    impl AtEveryLevel for Transforms {
+        fn at<S: Simd>(&mut self, s: S) {
+            let lane0 = |v: S::F32| lanes(s, v)[0];
+            let unit = |k: usize, i: usize| s.splat(if i == k { 1.0 } else { 0.0 });
+            for k in 0..ALPHA {
+                let e: [S::F32; ALPHA] = std::array::from_fn(|i| unit(k, i));
+                let (b, a_t) = (bt(s, &e), at(s, &e));
+                // A = (Aᵀ)ᵀ: column i of `a` is row i of Aᵀ.
+                if k < TILE {
+                    let col = a(s, std::array::from_fn(|i| unit(k, i)));
+                    for (xi, v) in col.into_iter().enumerate() {
+                        assert_eq!(lane0(v), AT[k][xi], "{}: A row {xi}", S::NAME);
+                    }
+                }
+                for (row, v) in BT.iter().zip(b) {
+                    assert_eq!(lane0(v), row[k], "{}: Bᵀ column {k}", S::NAME);
+                }
+                for (row, v) in AT.iter().zip(a_t) {
+                    assert_eq!(lane0(v), row[k], "{}: Aᵀ column {k}", S::NAME);
                 }
             }
-            for (row, v) in BT.iter().zip(b) {
-                assert_eq!(lane0(v), row[k], "Bᵀ column {k}");
-            }
-            for (row, v) in AT.iter().zip(a) {
-                assert_eq!(lane0(v), row[k], "Aᵀ column {k}");
-            }
         }
+    }
+
+    #[test]
+    fn written_transforms_are_the_matrices() {
+        for_each_simd(&mut Transforms);
     }
 
     fn geometry(c: usize, h: usize, w: usize, pad: usize, filters: usize) -> Winograd {
@@ -963,11 +942,25 @@ mod tests {
         (16, 32, 35, 2, 16),
     ];
 
-    #[test]
-    fn matches_the_definition_on_every_shape() {
-        if cpu_level() != CpuLevel::Avx512 {
-            return;
+    /// The forward, the weight gradient and the input gradient (the
+    /// adjoint conv) against their definitions, with the transforms at
+    /// `s`'s level.
+    struct Convs;
+
+    impl AtEveryLevel for Convs {
+        fn at<S: Simd>(&mut self, s: S) {
+            matches_the_definition_on_every_shape(s);
+            weight_gradient_matches_the_definition(s);
+            adjoint_is_the_input_gradient(s);
         }
+    }
+
+    #[test]
+    fn forward_and_gradients_match_their_definitions_at_every_level() {
+        for_each_simd(&mut Convs);
+    }
+
+    fn matches_the_definition_on_every_shape<S: Simd>(s: S) {
         let mut rng = Rng::new(3);
         for &(c, h, w, pad, filters) in &SHAPES {
             let d = geometry(c, h, w, pad, filters);
@@ -977,11 +970,11 @@ mod tests {
             for relu in [false, true] {
                 // Garbage in `y` must be overwritten everywhere.
                 let mut y = vec![f32::NAN; filters * d.oh * d.ow];
-                conv(&d, &x, &u, &bias, relu, &mut y);
+                conv_with(s, &d, &x, &u, &bias, relu, &mut y);
                 let (want, scale) = direct(&d, &x, &wt, &bias);
                 for (i, (&got, (&want, &scale))) in y.iter().zip(want.iter().zip(&scale)).enumerate() {
                     let want = if relu { want.max(0.0) } else { want };
-                    assert!(close(got, want, scale), "{d:?} relu {relu}: output {i}: {got} vs {want} (scale {scale})");
+                    assert!(close(got, want, scale), "{}: {d:?} relu {relu}: output {i}: {got} vs {want} (scale {scale})", S::NAME);
                 }
             }
         }
@@ -990,11 +983,7 @@ mod tests {
     /// `weight_grad_acc` over several images, then `weight_grad_finish`, is
     /// the weight gradient by its definition:
     /// `dW[f][ci][ky][kx] = Σ_images Σ_(oy, ox) dz[f][oy][ox]·x[ci][oy+ky−p][ox+kx−p]`.
-    #[test]
-    fn weight_gradient_matches_the_definition() {
-        if cpu_level() != CpuLevel::Avx512 {
-            return;
-        }
+    fn weight_gradient_matches_the_definition<S: Simd>(s: S) {
         let mut rng = Rng::new(9);
         for &(c, h, w, pad, filters) in &SHAPES {
             let d = geometry(c, h, w, pad, filters);
@@ -1002,7 +991,13 @@ mod tests {
             let (x, dz) = (uniform(&mut rng, images * c * h * w), uniform(&mut rng, images * filters * d.oh * d.ow));
             let mut acc = vec![0.0; d.grad_len()];
             for n in 0..images {
-                weight_grad_acc(&d, &x[n * c * h * w..][..c * h * w], &dz[n * filters * d.oh * d.ow..][..filters * d.oh * d.ow], &mut acc);
+                weight_grad_with(
+                    s,
+                    &d,
+                    &x[n * c * h * w..][..c * h * w],
+                    &dz[n * filters * d.oh * d.ow..][..filters * d.oh * d.ow],
+                    &mut acc,
+                );
             }
             let mut gw = vec![f32::NAN; filters * c * 25];
             weight_grad_finish(&d, &acc, &mut gw);
@@ -1015,7 +1010,7 @@ mod tests {
                 });
             }
             for (i, (&got, (&want, &scale))) in gw.iter().zip(want.iter().zip(&scale)).enumerate() {
-                assert!(close(got, want, scale), "{d:?}: dW {i}: {got} vs {want}");
+                assert!(close(got, want, scale), "{}: {d:?}: dW {i}: {got} vs {want}", S::NAME);
             }
         }
     }
@@ -1025,9 +1020,6 @@ mod tests {
     /// LeNet-5's conv2 (6 channels) nor a 7×7 output (16 tiles).
     #[test]
     fn applies_to_wide_convs_with_enough_tiles() {
-        if cpu_level() != CpuLevel::Avx512 {
-            return;
-        }
         let wide = [geometry(32, 14, 14, 2, 64), geometry(16, 11, 12, 2, 17), geometry(17, 11, 12, 1, 16)];
         assert!(wide.iter().all(|d| applies([5, 5], [1, 1], d)));
         for narrow in [geometry(6, 14, 14, 0, 16), geometry(64, 7, 7, 2, 64), geometry(16, 14, 14, 2, 8)] {
@@ -1038,11 +1030,7 @@ mod tests {
 
     /// The adjoint conv with the flipped filters is the input gradient, as
     /// defined by the forward sum (`⟨conv(x), dy⟩ = ⟨x, adjoint(dy)⟩`).
-    #[test]
-    fn adjoint_is_the_input_gradient() {
-        if cpu_level() != CpuLevel::Avx512 {
-            return;
-        }
+    fn adjoint_is_the_input_gradient<S: Simd>(s: S) {
         let mut rng = Rng::new(5);
         for &(c, h, w, pad, filters) in &SHAPES {
             let d = geometry(c, h, w, pad, filters);
@@ -1051,7 +1039,7 @@ mod tests {
             let mut u = PackedA::default();
             pack_filters(&adj, &wt, true, &mut u);
             let mut dx = vec![f32::NAN; c * h * w];
-            conv(&adj, &dy, &u, &[], false, &mut dx);
+            conv_with(s, &adj, &dy, &u, &[], false, &mut dx);
             // dx[ci][iy][ix] = Σ dy[f][oy][ox]·w[f][ci][iy−oy+p][ix−ox+p], by the definition.
             let (mut want, mut scale) = (vec![0.0f64; c * h * w], vec![0.0f64; c * h * w]);
             for_each_term(&d, |f, ci, [oy, ox], [ky, kx], [iy, ix]| {
@@ -1060,7 +1048,7 @@ mod tests {
                 scale[(ci * h + iy) * w + ix] += t.abs();
             });
             for (i, (&got, (&want, &scale))) in dx.iter().zip(want.iter().zip(&scale)).enumerate() {
-                assert!(close(got, want, scale), "{adj:?}: dx {i}: {got} vs {want}");
+                assert!(close(got, want, scale), "{}: {adj:?}: dx {i}: {got} vs {want}", S::NAME);
             }
         }
     }

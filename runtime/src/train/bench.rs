@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::model::{Mode, Model, ModelError};
-use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rng::Rng;
+use crate::train::optim::{Optimizer, OptimizerConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchMode {

@@ -8,12 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::model::Model;
-use crate::optim::{Optimizer, OptimizerConfig};
-use crate::train::EpochStats;
-use crate::weights::{self, Tensor, WeightsError};
-
-/// Prefix of optimizer-state tensors; weight loading ignores them.
-pub const STATE_PREFIX: &str = "optimizer.";
+use crate::train::history::EpochStats;
+use crate::train::optim::{Optimizer, OptimizerConfig};
+use crate::train::weights::{self, STATE_PREFIX, Tensor, WeightsError};
 
 #[derive(Debug, Clone)]
 pub struct Checkpoint {

@@ -52,6 +52,14 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Copy the images `indices` into one batch buffer.
+    pub fn gather(&self, indices: &[usize], out: &mut Vec<f32>) {
+        out.clear();
+        for &i in indices {
+            out.extend_from_slice(self.image(i));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }

@@ -1,9 +1,24 @@
-//! The learning curve: per-epoch numbers as CSV, and as a small SVG chart
-//! (a hand-written polyline; a plotting crate would be heavy for this).
+//! The training history — one [`EpochStats`] per epoch, kept in
+//! checkpoints — and the learning curve drawn from it: CSV, and a small
+//! SVG chart (a hand-written polyline; a plotting crate would be heavy for
+//! this).
 
 use std::fmt::Write;
 
-use crate::train::EpochStats;
+use serde::{Deserialize, Serialize};
+
+/// One epoch's numbers, as printed and as written to the learning curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub train_accuracy: f32,
+    pub test_loss: f32,
+    pub test_accuracy: f32,
+    /// Training time of the epoch (evaluation excluded).
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
 
 pub fn to_csv(history: &[EpochStats]) -> String {
     let mut out = String::from("epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,images_per_s\n");

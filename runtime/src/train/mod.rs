@@ -7,15 +7,26 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, Checkpoint};
-use crate::data::Dataset;
-use crate::loss::{argmax, softmax_cross_entropy};
+pub mod bench;
+pub mod checkpoint;
+pub mod data;
+pub mod eval;
+pub mod history;
+pub mod loss;
+pub mod optim;
+pub mod weights;
+
+use checkpoint::Checkpoint;
+use data::Dataset;
+use eval::evaluate;
+use history::EpochStats;
+use loss::softmax_cross_entropy;
+use optim::Optimizer;
+use weights::WeightsError;
+
 use crate::model::{Mode, Model, ModelError};
-use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::weights::{self, WeightsError};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -28,19 +39,6 @@ pub struct TrainOptions {
     pub save: Option<PathBuf>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
-}
-
-/// One epoch's numbers, as printed and as written to the learning curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
-    pub epoch: usize,
-    pub train_loss: f32,
-    pub train_accuracy: f32,
-    pub test_loss: f32,
-    pub test_accuracy: f32,
-    /// Training time of the epoch (evaluation excluded).
-    pub seconds: f64,
-    pub images_per_s: f64,
 }
 
 #[derive(Debug)]
@@ -92,14 +90,6 @@ impl From<ModelError> for TrainError {
 impl From<WeightsError> for TrainError {
     fn from(e: WeightsError) -> Self {
         Self::Weights(e)
-    }
-}
-
-/// Copy the images `indices` of `data` into one batch buffer.
-fn gather(data: &Dataset, indices: &[usize], out: &mut Vec<f32>) {
-    out.clear();
-    for &i in indices {
-        out.extend_from_slice(data.image(i));
     }
 }
 
@@ -168,7 +158,7 @@ fn train_epochs(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         // The last partial batch is used too.
         for (step, indices) in order.chunks(opts.batch).enumerate() {
-            gather(train_set, indices, &mut input);
+            train_set.gather(indices, &mut input);
             let labels: Vec<u8> = indices.iter().map(|&i| train_set.labels[i]).collect();
             let seed = Rng::derive(opts.seed, epoch as u64, step as u64).next_u64();
             let out = self::step(model, optimizer, &input, &labels, seed)?;
@@ -220,45 +210,4 @@ fn progress_bar(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> Pro
     );
     bar.set_prefix(format!("epoch {epoch}/{epochs}"));
     bar
-}
-
-/// Results of running a model over a dataset.
-#[derive(Debug, Clone)]
-pub struct Evaluation {
-    pub accuracy: f32,
-    pub loss: f32,
-    /// Predicted class per example.
-    pub predictions: Vec<usize>,
-    /// `len × classes` logits.
-    pub logits: Vec<f32>,
-}
-
-pub fn evaluate(model: &mut dyn Model, data: &Dataset, batch: usize) -> Result<Evaluation, ModelError> {
-    let classes = model.classes();
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    let mut predictions = Vec::with_capacity(data.len());
-    let mut all_logits = Vec::with_capacity(data.len() * classes);
-    let mut input = Vec::new();
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(batch) {
-        gather(data, chunk, &mut input);
-        let logits = model.forward(&input, chunk.len(), Mode::Infer)?;
-        let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let out = softmax_cross_entropy(logits, &labels, classes);
-        loss_sum += out.loss as f64 * chunk.len() as f64;
-        correct += out.correct;
-        predictions.extend(logits.chunks_exact(classes).map(argmax));
-        all_logits.extend_from_slice(logits);
-    }
-    let n = data.len().max(1) as f32;
-    Ok(Evaluation { accuracy: correct as f32 / n, loss: (loss_sum / n as f64) as f32, predictions, logits: all_logits })
-}
-
-/// `confusion[true][predicted]` counts.
-pub fn confusion_matrix(labels: &[u8], predictions: &[usize], classes: usize) -> Vec<Vec<usize>> {
-    let mut m = vec![vec![0; classes]; classes];
-    for (&l, &p) in labels.iter().zip(predictions) {
-        m[l as usize][p] += 1;
-    }
-    m
 }

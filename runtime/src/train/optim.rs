@@ -72,7 +72,7 @@ impl Optimizer {
         let update = Update::new(self.config, self.steps as i32);
         for (p, state) in params.into_iter().zip(&mut self.state) {
             let n = p.value.len();
-            if self.threads <= 1 || n < crate::compiled::PARALLEL_MIN {
+            if self.threads <= 1 || n < crate::cpu::PARALLEL_MIN {
                 update.run(p.value, p.grad, state);
                 continue;
             }
@@ -142,7 +142,7 @@ mod tests {
     /// value as the rule's formula gives it.
     #[test]
     fn a_split_update_is_the_same_update() {
-        let n = crate::compiled::PARALLEL_MIN + 1001;
+        let n = crate::cpu::PARALLEL_MIN + 1001;
         let mut rng = Rng::new(9);
         let mut draw = || (0..n).map(|_| rng.symmetric(1.0)).collect::<Vec<f32>>();
         let (w0, g) = (draw(), draw());

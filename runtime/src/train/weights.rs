@@ -10,6 +10,9 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::model::Model;
 
+/// Prefix of optimizer-state tensors; weight loading ignores them.
+pub const STATE_PREFIX: &str = "optimizer.";
+
 /// An f32 tensor read from or written to a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
@@ -176,7 +179,7 @@ pub fn assign(model: &mut dyn Model, path: &Path, tensors: &[Tensor], ignore_pre
 /// Load weights from a file into a model (see [`assign`]).
 pub fn load_model(model: &mut dyn Model, path: &Path) -> Result<(), WeightsError> {
     let (tensors, _) = read(path)?;
-    assign(model, path, &tensors, &[crate::checkpoint::STATE_PREFIX])
+    assign(model, path, &tensors, &[STATE_PREFIX])
 }
 
 /// Same layer, other suffix, or a one-character slip.

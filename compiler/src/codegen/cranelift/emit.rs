@@ -8,7 +8,7 @@
 
 use convc_runtime::Activation;
 use convc_runtime::compiled::ConvGeom;
-use convc_runtime::compiled::winograd::Winograd;
+use convc_runtime::kernels::winograd::Winograd;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{self, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};

@@ -25,8 +25,9 @@
 //! argmax are what the shared executor sizes, so the JIT's stages drop into
 //! `convc_runtime::compiled::Network` beside generated ones.
 
-use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH, filter_lanes};
-use convc_runtime::gemm::reads_rows_in_place;
+use convc_runtime::compiled::{ConvGeom, DenseGeom, GEMV_MAX_BATCH};
+use convc_runtime::kernels::filter_lanes;
+use convc_runtime::kernels::gemm::reads_rows_in_place;
 use convc_runtime::layer::Pool;
 use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::condcodes::IntCC;

@@ -19,10 +19,11 @@ use std::fmt;
 use std::time::Instant;
 
 use convc_runtime::Activation;
-use convc_runtime::compiled::rows::{self, Im2col};
-use convc_runtime::compiled::winograd::{self, Winograd};
-use convc_runtime::compiled::{direct, filter_lanes};
-use convc_runtime::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, transpose};
+use convc_runtime::kernels::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, transpose};
+use convc_runtime::kernels::im2col::{self as rows, Im2col};
+use convc_runtime::kernels::pool;
+use convc_runtime::kernels::winograd::{self, Winograd};
+use convc_runtime::kernels::{direct, filter_lanes};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -75,7 +76,7 @@ unsafe fn view<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
-/// [`convc_runtime::gemm::gemm_packed`] for JIT code: `c = act(bias + A·b)`
+/// [`convc_runtime::kernels::gemm::gemm_packed`] for JIT code: `c = act(bias + A·b)`
 /// with `a` a `PackedA`, `bias` null for none.
 ///
 /// # Safety
@@ -145,7 +146,7 @@ unsafe extern "C" fn convc_gemm_rows(
     gemm_rows(a, rows, depth, b, ldb, n, bias, relu != 0, c, ldc);
 }
 
-/// [`convc_runtime::gemm::gemm_abt`] for JIT code: `c += a·bᵀ`, both
+/// [`convc_runtime::kernels::gemm::gemm_abt`] for JIT code: `c += a·bᵀ`, both
 /// read along the depth `k`.
 ///
 /// # Safety
@@ -172,7 +173,7 @@ unsafe extern "C" fn convc_gemm_abt(
     gemm_abt(a, lda, b, ldb, m, n, k, c, ldc);
 }
 
-/// [`convc_runtime::gemm::gemv_on`] for JIT code: `y[n][r] += w[r]·x[n]`,
+/// [`convc_runtime::kernels::gemm::gemv_on`] for JIT code: `y[n][r] += w[r]·x[n]`,
 /// over the stage's `packed` weight when it holds the dot products' copy.
 ///
 /// # Safety
@@ -358,7 +359,7 @@ unsafe extern "C" fn convc_direct_conv(
     }
 }
 
-/// [`rows::max_pool_2x2`] for JIT code; `argmax` null when not recorded.
+/// [`pool::max_pool_2x2`] for JIT code; `argmax` null when not recorded.
 ///
 /// # Safety
 /// `x` holds `planes × h × w` values, `y` (and `argmax` unless null)
@@ -373,7 +374,7 @@ unsafe extern "C" fn convc_max_pool_2x2(x: *const f32, planes: usize, h: usize, 
         let argmax = if argmax.is_null() { &mut [][..] } else { std::slice::from_raw_parts_mut(argmax, outs) };
         (view(x, planes * h * w), std::slice::from_raw_parts_mut(y, outs), argmax)
     };
-    rows::max_pool_2x2(x, planes, h, w, y, argmax);
+    pool::max_pool_2x2(x, planes, h, w, y, argmax);
 }
 
 /// An activation as two words for a call into the runtime: a tag and
@@ -429,7 +430,7 @@ unsafe extern "C" fn convc_max_unpool_2x2(
     // SAFETY: the caller's contract.
     let (dy, y, argmax, dz) =
         unsafe { (view(dy, outs), view(y, outs), view(argmax, outs), std::slice::from_raw_parts_mut(dz, planes * h * w)) };
-    rows::max_unpool_2x2(dy, y, argmax, activation_from_words(tag, alpha), planes, h, w, dz);
+    pool::max_unpool_2x2(dy, y, argmax, activation_from_words(tag, alpha), planes, h, w, dz);
 }
 
 /// [`filter_lanes::forward`] for JIT code: one image `x` (`c × h × w`)
@@ -495,7 +496,7 @@ unsafe extern "C" fn convc_row_sums(x: *const f32, len: usize, rows: usize, out:
     rows::add_row_sums(x, len, out);
 }
 
-/// [`convc_runtime::gemm::transpose`] for JIT code: `dst` (`cols × rows`) = `srcᵀ`.
+/// [`convc_runtime::kernels::gemm::transpose`] for JIT code: `dst` (`cols × rows`) = `srcᵀ`.
 ///
 /// # Safety
 /// `src` and `dst` hold `rows × cols` values each and do not overlap.

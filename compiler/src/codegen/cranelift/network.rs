@@ -20,7 +20,7 @@ use std::time::Duration;
 use convc_runtime::compiled::{
     self, ConvBackward, ConvForward, DenseBackward, DenseForward, PoolBackward, PoolForward, StageDef, StageKernels,
 };
-use convc_runtime::gemm::{gemv_packed_len, reads_rows_in_place};
+use convc_runtime::kernels::gemm::{gemv_packed_len, reads_rows_in_place};
 use convc_runtime::layer::Shape;
 use convc_runtime::model::{Mode, Model, ModelError, ParamMut, ParamRef};
 use convc_runtime::{Activation, PoolKind};
