@@ -2,15 +2,12 @@
 //! as it is: the emitted file is real, working code, equal to what
 //! `network!` generates, and it agrees with the interpreter.
 
-#[allow(dead_code)]
-#[path = "../compiler/tests/common/differential.rs"]
-mod differential;
-
 mod emitted {
     include!("../compiler/tests/golden/lenet5.rs");
 }
 
 use convc::runtime::Model;
+use convc_testing::differential;
 
 #[test]
 fn emitted_lenet5_matches_the_interpreter() {

@@ -7,21 +7,17 @@
 //! magnitude. AlexNet and VGG-16 run once, at batch 1, as in the JIT's
 //! tests (VGG-16 logits only: see `compiler/tests/jit.rs`).
 
-#[allow(dead_code)]
-#[path = "../compiler/tests/common/differential.rs"]
-mod differential;
 mod common {
     pub mod macro_cases;
 }
 
 use common::macro_cases::{CASES, FashionTf, Lenet5};
+use convc_testing::{differential, levels};
 
 #[test]
 fn every_declared_network_matches_the_interpreter() {
     // Run again below with CONVC_CPU forcing each lower instruction set.
-    if let Ok(asked) = std::env::var("CONVC_CPU") {
-        assert_eq!(convc::runtime::cpu::cpu_level().name(), asked, "CONVC_CPU={asked} was not honoured");
-    }
+    levels::running_level();
     let mut failures = Vec::new();
     for &(name, spec, build) in CASES.iter().filter(|c| !BIG.contains(&c.0)) {
         let graph = differential::graph(spec);
@@ -86,27 +82,9 @@ fn skipping_the_input_gradient_changes_no_parameter_gradient() {
     }
 }
 
-/// The AVX2 and baseline versions of every kernel (the CPU's best runs in
-/// the test above): this test binary again, with `CONVC_CPU` set.
+/// The lower levels' versions of every kernel (the CPU's best runs in the
+/// test above): that test again, in this test binary with `CONVC_CPU` set.
 #[test]
 fn lower_instruction_set_versions_match_too() {
-    use convc::runtime::cpu::{CpuLevel, cpu_level};
-    if std::env::var_os("CONVC_CPU").is_some() {
-        return;
-    }
-    for level in [CpuLevel::Baseline, CpuLevel::Avx2].into_iter().filter(|&l| l < cpu_level()) {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "every_declared_network_matches_the_interpreter"])
-            .env("CONVC_CPU", level.name())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}:\n{}{}",
-            level.name(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "{}", String::from_utf8_lossy(&out.stdout));
-    }
+    levels::at_lower_levels("every_declared_network_matches_the_interpreter");
 }

@@ -3,15 +3,14 @@
 //! and split over several, on the runtime's microkernels and on the JIT's
 //! direct kernels.
 
-mod common;
-
 use std::path::Path;
 
-use common::differential::{check_against_interpreter, check_forward_against_interpreter, graph};
-use common::random_spec::random_spec;
 use convc_compiler::Graph;
 use convc_compiler::codegen::cranelift::{JitOptions, compile_with};
 use convc_runtime::Model;
+use convc_testing::differential::{check_against_interpreter, check_forward_against_interpreter, graph};
+use convc_testing::levels;
+use convc_testing::random_spec::random_spec;
 
 fn jit(fuse: bool, threads: usize) -> impl Fn(&Graph, u64) -> Box<dyn Model> {
     jit_with(JitOptions { fuse, threads, ..JitOptions::default() })
@@ -35,6 +34,7 @@ fn baseline_isa_matches_the_interpreter() {
 
 #[test]
 fn random_specs_match_the_interpreter() {
+    levels::running_level();
     let mut failures = Vec::new();
     for seed in 0..200 {
         let (text, batch) = random_spec(seed);
@@ -73,6 +73,7 @@ fn shipped_specs_match_the_interpreter() {
 /// fused and not, on one and two threads.
 #[test]
 fn winograd_convs_match_the_interpreter() {
+    levels::running_level();
     let text = "[network]\ninput = [16, 11, 12]\nrounding = \"floor\"\n[[layer]]\ntype = \"conv2d\"\nfilters = 17\nkernel = 5\npadding = \"same\"\nactivation = \"tanh\"\n[[layer]]\ntype = \"conv2d\"\nfilters = 16\nkernel = 5\npadding = 1\nactivation = \"relu\"\n[[layer]]\ntype = \"avg_pool\"\nsize = 2\n[[layer]]\ntype = \"flatten\"\n[[layer]]\ntype = \"dense\"\nunits = 5\n";
     for (fused, threads, batch) in [(true, 1, 1), (true, 2, 5), (false, 2, 3)] {
         check_against_interpreter(&graph(text), batch, 9, &jit(fused, threads))
@@ -87,6 +88,7 @@ fn winograd_convs_match_the_interpreter() {
 /// threads.
 #[test]
 fn direct_convs_match_the_interpreter() {
+    levels::running_level();
     let text = "[network]\ninput = [1, 6, 40]\n[[layer]]\ntype = \"conv2d\"\nfilters = 3\nkernel = 3\npadding = \"same\"\nactivation = \"relu\"\n[[layer]]\ntype = \"conv2d\"\nfilters = 9\nkernel = 5\npadding = 2\nactivation = \"tanh\"\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n[[layer]]\ntype = \"flatten\"\n[[layer]]\ntype = \"dense\"\nunits = 4\n";
     for (fused, threads, batch) in [(true, 1, 1), (true, 2, 5), (false, 2, 3)] {
         check_against_interpreter(&graph(text), batch, 11, &jit(fused, threads))
@@ -101,6 +103,7 @@ fn direct_convs_match_the_interpreter() {
 /// each window's maximum.
 #[test]
 fn fused_max_pools_of_every_width_match_the_interpreter() {
+    levels::running_level();
     for width in (8..20).step_by(2) {
         for activation in ["relu", "none"] {
             let text = format!(
@@ -112,5 +115,21 @@ fn fused_max_pools_of_every_width_match_the_interpreter() {
             check_against_interpreter(&graph(&text), 5, width as u64, &jit(false, 2))
                 .unwrap_or_else(|e| panic!("width {width}, {activation}, unfused: {e}"));
         }
+    }
+}
+
+/// The kernels' lower-level versions (the tests above run the CPU's best):
+/// the tests that reach every kernel — random specs, Winograd, direct and
+/// pooled convs — again in this test binary with `CONVC_CPU` set to each
+/// level below it.
+#[test]
+fn lower_instruction_set_levels_match_too() {
+    for test in [
+        "random_specs_match_the_interpreter",
+        "winograd_convs_match_the_interpreter",
+        "direct_convs_match_the_interpreter",
+        "fused_max_pools_of_every_width_match_the_interpreter",
+    ] {
+        levels::at_lower_levels(test);
     }
 }

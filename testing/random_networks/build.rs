@@ -1,10 +1,9 @@
 //! Declare `COUNT` random valid specs (the generator the JIT's differential
 //! test uses) with `convc::network!`, into `$OUT_DIR/random_networks.rs`.
 
-#[path = "../../compiler/tests/common/random_spec.rs"]
-mod random_spec;
-
 use std::fmt::Write;
+
+use convc_testing::random_spec;
 
 /// Seeds `FIRST..FIRST + COUNT` (other seeds than the JIT test's).
 const FIRST: u64 = 5000;
@@ -12,7 +11,6 @@ const COUNT: u64 = 40;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-changed=../../compiler/tests/common/random_spec.rs");
     let mut out = String::new();
     let mut table = String::new();
     for seed in FIRST..FIRST + COUNT {

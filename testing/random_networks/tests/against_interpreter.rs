@@ -3,11 +3,8 @@
 //! dropout, dense; batch 1 to 8) against the interpreter: logits, input and
 //! parameter gradients within the harness's tolerances, on 1 and 2 threads.
 
-#[allow(dead_code)]
-#[path = "../../../compiler/tests/common/differential.rs"]
-mod differential;
-
 use convc_random_networks::NETWORKS;
+use convc_testing::differential;
 
 #[test]
 fn generated_networks_match_the_interpreter() {

@@ -1,6 +1,6 @@
 //! Random valid specs for differential tests. Shared by the JIT's tests and
 //! by the build script of `testing/random_networks`, which declares them
-//! with `network!` (so this file uses only `convc_runtime`).
+//! with `network!` (so this module uses only `convc_runtime`).
 
 use convc_runtime::rng::Rng;
 

@@ -1,2 +1,0 @@
-pub mod differential;
-pub mod random_spec;
