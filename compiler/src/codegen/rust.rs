@@ -10,7 +10,7 @@
 //! vectorises, and GEMMs of constant shape — compiled for AVX-512,
 //! AVX2+FMA and the baseline and picked at run time. The source stays
 //! small: constants and a table, no hand-unrolled bodies (unrolling whole
-//! layers compiles slowly and runs slower; see DESIGN notes in README).
+//! layers compiles slowly and runs slower; see docs/design.md).
 //! Around them: the layer list (for initialisation and weight names), the
 //! shape constants, typed entry points and the `Model` impl, all delegating
 //! to the runtime's `compiled::Network`.

@@ -2,7 +2,7 @@
 //! machine code specialised to its shapes (all sizes are constants, kernel
 //! taps unrolled, loops kept), compiled at run time for the host CPU.
 //!
-//! Settings (measured, see FACTS.md): `opt_level = "none"` — "speed" spills
+//! Settings (measured; see docs/design.md): `opt_level = "none"` — "speed" spills
 //! the many live accumulators and ran slower — and the host ISA from
 //! `cranelift-native`, so `fma` becomes `vfmadd`. The verifier is on in
 //! debug builds and tests.
@@ -10,8 +10,8 @@
 mod conv;
 mod dense;
 mod emit;
-mod microkernel;
 mod network;
+mod runtime_calls;
 
 pub use network::JitNetwork;
 
@@ -714,7 +714,7 @@ pub struct JitOptions {
     /// the JIT behaves on a CPU without FMA; the tests run it this way too.
     pub host_features: bool,
     /// Run conv and dense stages on the runtime's GEMM microkernels (the
-    /// default; see `microkernel`). Off, every stage runs the JIT's own
+    /// default; see `runtime_calls`). Off, every stage runs the JIT's own
     /// direct kernels (128-bit vectors) — to compare the two.
     pub microkernels: bool,
 }

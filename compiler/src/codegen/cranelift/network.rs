@@ -7,11 +7,11 @@
 //! writing astray.
 //!
 //! Two kinds of code: conv and dense stages on the runtime's microkernels
-//! ([`super::microkernel`], the default), and the direct kernels of
+//! ([`super::runtime_calls`], the default), and the direct kernels of
 //! [`super::conv`] and [`super::dense`] — 128-bit vectors throughout, kept
 //! for local layers (no shared weights to pack) and, with
 //! `JitOptions::microkernels` off, for every layer, to measure one against
-//! the other. Pool stages pool as fused ones do ([`microkernel::emit_pool`],
+//! the other. Pool stages pool as fused ones do ([`runtime_calls::emit_pool`],
 //! vectorised for 2×2 max pools); their backward is the direct kernels'.
 
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use super::KernelFn;
 use super::conv::{self, ConvGeom, PoolGeom};
 use super::dense::{self, DenseGeom};
 use super::emit::{F32, Fx};
-use super::microkernel;
+use super::runtime_calls;
 use crate::graph::Graph;
 use crate::plan::{Geometry, Plan, Stage, StageKind};
 
@@ -99,10 +99,10 @@ pub(crate) fn on_microkernels(stage: &Stage, microkernels: bool) -> bool {
 pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pass, microkernels: bool) {
     if on_microkernels(stage, microkernels) {
         match (stage.geometry(), pass) {
-            (Geometry::Conv(g), Pass::Backward) => microkernel::emit_conv_backward(fx, &g),
-            (Geometry::Conv(g), _) => microkernel::emit_conv_forward(fx, &g, pass == Pass::Train),
-            (Geometry::Dense(g), Pass::Backward) => microkernel::emit_dense_backward(fx, &g),
-            (Geometry::Dense(g), _) => microkernel::emit_dense_forward(fx, &g),
+            (Geometry::Conv(g), Pass::Backward) => runtime_calls::emit_conv_backward(fx, &g),
+            (Geometry::Conv(g), _) => runtime_calls::emit_conv_forward(fx, &g, pass == Pass::Train),
+            (Geometry::Dense(g), Pass::Backward) => runtime_calls::emit_dense_backward(fx, &g),
+            (Geometry::Dense(g), _) => runtime_calls::emit_dense_forward(fx, &g),
             _ => unreachable!("only conv and dense stages run on microkernels"),
         }
         return;
@@ -121,7 +121,7 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
             let (in_plane, out_plane) = ((g.h * g.w) as i64, (g.ph * g.pw) as i64);
             let planes = fx.b.ins().imul_imm_s(fx.batch, *c as i64);
             // The runtime's 2×2 max pool records indices from the chunk's first plane.
-            let stack = microkernel::runtime_pool(p, g);
+            let stack = runtime_calls::runtime_pool(p, g);
             if pass == Pass::Backward && stack {
                 let (dy, dx) = (fx.arg(pool_args::DY), fx.arg(pool_args::DX));
                 fx.max_unpool_2x2(dy, y, argmax, Activation::None, planes, [g.h, g.w], dx);
@@ -147,7 +147,7 @@ pub(crate) fn emit_stage(fx: &mut Fx, stage: &Stage, geom: &StageGeom, pass: Pas
                     let dst_off = fx.b.ins().imul_imm_s(plane, out_plane);
                     let (src, dst) = (fx.ptr_at(x, src_off), fx.ptr_at(y, dst_off));
                     let argmax = record.then(|| fx.ptr_at(argmax, dst_off));
-                    microkernel::emit_pool(fx, p.kind, *g, src, dst, argmax);
+                    runtime_calls::emit_pool(fx, p.kind, *g, src, dst, argmax);
                 });
             }
         }
@@ -277,7 +277,7 @@ fn max_pooled(g: &compiled::ConvGeom) -> bool {
 
 /// A conv stage on the microkernels.
 fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
-    let [xpad_len, cols_len, plane_len, dcols_len] = microkernel::conv_scratch(&g);
+    let [xpad_len, cols_len, plane_len, dcols_len] = runtime_calls::conv_scratch(&g);
     // Decided by the geometry (and the CPU) once, not per call.
     let (packed_len, packed_t_len) = (g.packed_len(false), g.packed_len(true));
     let forward = {
@@ -289,9 +289,9 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
             let s = io.scratch;
             let (xpad, cols, plane) =
                 (ptr(bordered(&mut s.xpad, xpad_len)), ptr(sized(&mut s.cols, cols_len)), ptr(sized(&mut s.plane, plane_len)));
-            let mut args = [std::ptr::null_mut(); microkernel::conv_fwd::SLOTS];
+            let mut args = [std::ptr::null_mut(); runtime_calls::conv_fwd::SLOTS];
             {
-                use microkernel::conv_fwd::*;
+                use runtime_calls::conv_fwd::*;
                 args[X] = ptr(io.x);
                 args[PACKED] = io.packed as *const _ as *mut u8;
                 args[BIAS] = ptr_or_null(io.bias);
@@ -319,9 +319,9 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
             let xpad = ptr(bordered(&mut s.xpad, xpad_len));
             let (cols, dz, dcols) =
                 (ptr(sized(&mut s.cols, cols_len)), ptr(sized(&mut s.plane, plane_len)), ptr(sized(&mut s.dcols, dcols_len)));
-            let mut args = [std::ptr::null_mut(); microkernel::conv_bwd::SLOTS];
+            let mut args = [std::ptr::null_mut(); runtime_calls::conv_bwd::SLOTS];
             {
-                use microkernel::conv_bwd::*;
+                use runtime_calls::conv_bwd::*;
                 args[X] = ptr(io.x);
                 args[Y] = ptr(io.y);
                 args[KEEP] = ptr(io.keep);
@@ -383,9 +383,9 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
             }
             let s = io.scratch;
             let (xt, yt) = (ptr(sized(&mut s.cols, i * images)), ptr(sized(&mut s.plane, u * images)));
-            let mut args = [std::ptr::null_mut(); microkernel::dense_fwd::SLOTS];
+            let mut args = [std::ptr::null_mut(); runtime_calls::dense_fwd::SLOTS];
             {
-                use microkernel::dense_fwd::*;
+                use runtime_calls::dense_fwd::*;
                 args[X] = ptr(io.x);
                 args[PACKED] = io.packed as *const _ as *mut u8;
                 args[BIAS] = ptr_or_null(io.bias);
@@ -406,9 +406,9 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
             expect("transposed weight", io.packed_t.rows() * io.packed_t.depth(), u * i);
             let s = io.scratch;
             let (dzt, dxt) = (ptr(sized(&mut s.cols, u * images)), ptr(sized(&mut s.dcols, i * images)));
-            let mut args = [std::ptr::null_mut(); microkernel::dense_bwd::SLOTS];
+            let mut args = [std::ptr::null_mut(); runtime_calls::dense_bwd::SLOTS];
             {
-                use microkernel::dense_bwd::*;
+                use runtime_calls::dense_bwd::*;
 
                 args[Y] = ptr(io.y);
                 args[PACKED_T] = io.packed_t as *const _ as *mut u8;

@@ -1,4 +1,5 @@
-//! Conv and dense stages on the runtime's GEMM microkernels.
+//! Conv and dense stages as calls into the runtime's kernels: the GEMM
+//! microkernels and the convs built on them.
 //!
 //! Cranelift's x86-64 backend emits 128-bit vectors only; the runtime's
 //! microkernels, compiled by rustc for AVX-512 and AVX2+FMA and chosen at
@@ -7,7 +8,7 @@
 //! packed once per change; for conv weight gradients `convc_weight_grad`;
 //! dense ones the executor forms over the whole batch), as are the data movements
 //! that gain most from 512-bit vectors — im2col, the 2×2 max pool, the
-//! dense layers' transposes (`rows.rs` in the runtime) — and, for the convs
+//! dense layers' transposes (`kernels::im2col`, `kernels::pool`) — and, for the convs
 //! `winograd::applies` to, the whole Winograd conv (`convc_winograd`, and
 //! in backward `convc_winograd_grad` and its `_finish`); for the convs over
 //! few channels `direct::applies` to, the direct conv (`convc_direct_conv`;
