@@ -142,15 +142,14 @@ fn layers(c: &mut Criterion) {
 /// fashion_tf's conv2 as Winograd F(4×4, 5×5) kernels, per image (the
 /// runtime's entry points that the JIT and the macro's code call): the
 /// forward transform-GEMMs-transform, the input gradient (the adjoint conv)
-/// and the weight gradient's accumulation. AVX-512 CPUs only.
+/// and the weight gradient's accumulation — and the forward as im2col +
+/// GEMM, the path Winograd replaces (`winograd::applies`). At the CPU's
+/// level; `CONVC_CPU` lowers it.
 fn winograd(c: &mut Criterion) {
-    use convc::runtime::cpu::{CpuLevel, cpu_level};
-    use convc::runtime::kernels::gemm::PackedA;
+    use convc::runtime::kernels::gemm::{PackedA, gemm_packed};
+    use convc::runtime::kernels::im2col::{self as rows, Im2col};
     use convc::runtime::kernels::winograd::{self, Winograd};
     use convc::runtime::rng::Rng;
-    if cpu_level() != CpuLevel::Avx512 {
-        return;
-    }
     let d = Winograd { c: 32, h: 14, w: 14, pad: [2, 2], filters: 64, oh: 14, ow: 14 };
     let adjoint = d.adjoint();
     let mut rng = Rng::new(1);
@@ -166,6 +165,16 @@ fn winograd(c: &mut Criterion) {
     group.bench_function("forward", |b| b.iter(|| winograd::conv(&d, &x, &u, &[], true, &mut y)));
     group.bench_function("input_gradient", |b| b.iter(|| winograd::conv(&adjoint, &dz, &ut, &[], false, &mut dx)));
     group.bench_function("weight_gradient", |b| b.iter(|| winograd::weight_grad_acc(&d, &x, &dz, &mut acc)));
+    let g = Im2col { c: 32, h: 14, w: 14, kernel: [5, 5], stride: [1, 1], pad: [2, 2], oh: 14, ow: 14 };
+    let mut packed = PackedA::default();
+    packed.pack(&weight, 64, 32 * 25);
+    let (mut cols, mut xpad) = (vec![0.0; g.cols_len()], vec![0.0; g.xpad_len()]);
+    group.bench_function("forward/im2col_gemm", |b| {
+        b.iter(|| {
+            rows::im2col(&g, &x, &mut xpad, &mut cols);
+            gemm_packed(&packed, &cols, 196, 196, &[], true, &mut y, 196);
+        })
+    });
     group.finish();
 }
 
@@ -174,16 +183,13 @@ fn winograd(c: &mut Criterion) {
 /// and the backward's weight and input gradients together: LeNet-5's conv2
 /// (6 → 16 channels, 5 × 5, 14 × 14 → 10 × 10, whose forward runs by
 /// Winograd down the columns) and two wider 3 × 3 convs (64 → 64 channels
-/// on 28 × 28 and 256 → 256 on 14 × 14, padded).
+/// on 28 × 28 and 256 → 256 on 14 × 14, padded). At the CPU's level;
+/// `CONVC_CPU` lowers it.
 fn filter_lanes(c: &mut Criterion) {
-    use convc::runtime::cpu::{CpuLevel, cpu_level};
     use convc::runtime::kernels::filter_lanes::{self as lanes, Output};
     use convc::runtime::kernels::gemm::{PackedA, gemm_packed};
     use convc::runtime::kernels::im2col::{self as rows, Im2col};
     use convc::runtime::rng::Rng;
-    if cpu_level() != CpuLevel::Avx512 {
-        return;
-    }
     let shapes = [
         ("conv5x5_6to16_14x14", Im2col { c: 6, h: 14, w: 14, kernel: [5, 5], stride: [1, 1], pad: [0, 0], oh: 10, ow: 10 }, 16),
         ("conv3x3_64to64_28x28", Im2col { c: 64, h: 28, w: 28, kernel: [3, 3], stride: [1, 1], pad: [1, 1], oh: 28, ow: 28 }, 64),

@@ -5,6 +5,24 @@
 //! language, shape checking, planning, code generation), [`network!`]
 //! (a spec compiled into a Rust type with your crate) and, with the default
 //! `jit` feature, [`jit`] (a spec compiled to machine code at run time).
+//!
+//! A spec read at run time, compiled by the JIT and run:
+//!
+//! ```
+//! # #[cfg(feature = "jit")] {
+//! use convc::runtime::{Mode, Model};
+//!
+//! let graph = convc::compiler::check(std::path::Path::new("specs/lenet5.toml"))?;
+//! let mut net = convc::jit::compile(&graph, /* seed */ 0)?;
+//! let images = vec![0.5f32; 2 * 28 * 28];
+//! let logits = net.forward(&images, 2, Mode::Infer)?;
+//! assert_eq!(logits.len(), 2 * 10);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The design — the pipeline, the runtime's tiers and its kernels — is
+//! described in `docs/design.md` in the repository.
 
 pub use convc_compiler as compiler;
 pub use convc_runtime as runtime;

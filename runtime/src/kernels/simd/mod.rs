@@ -186,7 +186,7 @@ pub trait Kernel {
 
 /// A [`Kernel`] that calls a generic function with its operands:
 ///
-/// ```ignore
+/// ```text
 /// block! {
 ///     /// Docs.
 ///     ConvRows<'a, const R: usize, const V: usize>(Operands<'a>) = conv_rows
@@ -262,7 +262,7 @@ pub type Baseline = Portable<4>;
 
 /// A kernel's entry point, compiled once per level:
 ///
-/// ```ignore
+/// ```text
 /// multiversion! {
 ///     /// Docs.
 ///     pub fn name(a: A, b: B) -> R => |s| kernel(s, a, b)
