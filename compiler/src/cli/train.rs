@@ -1,4 +1,4 @@
-//! `convc train`: flags, then the spec's [training] table, then defaults.
+//! `convc train`: flags, then the spec's `[training]` table, then defaults.
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@
 //! filters (their weights broadcast from the same packed panels the GEMM
 //! reads) — up to 24 accumulators in registers at AVX-512 (a panel's eight
 //! filters × three vectors), 12 at AVX2 (blocks of fewer filters as rows
-//! take more vectors: [`Blocks`]). The weight
+//! take more vectors: `Blocks`). The weight
 //! gradient is the same loop turned around: for each tap and filter, the
 //! sum over output rows of `dz` times the shifted input row, reduced
 //! across lanes once per image — a block of filters' `dz` row loaded once
@@ -57,8 +57,8 @@ pub fn applies(d: &Im2col) -> bool {
 }
 
 /// Whether the direct kernels run `d` with vectors `v`: stride 1, not 1 ×
-/// 1, at most [`MAX_KERNEL`] wide, at most [`MAX_CHANNELS`] input channels,
-/// rows of at most 48 outputs in at most [`Blocks::max_vectors`] vectors
+/// 1, at most `MAX_KERNEL` wide, at most [`MAX_CHANNELS`] input channels,
+/// rows of at most 48 outputs in at most `Blocks::max_vectors` vectors
 /// that they fill to three quarters or more.
 pub fn applies_for(d: &Im2col, v: Vectors) -> bool {
     let vectors = d.ow.div_ceil(v.lanes);

@@ -104,7 +104,7 @@ fn im2col_with<S: Simd>(s: S, d: &Im2col, x: &[f32], xpad: &mut [f32], cols: &mu
 multiversion! {
     /// The transpose of [`im2col`]: `rows[oy·ow + ox][(ci·kh + ky)·kw + kx]`,
     /// one row of taps per output position — each `(ci, ky)` a run of `kw`
-    /// adjacent inputs, one [`copy`]. `rows` holds `cols_len()` values.
+    /// adjacent inputs, one `copy`. `rows` holds `cols_len()` values.
     pub fn im2row(d: &Im2col, x: &[f32], xpad: &mut [f32], rows: &mut [f32]) => |s| im2row_with(s, d, x, xpad, rows)
 }
 

@@ -15,12 +15,12 @@
 //! transforms dominate and the direct GEMM stays ([`applies`]).
 //!
 //! Everything runs channels-last: the image is transposed to pixels of
-//! vectors of channels ([`CHANNELS`] a pixel at least), so a tile's window is 64 whole vectors (no permutes
+//! vectors of channels (`CHANNELS` a pixel at least), so a tile's window is 64 whole vectors (no permutes
 //! or gathers), `V` comes out tile-major — the left operand of the GEMMs,
 //! read in place by the microkernel — and the output transform works on
 //! vectors of filters before the result is transposed back to planes.
 //! Each point's block of `V` and `M` is a cache line longer than its
-//! tiles' values ([`point_stride`]): 16 tiles × 64 floats is 4 KB, and 64
+//! tiles' values (`point_stride`): 16 tiles × 64 floats is 4 KB, and 64
 //! loads 4 KB apart all fall in one set of the L1 cache (with that stride
 //! the output transform ran 3× slower).
 //!

@@ -1,9 +1,9 @@
 //! Matrix multiplication for compiled stages, written once over
-//! [`Simd`](crate::kernels::simd::Simd) and run at the level
+//! [`Simd`] and run at the level
 //! [`cpu_level`](crate::cpu::cpu_level) allows.
 //!
 //! - [`gemm_packed`]: `C = act(bias + A·B)` with `A` a weight matrix packed
-//!   once ([`PackedA`]) — our own microkernels ([`microkernel`]: tiles of
+//!   once ([`PackedA`]) — our own microkernels (`microkernel`: tiles of
 //!   rows × vectors sized by the register count), bias and ReLU applied in
 //!   registers before the store; a ragged right edge of up to 8 columns as
 //!   column accumulators over the panel's rows. Conv and dense forwards,
@@ -14,7 +14,7 @@
 //!   in place (a dense layer's weight, which then needs no repacking
 //!   after every optimizer step).
 //! - [`gemm_abt`]: `C += A·Bᵀ` with both operands read along the depth in
-//!   place, blocks of dot products in vector accumulators ([`abt`]).
+//!   place, blocks of dot products in vector accumulators (`abt`).
 //!   Pointwise convs' weight gradients, whose input is its own im2col
 //!   matrix. (For other convs it measured 63% of peak against the packed
 //!   GEMM's 91%: every output is reduced across lanes.)

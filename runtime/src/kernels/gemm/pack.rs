@@ -112,7 +112,7 @@ impl PackedA {
 
     /// Keep a `rows × cols` matrix as it is, row-major (`depth()` is then
     /// `cols`): an operand read by rows, such as the right-hand side of
-    /// [`super::gemm_block`]. The values are zeroed, then `fill` writes
+    /// `gemm_block`. The values are zeroed, then `fill` writes
     /// them (the allocation is reused).
     pub fn store_rows(&mut self, rows: usize, cols: usize, fill: impl FnOnce(&mut [f32])) {
         self.data.clear();
