@@ -88,7 +88,48 @@ pub fn to_bytes(tensors: &[Tensor], metadata: HashMap<String, String>) -> Vec<u8
         .map(|(name, shape, bytes)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches data")))
         .collect();
     let metadata = if metadata.is_empty() { None } else { Some(metadata) };
-    safetensors::serialize(views, metadata).expect("f32 tensors with consistent shapes serialize")
+    let bytes = safetensors::serialize(views, metadata).expect("f32 tensors with consistent shapes serialize");
+    sorted_header(bytes)
+}
+
+/// `bytes` with its JSON header's keys in sorted order, so that the same
+/// tensors and metadata always give the same bytes: `safetensors` writes
+/// the metadata from a `HashMap`, whose order changes from run to run.
+/// The same keys and values reordered are as long as before, so the
+/// header keeps its length and padding, and the data its offsets.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let len = u64::from_le_bytes(bytes[..8].try_into().expect("an 8-byte length")) as usize;
+    let header = &bytes[8..8 + len];
+    let value: serde_json::Value = serde_json::from_slice(header).expect("safetensors writes JSON");
+    // Compact, as safetensors' own writer.
+    let sorted = serde_json::to_vec(&Sorted(&value)).expect("JSON serializes");
+    assert!(sorted.len() <= len, "a reordered header is as long as the original");
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + len].fill(b' ');
+    bytes
+}
+
+/// A JSON value serialized with every object's keys in sorted order
+/// (whatever order `serde_json::Map` keeps, which a dependency's
+/// `preserve_order` feature would change).
+struct Sorted<'a>(&'a serde_json::Value);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let mut out = serializer.serialize_map(Some(keys.len()))?;
+                for k in keys {
+                    out.serialize_entry(k, &Sorted(&map[k]))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 /// Save tensors atomically.
@@ -186,4 +227,41 @@ pub fn load_model(model: &mut dyn Model, path: &Path) -> Result<(), WeightsError
 fn strsim_close(a: &str, b: &str) -> bool {
     let (la, lb) = (a.split('.').next(), b.split('.').next());
     la == lb || a.len().abs_diff(b.len()) <= 1 && a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() <= 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same tensors and metadata give the same bytes every time (the
+    /// metadata comes in a `HashMap`, a new iteration order each), and
+    /// the file reads back as written.
+    #[test]
+    fn the_same_content_gives_the_same_bytes() {
+        let tensors = [
+            Tensor { name: "conv1.weight".into(), shape: vec![2, 1, 2, 2], data: (0..8).map(|i| i as f32 * 0.5).collect() },
+            Tensor { name: "conv1.bias".into(), shape: vec![2], data: vec![0.25, -1.0] },
+        ];
+        let metadata = || -> HashMap<String, String> { (0..8).map(|i| (format!("key{i}"), format!("value {i}"))).collect() };
+        let first = to_bytes(&tensors, metadata());
+        for _ in 0..20 {
+            assert_eq!(to_bytes(&tensors, metadata()), first);
+        }
+        let (back, meta) = safetensors_read(&first);
+        assert_eq!(meta, metadata());
+        assert_eq!(back.len(), 2);
+        for t in &tensors {
+            let b = back.iter().find(|b| b.name == t.name).expect("every tensor reads back");
+            assert_eq!((&b.shape, &b.data), (&t.shape, &t.data));
+        }
+    }
+
+    /// Read `bytes` through the same parser as [`read`], via a file.
+    fn safetensors_read(bytes: &[u8]) -> (Vec<Tensor>, HashMap<String, String>) {
+        let path = std::env::temp_dir().join(format!("convc-weights-test-{}.safetensors", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let read = read(&path);
+        std::fs::remove_file(&path).ok();
+        read.unwrap()
+    }
 }
