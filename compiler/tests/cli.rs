@@ -109,3 +109,25 @@ fn bench_json_reports_each_measurement() {
     assert!(lines.iter().filter(|m| m["backend"] == "interp").all(|m| m.get("compile_ms").is_none() && m["threads"] == 1));
     assert_eq!(lines.iter().filter(|m| m["mode"] == "train").count(), 2);
 }
+
+/// Optimizer flags follow the rules a spec's `[training]` table applies to
+/// the same keys: NaN, infinities, overflowing and out-of-range values are
+/// refused before any data is read, naming the flag and the range.
+#[test]
+fn train_refuses_optimizer_flags_the_spec_would_refuse() {
+    for (flag, value, range) in [
+        ("--lr", "NaN", "from 0 to 10"),
+        ("--lr", "-1", "from 0 to 10"),
+        ("--lr", "inf", "from 0 to 10"),
+        ("--lr", "1e40", "from 0 to 10"),
+        ("--momentum", "NaN", "from 0 to 1"),
+        ("--momentum", "-5", "from 0 to 1"),
+        ("--weight-decay", "-10", "from 0 to 1"),
+        ("--lr", "fast", "from 0 to 10"),
+    ] {
+        let o = convc(&["train", "specs/lenet5.toml", &format!("{flag}={value}"), "--data", "no/such/dir"]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag}={value}: {err}");
+        assert!(err.contains(&format!("invalid value '{value}' for '{flag}")) && err.contains(range), "{flag}={value}: {err}");
+    }
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use convc_compiler::Graph;
-use convc_compiler::spec::{OptimizerKind, OptimizerSpec};
+use convc_compiler::spec::{OptimizerKind, OptimizerSpec, training};
 use convc_runtime::train::checkpoint::{self, Checkpoint};
 use convc_runtime::train::data::{self, Dataset, Split};
 use convc_runtime::train::history::{self as curve, EpochStats};
@@ -30,14 +30,14 @@ pub struct TrainArgs {
     /// Optimizer (default: the spec's, else adam).
     #[arg(long)]
     optimizer: Option<OptimizerArg>,
-    /// Learning rate (default: the spec's, else 1e-3 for adam, 0.01 for sgd).
-    #[arg(long)]
+    /// Learning rate, 0 to 10 (default: the spec's, else 1e-3 for adam, 0.01 for sgd).
+    #[arg(long, value_parser = number_in(training::LR))]
     lr: Option<f32>,
-    /// SGD momentum (default: the spec's, else 0.9).
-    #[arg(long)]
+    /// SGD momentum, 0 to 1 (default: the spec's, else 0.9).
+    #[arg(long, value_parser = number_in(training::MOMENTUM))]
     momentum: Option<f32>,
-    /// L2 weight decay (default: the spec's, else 0).
-    #[arg(long)]
+    /// L2 weight decay, 0 to 1 (default: the spec's, else 0).
+    #[arg(long, value_parser = number_in(training::WEIGHT_DECAY))]
     weight_decay: Option<f32>,
     /// Seed of initialisation, shuffling and dropout (default: the spec's, else 0).
     #[arg(long)]
@@ -82,6 +82,17 @@ pub struct TrainArgs {
 }
 
 /// The optimizer from flags, then the spec, then defaults.
+/// A flag's value under the rule a spec's `[training]` table applies to the
+/// same key: a finite number in `range` (inclusive). NaN, infinities and
+/// values that overflow f32 are refused here, before any training.
+fn number_in(range: (f64, f64)) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
+    move |text| match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= range.0 && x <= range.1 => Ok(x as f32),
+        Ok(_) => Err(format!("expected a finite number from {} to {}, as in a spec's [training] table", range.0, range.1)),
+        Err(_) => Err(format!("expected a number from {} to {}", range.0, range.1)),
+    }
+}
+
 fn optimizer_config(args: &TrainArgs, spec: Option<&OptimizerSpec>) -> OptimizerConfig {
     let kind = match args.optimizer {
         Some(OptimizerArg::Sgd) => OptimizerKind::Sgd,

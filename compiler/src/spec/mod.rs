@@ -4,7 +4,7 @@
 
 mod fields;
 mod parse;
-mod training;
+pub mod training;
 
 pub(crate) use parse::parse_lenient;
 pub use parse::{LAYER_TYPES, parse};
