@@ -43,7 +43,7 @@ pub struct TrainOptions {
 
 #[derive(Debug)]
 pub enum TrainError {
-    /// The loss became NaN or infinite.
+    /// The loss became NaN or infinite, or exploded past [`exploded`].
     Diverged {
         epoch: usize,
         step: usize,
@@ -63,11 +63,14 @@ pub enum TrainError {
 impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Diverged { epoch, step, loss, lr } => write!(
-                f,
-                "training diverged: the loss is {loss} at epoch {epoch}, step {step}\n  help: lower the learning rate (now {lr}), e.g. --lr {}",
-                lr / 10.0
-            ),
+            Self::Diverged { epoch, step, loss, lr } => {
+                let what = if loss.is_finite() {
+                    format!("the loss exploded to {loss:.3e} (over 100 × a uniform guess's)")
+                } else {
+                    format!("the loss is {loss}")
+                };
+                write!(f, "training diverged: {what} at epoch {epoch}, step {step}\n  help: lower the learning rate (now {lr}), e.g. --lr {}", lr / 10.0)
+            }
             Self::NonFiniteWeights { epoch, param, lr } => write!(
                 f,
                 "training diverged: `{param}` holds NaN or infinite values after epoch {epoch}\n  help: lower the learning rate (now {lr}), e.g. --lr {}",
@@ -117,6 +120,13 @@ pub fn step(model: &mut dyn Model, optimizer: &mut Optimizer, input: &[f32], lab
     Ok(Step { loss: out.loss, correct: out.correct })
 }
 
+/// The loss past which training has diverged though it is finite: 100 ×
+/// ln(classes), a hundred times what a network that guesses uniformly scores
+/// (230 for ten classes: the right class's logit 230 below the others').
+pub fn exploded(classes: usize) -> f32 {
+    100.0 * (classes.max(2) as f32).ln()
+}
+
 /// Train from `history.len()` epochs done up to `opts.epochs`. Calls
 /// `on_epoch` after each epoch (after the checkpoint is written) and returns
 /// the full history.
@@ -146,6 +156,7 @@ fn train_epochs(
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<Vec<EpochStats>, TrainError> {
     let steps = train_set.len().div_ceil(opts.batch);
+    let limit = exploded(model.classes());
     let mut order: Vec<usize> = (0..train_set.len()).collect();
     let mut input = Vec::new();
     for epoch in history.len() + 1..=opts.epochs {
@@ -162,7 +173,7 @@ fn train_epochs(
             let labels: Vec<u8> = indices.iter().map(|&i| train_set.labels[i]).collect();
             let seed = Rng::derive(opts.seed, epoch as u64, step as u64).next_u64();
             let out = self::step(model, optimizer, &input, &labels, seed)?;
-            if !out.loss.is_finite() {
+            if !out.loss.is_finite() || out.loss > limit {
                 bar.abandon();
                 return Err(TrainError::Diverged { epoch, step: step + 1, loss: out.loss, lr: optimizer.config.lr() });
             }
