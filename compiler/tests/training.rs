@@ -112,7 +112,8 @@ fn divergence_stops_with_a_message() {
     let spec = fixture("net_a.toml");
     let data = fixture("net_a/two_steps");
     for optimizer in ["sgd", "adam"] {
-        let err = fails(&["train", &spec, "--data", &data, "--epochs", "5", "--batch", "4", "--optimizer", optimizer, "--lr", "10", "--quiet"]);
+        let err =
+            fails(&["train", &spec, "--data", &data, "--epochs", "5", "--batch", "4", "--optimizer", optimizer, "--lr", "10", "--quiet"]);
         assert!(err.contains("training diverged: the loss exploded to"), "{optimizer}: {err}");
         assert!(err.contains("at epoch 1, step"), "{optimizer}: {err}");
         assert!(err.contains("lower the learning rate (now 10), e.g. --lr 1"), "{optimizer}: {err}");
@@ -153,6 +154,25 @@ fn bad_data_and_weights_are_clear_errors() {
     assert!(err.contains("`conv1.weight` has shape [4, 1, 3, 3], the spec needs [3, 1, 5, 5]"), "{err}");
     assert!(err.contains("`dense2.weight` has shape [10, 16], the spec needs [10, 8]"), "{err}");
     assert!(err.contains("help: the file must hold exactly the parameters of network `parity_b`"), "{err}");
+
+    // NaN and infinite values, refused by predict and by train --init,
+    // naming the file and the tensor.
+    let (mut tensors, _) = convc_runtime::train::weights::read(Path::new(&fixture("net_a/init.safetensors"))).unwrap();
+    let conv = tensors.iter_mut().find(|t| t.name == "conv1.weight").expect("net_a has conv1");
+    (conv.data[3], conv.data[5]) = (f32::NAN, f32::INFINITY);
+    let bad = dir.join("nan.safetensors");
+    convc_runtime::train::weights::save(&bad, &tensors, Default::default()).unwrap();
+    for args in [
+        vec!["predict", &spec, "--weights", &s(&bad), "--images", &fixture("net_a/train-images-idx3-ubyte")],
+        vec!["train", &spec, "--init", &s(&bad), "--data", &fixture("net_a/two_steps"), "--epochs", "1", "--quiet"],
+    ] {
+        let err = fails(&args);
+        assert!(
+            err.contains("nan.safetensors")
+                && err.contains("`conv1.weight` holds 2 NaN or infinite values (the first at flat index 3: NaN)"),
+            "{args:?}: {err}"
+        );
+    }
 
     // Not a safetensors file at all; a missing directory.
     let err = fails(&["predict", &spec, "--weights", &spec, "--images", &fixture("net_a/train-images-idx3-ubyte")]);

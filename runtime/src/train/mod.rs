@@ -69,7 +69,11 @@ impl fmt::Display for TrainError {
                 } else {
                     format!("the loss is {loss}")
                 };
-                write!(f, "training diverged: {what} at epoch {epoch}, step {step}\n  help: lower the learning rate (now {lr}), e.g. --lr {}", lr / 10.0)
+                write!(
+                    f,
+                    "training diverged: {what} at epoch {epoch}, step {step}\n  help: lower the learning rate (now {lr}), e.g. --lr {}",
+                    lr / 10.0
+                )
             }
             Self::NonFiniteWeights { epoch, param, lr } => write!(
                 f,

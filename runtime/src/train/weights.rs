@@ -192,7 +192,13 @@ pub fn assign(model: &mut dyn Model, path: &Path, tensors: &[Tensor], ignore_pre
         match by_name.get(p.name) {
             None => problems.push(format!("missing tensor `{}` (shape {:?})", p.name, p.shape)),
             Some(t) if t.shape != p.shape => problems.push(format!("`{}` has shape {:?}, the spec needs {:?}", p.name, t.shape, p.shape)),
-            Some(_) => {}
+            Some(t) => {
+                if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                    let count = t.data.iter().filter(|v| !v.is_finite()).count();
+                    problems
+                        .push(format!("`{}` holds {count} NaN or infinite values (the first at flat index {i}: {})", p.name, t.data[i]));
+                }
+            }
         }
     }
     for t in tensors {
