@@ -51,7 +51,8 @@ impl RustOptions {
     }
 }
 
-/// `lenet5` → `Lenet5`, `fashion_tf` → `FashionTf`; a leading digit gets `Net`.
+/// `lenet5` → `Lenet5`, `fashion_tf` → `FashionTf`; a leading digit gets
+/// `Net` before it, and `self` (whose camel case `Self` is a keyword) after.
 pub fn type_name_for(network: &str) -> String {
     let mut out = String::new();
     for part in network.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
@@ -61,6 +62,9 @@ pub fn type_name_for(network: &str) -> String {
     }
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert_str(0, "Net");
+    }
+    if out == "Self" {
+        out.push_str("Net");
     }
     out
 }
@@ -399,5 +403,17 @@ mod tests {
         assert_eq!(type_name_for("vgg-16"), "Vgg16");
         assert_eq!(type_name_for("3layers"), "Net3layers");
         assert_eq!(type_name_for(""), "Net");
+        assert_eq!(type_name_for("self"), "SelfNet");
+    }
+
+    /// Whatever a spec names its network, the type name is a Rust
+    /// identifier that is not a keyword (`syn` refuses keywords as `Ident`).
+    #[cfg(feature = "cli")]
+    #[test]
+    fn every_network_name_makes_a_valid_type_name() {
+        for name in ["self", "Self", "SELF", "self_", "super", "crate", "_", "__", "9", "a b", "ü", "été", "r#type", "type", "fn", "-"] {
+            let t = type_name_for(name);
+            assert!(syn::parse_str::<syn::Ident>(&t).is_ok(), "{name:?} → {t:?}");
+        }
     }
 }
