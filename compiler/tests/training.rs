@@ -120,6 +120,27 @@ fn divergence_stops_with_a_message() {
     }
 }
 
+/// Output paths that cannot be written are refused before the first
+/// epoch, not after training (when `--curve` alone would lose the run).
+#[test]
+fn unwritable_outputs_are_refused_before_training() {
+    let (spec, data) = (fixture("net_a.toml"), fixture("net_a/two_steps"));
+    let dir = tmp("outputs");
+    for (flag, path) in [
+        ("--curve", "/no/such/dir/curve.csv".to_string()),
+        ("--plot", "/no/such/dir/plot.svg".to_string()),
+        ("--save", "/no/such/dir/w.safetensors".to_string()),
+        ("--save", s(&dir)),
+    ] {
+        let out = convc(&["train", &spec, "--data", &data, "--epochs", "2", "--quiet", flag, &path]);
+        let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{flag} {path}: {err}");
+        assert!(err.contains(&format!("{flag} {path}:")) && (err.contains("does not exist") || err.contains("is a directory")), "{err}");
+        assert!(!stdout.contains("epoch 1"), "{flag} {path}: trained first:\n{stdout}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_data_and_weights_are_clear_errors() {
     let dir = tmp("bad");

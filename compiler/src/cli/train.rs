@@ -130,6 +130,16 @@ fn load_data(dir: &Path, split: Split, graph: &Graph, limit: Option<usize>) -> R
 
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
+    // Output paths are checked now, not after the epochs they would record.
+    if let Some(path) = &args.save {
+        check_output("--save", path)?;
+        check_output("--save", &checkpoint::path_for(path))?;
+    }
+    for (flag, path) in [("--curve", &args.curve), ("--plot", &args.plot)] {
+        if let Some(path) = path {
+            check_output(flag, path)?;
+        }
+    }
     let training = &graph.training;
     let epochs = args.epochs.map(|e| e as usize).or(training.epochs).unwrap_or(5);
     let batch = args.batch.map(|b| b as usize).or(training.batch).unwrap_or(64);
@@ -194,6 +204,29 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     }
     report(&history, &args);
     Ok(())
+}
+
+/// That a file can be written at `path` (given by `flag`): not a directory,
+/// in a directory that exists and takes a new file (a probe file is made
+/// and removed beside it).
+fn check_output(flag: &str, path: &Path) -> Result<(), CliError> {
+    let fail = |why: String| Err(CliError::msg(format!("{flag} {}: {why}", path.display())));
+    if path.is_dir() {
+        return fail("is a directory; give a file name".into());
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return fail(format!("the directory {} does not exist", dir.display()));
+    }
+    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => fail(format!("cannot write in {}: {e}", dir.display())),
+    }
 }
 
 /// `--resume w.safetensors` means the checkpoint written beside it.
