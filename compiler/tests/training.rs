@@ -120,6 +120,13 @@ fn divergence_stops_with_a_message() {
     }
 }
 
+/// An empty test set is refused before training, not reported as accuracy 0.
+#[test]
+fn an_empty_test_set_is_refused() {
+    let err = fails(&["train", &fixture("net_a.toml"), "--data", &fixture("net_a/two_steps"), "--test-limit", "0", "--quiet"]);
+    assert!(err.contains("the test set is empty: nothing to test"), "{err}");
+}
+
 /// Output paths that cannot be written are refused before the first
 /// epoch, not after training (when `--curve` alone would lose the run).
 #[test]

@@ -36,6 +36,9 @@ pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let (mut model, _) = build_model(&graph, args.backend, 0, true, super::all_cores())?;
     weights::load_model(model.as_mut(), &args.weights)?;
     let (pixels, n, height, width) = data::read_images(&args.images)?;
+    if n == 0 {
+        return Err(CliError::msg(format!("{}: holds no images: nothing to predict", args.images.display())));
+    }
     let labels = match &args.labels {
         Some(path) => {
             let labels = data::read_labels(path)?;

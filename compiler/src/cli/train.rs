@@ -152,6 +152,12 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     if train_set.is_empty() {
         return Err(CliError::msg("the training set is empty (check --limit)"));
     }
+    if test_set.is_empty() {
+        return Err(CliError::msg(format!(
+            "the test set is empty: nothing to test each epoch against (check --test-limit, or the t10k files in {})",
+            args.data.display()
+        )));
+    }
 
     let (mut model, _) = build_model(&graph, args.backend, seed, !args.no_fusion, threads)?;
     let mut history = Vec::new();
