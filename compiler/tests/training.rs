@@ -202,6 +202,23 @@ fn bad_data_and_weights_are_clear_errors() {
         );
     }
 
+    // A label past the network's classes: the labels file and the index are named.
+    let mut labels = std::fs::read(fixture("net_a/train-labels-idx1-ubyte")).unwrap();
+    labels[8 + 5] = 12;
+    std::fs::write(dir.join("bad-labels"), &labels).unwrap();
+    let images = fixture("net_a/train-images-idx3-ubyte");
+    let err = fails(&[
+        "predict",
+        &spec,
+        "--weights",
+        &fixture("net_a/init.safetensors"),
+        "--images",
+        &images,
+        "--labels",
+        &s(&dir.join("bad-labels")),
+    ]);
+    assert!(err.contains("bad-labels: label 12 (at index 5) is out of range: the network has 10 outputs"), "{err}");
+
     // Not a safetensors file at all; a missing directory.
     let err = fails(&["predict", &spec, "--weights", &spec, "--images", &fixture("net_a/train-images-idx3-ubyte")]);
     assert!(err.contains("not a valid safetensors file"), "{err}");

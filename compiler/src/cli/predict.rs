@@ -57,7 +57,7 @@ pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let has_labels = labels.is_some();
     let set =
         Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels.unwrap_or_else(|| vec![0; n]), height, width };
-    set.check_fits(&args.images, graph.input, graph.classes())?;
+    set.check_fits(&args.images, args.labels.as_deref().unwrap_or(&args.images), graph.input, graph.classes())?;
     let eval = evaluate(model.as_mut(), &set, args.batch as usize)?;
     let classes = graph.classes();
     if has_labels {

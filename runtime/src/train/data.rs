@@ -85,15 +85,19 @@ impl Dataset {
 
     /// Check that the images fit a network's input and the labels its
     /// classes; `path` names the images file in the error.
-    pub fn check_fits(&self, path: &Path, input: Shape, classes: usize) -> Result<(), DataError> {
+    pub fn check_fits(&self, images: &Path, labels: &Path, input: Shape, classes: usize) -> Result<(), DataError> {
+        let path = images;
         let fits = matches!(input, Shape::Image { c: 1, h, w } if h == self.height && w == self.width);
         if !fits {
             return Err(DataError::new(path, format!("images are 1×{}×{}, but the network's input is {input}", self.height, self.width))
                 .help("use a dataset of the spec's input size, or change `input` in the spec's [network]"));
         }
-        if let Some(&label) = self.labels.iter().find(|&&l| l as usize >= classes) {
-            return Err(DataError::new(path, format!("label {label} is out of range: the network has {classes} outputs"))
-                .help("the last layer must have one unit per class"));
+        if let Some((i, &label)) = self.labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
+            return Err(DataError::new(
+                labels,
+                format!("label {label} (at index {i}) is out of range: the network has {classes} outputs, for labels 0 to {}", classes - 1),
+            )
+            .help("the last layer must have one unit per class"));
         }
         Ok(())
     }
@@ -126,8 +130,7 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
         }
         return Err(e);
     }
-    let images = find(dir, &format!("{}-images-idx3-ubyte", split.prefix()))?;
-    let labels = find(dir, &format!("{}-labels-idx1-ubyte", split.prefix()))?;
+    let (images, labels) = split_files(dir, split)?;
     let (pixels, n, height, width) = read_images(&images)?;
     let labels_data = read_labels(&labels)?;
     if labels_data.len() != n {
@@ -135,6 +138,11 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
             .help("the images and labels files must come from the same split"));
     }
     Ok(Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels_data, height, width })
+}
+
+/// The images and labels files of `split` in `dir` (gzipped or not).
+pub fn split_files(dir: &Path, split: Split) -> Result<(PathBuf, PathBuf), DataError> {
+    Ok((find(dir, &format!("{}-images-idx3-ubyte", split.prefix()))?, find(dir, &format!("{}-labels-idx1-ubyte", split.prefix()))?))
 }
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
