@@ -35,28 +35,19 @@ pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
     let (mut model, _) = build_model(&graph, args.backend, 0, true, super::all_cores())?;
     weights::load_model(model.as_mut(), &args.weights)?;
-    let (pixels, n, height, width) = data::read_images(&args.images)?;
+    let has_labels = args.labels.is_some();
+    let set = match &args.labels {
+        Some(labels) => data::load_files(&args.images, labels)?,
+        None => {
+            // No labels: the evaluation's are zeros and only the logits count.
+            let (pixels, n, height, width) = data::read_images(&args.images)?;
+            Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: vec![0; n], height, width }
+        }
+    };
+    let n = set.len();
     if n == 0 {
         return Err(CliError::msg(format!("{}: holds no images: nothing to predict", args.images.display())));
     }
-    let labels = match &args.labels {
-        Some(path) => {
-            let labels = data::read_labels(path)?;
-            if labels.len() != n {
-                return Err(CliError::msg(format!(
-                    "{}: {} labels for {n} images in {}",
-                    path.display(),
-                    labels.len(),
-                    args.images.display()
-                )));
-            }
-            Some(labels)
-        }
-        None => None,
-    };
-    let has_labels = labels.is_some();
-    let set =
-        Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels.unwrap_or_else(|| vec![0; n]), height, width };
     set.check_fits(&args.images, args.labels.as_deref().unwrap_or(&args.images), graph.input, graph.classes())?;
     let eval = evaluate(model.as_mut(), &set, args.batch as usize)?;
     let classes = graph.classes();

@@ -120,8 +120,8 @@ fn optimizer_config(args: &TrainArgs, spec: Option<&OptimizerSpec>) -> Optimizer
 }
 
 fn load_data(dir: &Path, split: Split, graph: &Graph, limit: Option<usize>) -> Result<Dataset, CliError> {
-    let mut set = data::load_split(dir, split)?;
     let (images, labels) = data::split_files(dir, split)?;
+    let mut set = data::load_files(&images, &labels)?;
     set.check_fits(&images, &labels, graph.input, graph.classes())?;
     if let Some(n) = limit {
         set.truncate(n);

@@ -121,6 +121,12 @@ impl Split {
 
 /// Load `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` from `dir`.
 pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    let (images, labels) = split_files(dir, split)?;
+    load_files(&images, &labels)
+}
+
+/// The images and labels files of `split` in `dir` (gzipped or not).
+pub fn split_files(dir: &Path, split: Split) -> Result<(PathBuf, PathBuf), DataError> {
     if !dir.is_dir() {
         let mut e = DataError::new(dir, "no such data directory");
         if dir == Path::new(FASHION_MNIST_DIR) {
@@ -130,19 +136,18 @@ pub fn load_split(dir: &Path, split: Split) -> Result<Dataset, DataError> {
         }
         return Err(e);
     }
-    let (images, labels) = split_files(dir, split)?;
-    let (pixels, n, height, width) = read_images(&images)?;
-    let labels_data = read_labels(&labels)?;
+    Ok((find(dir, &format!("{}-images-idx3-ubyte", split.prefix()))?, find(dir, &format!("{}-labels-idx1-ubyte", split.prefix()))?))
+}
+
+/// Load an images file and its labels file (IDX, gzipped or not).
+pub fn load_files(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
+    let (pixels, n, height, width) = read_images(images)?;
+    let labels_data = read_labels(labels)?;
     if labels_data.len() != n {
-        return Err(DataError::new(&labels, format!("{} labels for {n} images in {}", labels_data.len(), images.display()))
+        return Err(DataError::new(labels, format!("{} labels for {n} images in {}", labels_data.len(), images.display()))
             .help("the images and labels files must come from the same split"));
     }
     Ok(Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels_data, height, width })
-}
-
-/// The images and labels files of `split` in `dir` (gzipped or not).
-pub fn split_files(dir: &Path, split: Split) -> Result<(PathBuf, PathBuf), DataError> {
-    Ok((find(dir, &format!("{}-images-idx3-ubyte", split.prefix()))?, find(dir, &format!("{}-labels-idx1-ubyte", split.prefix()))?))
 }
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
