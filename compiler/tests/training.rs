@@ -56,7 +56,8 @@ fn train_small(epochs: &str, save: &Path, extra: &[&str]) -> String {
     let spec = fixture("net_a.toml");
     let data = fixture("net_a/two_steps");
     let mut args = vec!["train", &spec, "--data", &data, "--epochs", epochs, "--batch", "4", "--quiet"];
-    if !extra.contains(&"--seed") {
+    // A resumed run takes the checkpoint's seed.
+    if !extra.contains(&"--seed") && !extra.contains(&"--resume") {
         args.extend(["--seed", "9"]);
     }
     let save = s(save);
@@ -85,6 +86,105 @@ fn same_seed_gives_identical_weights_and_resume_continues_exactly() {
     // A different seed gives different weights.
     train_small("3", &dir.join("d.safetensors"), &["--seed", "10"]);
     assert!(a != weight_bits(&dir.join("d.safetensors")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A checkpoint that is not whole — a state tensor of the wrong shape,
+/// NaN or negative moments, an optimizer out of bounds, a step count no
+/// run reaches, a history that disagrees with `epochs_done` — is refused
+/// before training, naming the file and the problem; nothing is written.
+#[test]
+fn damaged_checkpoints_are_refused() {
+    use convc_runtime::train::weights;
+    let dir = tmp("damaged");
+    train_small("1", &dir.join("w.safetensors"), &["--optimizer", "adam"]);
+    let good = dir.join("w.ckpt.safetensors");
+    let (tensors, metadata) = weights::read(&good).unwrap();
+    type Damage = fn(&mut Vec<weights::Tensor>, &mut std::collections::HashMap<String, String>);
+    let cases: [(&str, Damage, &str); 7] = [
+        (
+            "shape",
+            |t, _| {
+                let i = t.iter().position(|t| t.name == "optimizer.m.dense1.weight").unwrap();
+                t[i].shape = vec![1];
+                t[i].data.truncate(1);
+            },
+            "optimizer state `optimizer.m.dense1.weight` has shape [1], but its parameter has [16, 108]",
+        ),
+        (
+            "nan",
+            |t, _| t.iter_mut().find(|t| t.name == "optimizer.m.conv1.bias").unwrap().data[2] = f32::NAN,
+            "`optimizer.m.conv1.bias` holds NaN at index 2",
+        ),
+        (
+            "negative v",
+            |t, _| t.iter_mut().find(|t| t.name == "optimizer.v.dense2.bias").unwrap().data[0] = -1.0,
+            "`optimizer.v.dense2.bias` (a mean of squares) holds -1 at index 0",
+        ),
+        (
+            "beta",
+            |_, m| *m.get_mut("optimizer").unwrap() = m["optimizer"].replace("\"beta1\":0.9", "\"beta1\":1.0"),
+            "optimizer metadata: beta1 1 is not a number from 0 to 1, 1 excluded",
+        ),
+        (
+            "steps",
+            |_, m| _ = m.insert("optimizer_steps".into(), u64::MAX.to_string()),
+            "optimizer_steps 18446744073709551615 is more than a run takes",
+        ),
+        ("no history", |_, m| _ = m.insert("history".into(), "[]".into()), "epochs_done is 1 but the history has 0 epochs"),
+        (
+            "stray state",
+            |t, _| {
+                let mut extra = t.iter().find(|t| t.name == "optimizer.m.conv1.bias").unwrap().clone();
+                extra.name = "optimizer.m.conv9.bias".into();
+                t.push(extra);
+            },
+            "optimizer state `optimizer.m.conv9.bias` belongs to no parameter",
+        ),
+    ];
+    for (what, damage, expected) in cases {
+        let (mut t, mut m) = (tensors.clone(), metadata.clone());
+        damage(&mut t, &mut m);
+        let ckpt = dir.join("bad.ckpt.safetensors");
+        weights::save(&ckpt, &t, m).unwrap();
+        let out = dir.join("out.safetensors");
+        let err = fails(&[
+            "train",
+            &fixture("net_a.toml"),
+            "--data",
+            &fixture("net_a/two_steps"),
+            "--epochs",
+            "3",
+            "--batch",
+            "4",
+            "--quiet",
+            "--resume",
+            &s(&ckpt),
+            "--save",
+            &s(&out),
+        ]);
+        assert!(err.contains("bad.ckpt.safetensors") && err.contains("damaged checkpoint") && err.contains(expected), "{what}: {err}");
+        assert!(!out.exists(), "{what}: trained anyway");
+    }
+
+    // The optimizer, its rate and the seed come from the checkpoint: flags
+    // that would set them otherwise are refused, not ignored.
+    for flag in [["--lr", "0.5"], ["--optimizer", "sgd"], ["--seed", "3"]] {
+        let err = fails(&[
+            "train",
+            &fixture("net_a.toml"),
+            "--data",
+            &fixture("net_a/two_steps"),
+            "--epochs",
+            "3",
+            "--quiet",
+            "--resume",
+            &s(&good),
+            flag[0],
+            flag[1],
+        ]);
+        assert!(err.contains(&format!("{} cannot be combined with --resume", flag[0])) && err.contains("--init"), "{err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

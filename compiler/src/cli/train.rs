@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use convc_compiler::Graph;
-use convc_compiler::spec::{OptimizerKind, OptimizerSpec, training};
+use convc_compiler::spec::{OptimizerKind, OptimizerSpec};
 use convc_runtime::train::checkpoint::{self, Checkpoint};
 use convc_runtime::train::data::{self, Dataset, Split};
 use convc_runtime::train::history::{self as curve, EpochStats};
-use convc_runtime::train::optim::{Optimizer, OptimizerConfig};
+use convc_runtime::train::optim::{self, Bounds, Optimizer, OptimizerConfig};
 use convc_runtime::train::weights;
 use convc_runtime::train::{self, TrainOptions};
 
@@ -31,13 +31,13 @@ pub struct TrainArgs {
     #[arg(long)]
     optimizer: Option<OptimizerArg>,
     /// Learning rate, 0 to 10 (default: the spec's, else 1e-3 for adam, 0.01 for sgd).
-    #[arg(long, value_parser = number_in(training::LR))]
+    #[arg(long, value_parser = number_in(optim::LR))]
     lr: Option<f32>,
     /// SGD momentum, 0 to 1 (default: the spec's, else 0.9).
-    #[arg(long, value_parser = number_in(training::MOMENTUM))]
+    #[arg(long, value_parser = number_in(optim::MOMENTUM))]
     momentum: Option<f32>,
     /// L2 weight decay, 0 to 1 (default: the spec's, else 0).
-    #[arg(long, value_parser = number_in(training::WEIGHT_DECAY))]
+    #[arg(long, value_parser = number_in(optim::WEIGHT_DECAY))]
     weight_decay: Option<f32>,
     /// Seed of initialisation, shuffling and dropout (default: the spec's, else 0).
     #[arg(long)]
@@ -81,18 +81,18 @@ pub struct TrainArgs {
     threads: Option<u32>,
 }
 
-/// The optimizer from flags, then the spec, then defaults.
 /// A flag's value under the rule a spec's `[training]` table applies to the
-/// same key: a finite number in `range` (inclusive). NaN, infinities and
-/// values that overflow f32 are refused here, before any training.
-fn number_in(range: (f64, f64)) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
+/// same key. NaN, infinities and values that overflow f32 are refused here,
+/// before any training.
+fn number_in(range: Bounds) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
     move |text| match text.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= range.0 && x <= range.1 => Ok(x as f32),
-        Ok(_) => Err(format!("expected a finite number from {} to {}, as in a spec's [training] table", range.0, range.1)),
-        Err(_) => Err(format!("expected a number from {} to {}", range.0, range.1)),
+        Ok(x) if range.contains(x) && range.contains(f64::from(x as f32)) => Ok(x as f32),
+        Ok(_) => Err(format!("expected {range}, as in a spec's [training] table")),
+        Err(_) => Err(format!("expected {range}")),
     }
 }
 
+/// The optimizer from flags, then the spec, then defaults.
 fn optimizer_config(args: &TrainArgs, spec: Option<&OptimizerSpec>) -> OptimizerConfig {
     let kind = match args.optimizer {
         Some(OptimizerArg::Sgd) => OptimizerKind::Sgd,
@@ -131,6 +131,9 @@ fn load_data(dir: &Path, split: Split, graph: &Graph, limit: Option<usize>) -> R
 
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
+    if args.resume.is_some() {
+        check_resume_flags(&args)?;
+    }
     // Output paths are checked now, not after the epochs they would record.
     if let Some(path) = &args.save {
         check_output("--save", path)?;
@@ -145,7 +148,10 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let epochs = args.epochs.map(|e| e as usize).or(training.epochs).unwrap_or(5);
     let batch = args.batch.map(|b| b as usize).or(training.batch).unwrap_or(64);
     let mut seed = args.seed.or(training.seed).unwrap_or(0);
-    let mut optimizer = Optimizer::new(optimizer_config(&args, training.optimizer.as_ref()));
+    let config = optimizer_config(&args, training.optimizer.as_ref());
+    // The spec checked its numbers as f64; one may round to a bad f32 (β 0.999999999 to 1).
+    config.check().map_err(|e| CliError::msg(format!("{}: the optimizer's {e}", args.spec.display())))?;
+    let mut optimizer = Optimizer::new(config);
     let threads = args.threads.map_or_else(super::all_cores, |t| t as usize);
 
     let train_set = load_data(&args.data, Split::Train, &graph, args.limit)?;
@@ -234,6 +240,30 @@ fn check_output(flag: &str, path: &Path) -> Result<(), CliError> {
         }
         Err(e) => fail(format!("cannot write in {}: {e}", dir.display())),
     }
+}
+
+/// A resumed run continues the checkpoint's run: its optimizer state only
+/// means something under its optimizer, and exact resume needs its seed.
+/// Flags that would set them otherwise are refused, not silently ignored.
+fn check_resume_flags(args: &TrainArgs) -> Result<(), CliError> {
+    let given = [
+        ("--optimizer", args.optimizer.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--momentum", args.momentum.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--init", args.init.is_some()),
+    ];
+    let flags: Vec<&str> = given.iter().filter(|(_, set)| *set).map(|(flag, _)| *flag).collect();
+    if flags.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::msg(format!(
+        "{} cannot be combined with --resume: a resumed run continues with the checkpoint's weights, optimizer, \
+         learning rate and seed. Drop {}, or start a new run from the checkpoint's weights with --init W.safetensors",
+        flags.join(", "),
+        if flags.len() == 1 { "it" } else { "them" }
+    )))
 }
 
 /// `--resume w.safetensors` means the checkpoint written beside it.

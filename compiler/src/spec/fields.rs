@@ -4,6 +4,7 @@
 //! `None` for "invalid"; callers evaluate all their fields before combining
 //! them, so one run reports every bad field, not just the first.
 
+use convc_runtime::train::optim::Bounds;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -201,8 +202,8 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    /// A finite number within `range` (inclusive ends), or `default`.
-    pub fn number(&self, key: &str, default: Option<f64>, range: (f64, f64), errs: &mut Vec<Diagnostic>) -> Option<At<f64>> {
+    /// A finite number within `range`, or `default`.
+    pub fn number(&self, key: &str, default: Option<f64>, range: Bounds, errs: &mut Vec<Diagnostic>) -> Option<At<f64>> {
         let Some(value) = self.get(key) else {
             return default.map(|d| At::new(d, self.span.clone()));
         };
@@ -215,11 +216,11 @@ impl<'a, 'i> Table<'a, 'i> {
             }
         };
         match x {
-            Some(x) if x.is_finite() && x >= range.0 && x <= range.1 => Some(At::new(x, value.span())),
+            Some(x) if range.contains(x) => Some(At::new(x, value.span())),
             _ => {
                 errs.push(
                     Diagnostic::error(format!("`{key}` of {} is out of range", self.what))
-                        .primary(value.span(), format!("expected a number from {} to {}", range.0, range.1)),
+                        .primary(value.span(), format!("expected {range}")),
                 );
                 None
             }

@@ -1,5 +1,6 @@
 //! TOML text → [`Spec`], collecting every problem with its span.
 
+use convc_runtime::train::optim::Bounds;
 use convc_runtime::{Activation, PoolKind};
 use toml::de::{DeTable, DeValue};
 
@@ -311,7 +312,7 @@ fn parse_layer(t: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> Option<LayerKin
         }
         "dropout" => {
             t.reject_unknown_keys(&DROPOUT_KEYS, errs);
-            let rate = t.number("rate", None, (0.0, 0.999), errs);
+            let rate = t.number("rate", None, Bounds::closed(0.0, 0.999), errs);
             if t.get("rate").is_none() {
                 errs.push(
                     Diagnostic::error(format!("{} has no `rate`", t.what))
@@ -324,7 +325,7 @@ fn parse_layer(t: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> Option<LayerKin
         name => {
             let allowed: &[&str] = if Activation::takes_alpha(name) { &ACTIVATION_KEYS } else { &PLAIN_KEYS };
             t.reject_unknown_keys(allowed, errs);
-            let alpha = t.number("alpha", None, (0.0, 100.0), errs).map(|a| a.value as f32);
+            let alpha = t.number("alpha", None, Bounds::closed(0.0, 100.0), errs).map(|a| a.value as f32);
             LayerKind::Activation(Activation::from_name(name, alpha).expect("LAYER_TYPES lists only known activations"))
         }
     };
@@ -346,7 +347,7 @@ fn parse_window(t: &Table<'_, '_>, size_key: &str, stride_defaults_to_size: bool
 }
 
 fn parse_activation(t: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> Option<Activation> {
-    let alpha = t.number("alpha", None, (0.0, 100.0), errs);
+    let alpha = t.number("alpha", None, Bounds::closed(0.0, 100.0), errs);
     let name = match t.string("activation", errs) {
         None => "none",
         Some(a) if a.value == "softmax" => {

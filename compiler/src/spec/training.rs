@@ -2,6 +2,7 @@
 //! stays optional here; the CLI layers its flags over these, then built-in
 //! defaults.
 
+use convc_runtime::train::optim::{BETA, Bounds, EPSILON, LR, MOMENTUM, WEIGHT_DECAY};
 use toml::de::DeValue;
 
 use super::fields::Table;
@@ -83,12 +84,6 @@ pub(super) fn parse_training(t: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> T
     }
 }
 
-/// The ranges (inclusive) a learning rate, an SGD momentum and a weight
-/// decay must lie in, in a spec and on the command line alike.
-pub const LR: (f64, f64) = (0.0, 10.0);
-pub const MOMENTUM: (f64, f64) = (0.0, 1.0);
-pub const WEIGHT_DECAY: (f64, f64) = (0.0, 1.0);
-
 fn parse_optimizer(o: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> Option<OptimizerSpec> {
     o.reject_unknown_keys(&OPTIMIZER_KEYS, errs);
     let kind = match o.get("kind") {
@@ -102,13 +97,13 @@ fn parse_optimizer(o: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> Option<Opti
             None
         }
     };
-    let num = |key: &str, range: (f64, f64), errs: &mut Vec<Diagnostic>| o.number(key, None, range, errs).map(|x| x.value);
+    let num = |key: &str, range: Bounds, errs: &mut Vec<Diagnostic>| o.number(key, None, range, errs).map(|x| x.value);
     let lr = num("lr", LR, errs);
     let momentum = num("momentum", MOMENTUM, errs);
     let weight_decay = num("weight_decay", WEIGHT_DECAY, errs);
-    let beta1 = num("beta1", (0.0, 1.0), errs);
-    let beta2 = num("beta2", (0.0, 1.0), errs);
-    let epsilon = num("epsilon", (0.0, 1.0), errs);
+    let beta1 = num("beta1", BETA, errs);
+    let beta2 = num("beta2", BETA, errs);
+    let epsilon = num("epsilon", EPSILON, errs);
     Some(OptimizerSpec {
         kind: OptimizerKind::from_name(kind?.value).expect("choice is one of NAMES"),
         lr,

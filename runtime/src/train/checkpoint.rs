@@ -65,6 +65,11 @@ impl Checkpoint {
         weights::save(path, &tensors, metadata)
     }
 
+    /// Read a checkpoint and check that it is whole: an optimizer within
+    /// its bounds, a state tensor of its parameter's shape for every
+    /// parameter (finite; Adam's second moment not negative), a step count
+    /// a run can reach, and a history of exactly `epochs_done` epochs. A
+    /// checkpoint that fails names each problem; none is trained from.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let (tensors, metadata) = weights::read(path)?;
         let bad = |what: &str| WeightsError {
@@ -78,24 +83,68 @@ impl Checkpoint {
         let field = |key: &str| metadata.get(key).ok_or_else(|| bad(&format!("no `{key}` metadata")));
         let config: OptimizerConfig =
             serde_json::from_str(field("optimizer")?).map_err(|e| bad(&format!("bad optimizer metadata: {e}")))?;
-        let steps = field("optimizer_steps")?.parse().map_err(|_| bad("bad optimizer_steps"))?;
+        let steps: u64 = field("optimizer_steps")?.parse().map_err(|_| bad("bad optimizer_steps"))?;
         let epochs_done = field("epochs_done")?.parse().map_err(|_| bad("bad epochs_done"))?;
         let seed = field("seed")?.parse().map_err(|_| bad("bad seed"))?;
-        let history = serde_json::from_str(field("history")?).map_err(|e| bad(&format!("bad history: {e}")))?;
+        let history: Vec<EpochStats> = serde_json::from_str(field("history")?).map_err(|e| bad(&format!("bad history: {e}")))?;
         let (state, params): (Vec<Tensor>, Vec<Tensor>) = tensors.into_iter().partition(|t| t.name.starts_with(STATE_PREFIX));
+
+        let mut problems = Vec::new();
+        if let Err(e) = config.check() {
+            problems.push(format!("optimizer metadata: {e}"));
+        }
+        // Adam's bias correction raises β to the step count as an i32.
+        if steps > i32::MAX as u64 {
+            problems.push(format!("optimizer_steps {steps} is more than a run takes (at most {})", i32::MAX));
+        }
+        if history.len() != epochs_done {
+            problems.push(format!("epochs_done is {epochs_done} but the history has {} epochs", history.len()));
+        } else if let Some((i, s)) = history.iter().enumerate().find(|(i, s)| s.epoch != i + 1) {
+            problems.push(format!("history entry {} is for epoch {}, not {}", i + 1, s.epoch, i + 1));
+        }
+        let mut by_name: HashMap<&str, &Tensor> = state.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut per_param = Vec::new();
+        for p in &params {
+            let mut buffers = Vec::new();
+            for &state_name in config.state_names() {
+                let key = format!("{STATE_PREFIX}{state_name}.{}", p.name);
+                let Some(t) = by_name.remove(key.as_str()) else {
+                    if steps > 0 {
+                        problems.push(format!("missing optimizer state `{key}`"));
+                    }
+                    continue;
+                };
+                if t.shape != p.shape {
+                    problems.push(format!("optimizer state `{key}` has shape {:?}, but its parameter has {:?}", t.shape, p.shape));
+                } else if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
+                    problems.push(format!("optimizer state `{key}` holds {} at index {i}", t.data[i]));
+                } else if state_name == "v"
+                    && let Some(i) = t.data.iter().position(|&x| x < 0.0)
+                {
+                    problems.push(format!("optimizer state `{key}` (a mean of squares) holds {} at index {i}", t.data[i]));
+                }
+                buffers.push(t.data.clone());
+            }
+            per_param.push(buffers);
+        }
+        let mut strays: Vec<&str> = by_name.into_keys().collect();
+        strays.sort_unstable();
+        problems.extend(
+            strays.iter().map(|name| format!("optimizer state `{name}` belongs to no parameter of this {} optimizer", config.kind())),
+        );
+        if steps == 0 && !state.is_empty() {
+            problems.push("optimizer state is present but optimizer_steps is 0".into());
+        }
+        if !problems.is_empty() {
+            return Err(WeightsError {
+                path: path.to_path_buf(),
+                problems: problems.into_iter().map(|p| format!("damaged checkpoint: {p}")).collect(),
+                help: Some("resume from another checkpoint, or start a new run from these weights with --init".into()),
+            });
+        }
         let mut optimizer = Optimizer::new(config);
         optimizer.steps = steps;
         if steps > 0 {
-            let mut per_param = Vec::new();
-            for p in &params {
-                let mut buffers = Vec::new();
-                for name in config.state_names() {
-                    let key = format!("{STATE_PREFIX}{name}.{}", p.name);
-                    let t = state.iter().find(|t| t.name == key).ok_or_else(|| bad(&format!("missing optimizer state `{key}`")))?;
-                    buffers.push(t.data.clone());
-                }
-                per_param.push(buffers);
-            }
             optimizer.state = per_param;
         }
         Ok(Self { network: field("convc_network")?.clone(), epochs_done, seed, optimizer, params, history })

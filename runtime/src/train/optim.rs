@@ -2,9 +2,59 @@
 //! `torch.optim.SGD` / `torch.optim.Adam` (L2 weight decay added to the
 //! gradient, as both do).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::ParamMut;
+
+/// The values a hyperparameter may take: a finite number between `lo` and
+/// `hi`, each end included unless it is open. One rule for a spec's
+/// `[training]` table, the command line and a checkpoint's metadata.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub lo: f64,
+    pub hi: f64,
+    pub lo_open: bool,
+    pub hi_open: bool,
+}
+
+impl Bounds {
+    /// Both ends included.
+    pub const fn closed(lo: f64, hi: f64) -> Self {
+        Self { lo, hi, lo_open: false, hi_open: false }
+    }
+
+    pub fn contains(&self, x: f64) -> bool {
+        let above = if self.lo_open { x > self.lo } else { x >= self.lo };
+        let below = if self.hi_open { x < self.hi } else { x <= self.hi };
+        x.is_finite() && above && below
+    }
+}
+
+/// "a number from 0 to 1", "a number from 0 to 1, 1 excluded", …
+impl fmt::Display for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { lo, hi, .. } = self;
+        match (self.lo_open, self.hi_open) {
+            (false, false) => write!(f, "a number from {lo} to {hi}"),
+            (false, true) => write!(f, "a number from {lo} to {hi}, {hi} excluded"),
+            (true, false) => write!(f, "a number from {lo} to {hi}, {lo} excluded"),
+            (true, true) => write!(f, "a number between {lo} and {hi}, both excluded"),
+        }
+    }
+}
+
+/// Learning rate.
+pub const LR: Bounds = Bounds::closed(0.0, 10.0);
+/// SGD momentum.
+pub const MOMENTUM: Bounds = Bounds::closed(0.0, 1.0);
+/// L2 weight decay.
+pub const WEIGHT_DECAY: Bounds = Bounds::closed(0.0, 1.0);
+/// Adam's β₁ and β₂: at 1 the bias correction divides by zero.
+pub const BETA: Bounds = Bounds { hi_open: true, ..Bounds::closed(0.0, 1.0) };
+/// Adam's ε: at 0 a parameter whose gradient has always been 0 divides 0 by 0.
+pub const EPSILON: Bounds = Bounds { lo_open: true, ..Bounds::closed(0.0, 1.0) };
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -26,6 +76,27 @@ impl OptimizerConfig {
         match self {
             Self::Sgd { .. } => "sgd",
             Self::Adam { .. } => "adam",
+        }
+    }
+
+    /// Every hyperparameter within its [`Bounds`]; else the first that is
+    /// not, as `lr NaN is not a number from 0 to 10`.
+    pub fn check(&self) -> Result<(), String> {
+        let values: &[(&str, f32, Bounds)] = match *self {
+            Self::Sgd { lr, momentum, weight_decay } => {
+                &[("lr", lr, LR), ("momentum", momentum, MOMENTUM), ("weight_decay", weight_decay, WEIGHT_DECAY)]
+            }
+            Self::Adam { lr, beta1, beta2, epsilon, weight_decay } => &[
+                ("lr", lr, LR),
+                ("beta1", beta1, BETA),
+                ("beta2", beta2, BETA),
+                ("epsilon", epsilon, EPSILON),
+                ("weight_decay", weight_decay, WEIGHT_DECAY),
+            ],
+        };
+        match values.iter().find(|(_, x, bounds)| !bounds.contains(f64::from(*x))) {
+            Some((name, x, bounds)) => Err(format!("{name} {x} is not {bounds}")),
+            None => Ok(()),
         }
     }
 
