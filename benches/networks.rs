@@ -1,6 +1,8 @@
 //! Whole networks: forward at batch 1 and 64 and a training step (forward,
 //! loss, backward, SGD update) at batch 64, on the interpreter, the JIT and
-//! the `network!` macro, side by side per group.
+//! the `network!` macro, side by side per group; and `check` on specs of
+//! 10,000 and 100,000 layers, whose time per layer stays flat when every
+//! step of checking is linear in the spec's size.
 
 mod common;
 
@@ -35,5 +37,21 @@ fn networks(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, networks);
+fn spec_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spec_check");
+    group.measurement_time(Duration::from_secs(4)).sample_size(10);
+    for layers in [10_000u64, 100_000] {
+        let mut text = String::from("[network]\ninput = [1, 4, 4]\n\n[[layer]]\ntype = \"flatten\"\n");
+        for i in 0..layers {
+            text.push_str(if i % 2 == 0 { "\n[[layer]]\ntype = \"relu\"\n" } else { "\n[[layer]]\ntype = \"dense\"\nunits = 4\n" });
+        }
+        let file = convc_compiler::SourceFile::new("long.toml", text);
+        group.throughput(Throughput::Elements(layers));
+        group
+            .bench_function(BenchmarkId::from_parameter(layers), |b| b.iter(|| convc_compiler::check_source(&file).expect("a valid spec")));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, networks, spec_check);
 criterion_main!(benches);

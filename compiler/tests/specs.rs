@@ -109,3 +109,24 @@ fn every_shipped_spec_checks() {
     }
     assert!(n >= 4);
 }
+
+/// Default names (`act1`, `dense1`, …) skip names given explicitly, in a
+/// spec large enough that a quadratic search for free names would show
+/// (its speed is measured by the `spec_check` benchmark).
+#[test]
+fn default_names_skip_explicit_ones_in_a_long_spec() {
+    let n = 20_000;
+    let mut text = String::from("[network]\ninput = [1, 2, 2]\n\n[[layer]]\ntype = \"flatten\"\n");
+    for i in 0..n {
+        // Every third activation takes the name the default numbering would give the next-but-one.
+        let name = if i % 3 == 0 { format!("name = \"act{}\"\n", i + 3) } else { String::new() };
+        text.push_str(&format!("\n[[layer]]\ntype = \"relu\"\n{name}"));
+    }
+    let graph = convc_compiler::check_source(&convc_compiler::SourceFile::new("long.toml", text)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names.len(), n + 1);
+    let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "every name is unique");
+    // Numbered per family, counting every activation; act3 and act6 are taken, so act4 and act7 step past them.
+    assert_eq!(&names[..7], ["flatten1", "act3", "act2", "act4", "act6", "act7", "act8"]);
+}

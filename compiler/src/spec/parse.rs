@@ -1,5 +1,7 @@
 //! TOML text → [`Spec`], collecting every problem with its span.
 
+use std::collections::{HashMap, HashSet};
+
 use convc_runtime::train::optim::Bounds;
 use convc_runtime::{Activation, PoolKind};
 use toml::de::{DeTable, DeValue};
@@ -195,9 +197,11 @@ fn assign_names(tables: &[(Span, &DeTable<'_>)], errs: &mut Vec<Diagnostic>) -> 
         })
         .collect();
 
-    let mut taken: Vec<String> = explicit.iter().flatten().map(|n| n.value.clone()).collect();
-    for (i, name) in explicit.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n))) {
-        if let Some(first) = explicit[..i].iter().flatten().find(|n| n.value == name.value) {
+    // Hashed, so that a spec of a million layers is named in linear time.
+    let mut first_use: HashMap<&str, &At<String>> = HashMap::new();
+    for name in explicit.iter().flatten() {
+        if let Some(first) = first_use.insert(&name.value, name) {
+            first_use.insert(&first.value, first);
             errs.push(
                 Diagnostic::error(format!("two layers are named `{}`", name.value))
                     .primary(name.span.clone(), "second use")
@@ -206,19 +210,14 @@ fn assign_names(tables: &[(Span, &DeTable<'_>)], errs: &mut Vec<Diagnostic>) -> 
             );
         }
     }
+    let mut taken: HashSet<String> = first_use.keys().map(|n| n.to_string()).collect();
 
-    let mut counters: Vec<(&str, usize)> = Vec::new();
+    let mut counters: HashMap<&str, usize> = HashMap::new();
     let mut names = Vec::new();
     for ((span, table), own) in tables.iter().zip(&explicit) {
         let family =
             table.iter().find(|(k, _)| k.get_ref().as_ref() == "type").and_then(|(_, v)| v.get_ref().as_str()).map_or("layer", name_family);
-        let counter = match counters.iter_mut().find(|(f, _)| *f == family) {
-            Some((_, n)) => n,
-            None => {
-                counters.push((family, 0));
-                &mut counters.last_mut().expect("just pushed").1
-            }
-        };
+        let counter = counters.entry(family).or_insert(0);
         *counter += 1;
         let name = match own {
             Some(name) => name.clone(),
@@ -231,7 +230,7 @@ fn assign_names(tables: &[(Span, &DeTable<'_>)], errs: &mut Vec<Diagnostic>) -> 
                 At::new(candidate, span.clone())
             }
         };
-        taken.push(name.value.clone());
+        taken.insert(name.value.clone());
         names.push(name);
     }
     names
