@@ -238,11 +238,16 @@ fn unwritable_outputs_are_refused_before_training() {
         ("--plot", "/no/such/dir/plot.svg".to_string()),
         ("--save", "/no/such/dir/w.safetensors".to_string()),
         ("--save", s(&dir)),
+        ("--curve", "/dev/null".to_string()),
     ] {
         let out = convc(&["train", &spec, "--data", &data, "--epochs", "2", "--quiet", flag, &path]);
         let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.status.code(), Some(1), "{flag} {path}: {err}");
-        assert!(err.contains(&format!("{flag} {path}:")) && (err.contains("does not exist") || err.contains("is a directory")), "{err}");
+        assert!(
+            err.contains(&format!("{flag} {path}:"))
+                && ["does not exist", "is a directory", "is not a regular file"].iter().any(|why| err.contains(why)),
+            "{err}"
+        );
         assert!(!stdout.contains("epoch 1"), "{flag} {path}: trained first:\n{stdout}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

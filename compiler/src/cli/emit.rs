@@ -48,7 +48,7 @@ pub fn run(args: EmitArgs) -> Result<(), CliError> {
     let tokens: TokenStream = rust::network(&graph, &plan, &opts);
     let source = header + &rust::format(tokens);
     match &args.output {
-        Some(path) => convc_runtime::train::weights::write_atomic(path, source.as_bytes())
+        Some(path) => convc_runtime::train::files::write_atomic(path, source.as_bytes())
             .map_err(|e| CliError::msg(format!("cannot write {}: {e}", path.display())))?,
         None => print!("{source}"),
     }

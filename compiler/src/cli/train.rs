@@ -9,8 +9,8 @@ use convc_runtime::train::checkpoint::{self, Checkpoint};
 use convc_runtime::train::data::{self, Dataset, Split};
 use convc_runtime::train::history::{self as curve, EpochStats};
 use convc_runtime::train::optim::{self, Bounds, Optimizer, OptimizerConfig};
-use convc_runtime::train::weights;
 use convc_runtime::train::{self, TrainOptions};
+use convc_runtime::train::{files, weights};
 
 use super::{Backend, CliError, OptimizerArg, build_model, load_graph};
 
@@ -208,30 +208,31 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let history = train::train(model.as_mut(), &mut optimizer, &train_set, &test_set, &opts, history, &mut print)?;
 
     if let Some(path) = &args.curve {
-        weights::write_atomic(path, curve::to_csv(&history).as_bytes())
+        files::write_atomic(path, curve::to_csv(&history).as_bytes())
             .map_err(|e| CliError::msg(format!("{}: cannot write: {e}", path.display())))?;
     }
     if let Some(path) = &args.plot {
-        weights::write_atomic(path, curve::to_svg(&graph.name, &history).as_bytes())
+        files::write_atomic(path, curve::to_svg(&graph.name, &history).as_bytes())
             .map_err(|e| CliError::msg(format!("{}: cannot write: {e}", path.display())))?;
     }
     report(&history, &args);
     Ok(())
 }
 
-/// That a file can be written at `path` (given by `flag`): not a directory,
-/// in a directory that exists and takes a new file (a probe file is made
-/// and removed beside it).
+/// That a file can be written at `path` (given by `flag`): a regular file
+/// or a new one (through a symlink, its target), in a directory that exists
+/// and takes a new file (a probe file is made and removed beside it).
 fn check_output(flag: &str, path: &Path) -> Result<(), CliError> {
     let fail = |why: String| Err(CliError::msg(format!("{flag} {}: {why}", path.display())));
-    if path.is_dir() {
-        return fail("is a directory; give a file name".into());
-    }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let target = match files::writable_target(path) {
+        Ok(target) => target,
+        Err(e) => return fail(e.to_string()),
+    };
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {
         return fail(format!("the directory {} does not exist", dir.display()));
     }
-    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
     match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
         Ok(_) => {

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+pub mod files;
 pub mod history;
 pub mod loss;
 pub mod optim;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::model::Model;
+use crate::train::files;
 
 /// Prefix of optimizer-state tensors; weight loading ignores them.
 pub const STATE_PREFIX: &str = "optimizer.";
@@ -54,30 +55,6 @@ impl fmt::Display for WeightsError {
 }
 
 impl std::error::Error for WeightsError {}
-
-/// Write `path` atomically: a temporary file in the same directory, synced,
-/// then renamed over the target. A crash leaves the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform can open a directory.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
 
 /// Serialize tensors (f32) and string metadata to safetensors bytes.
 pub fn to_bytes(tensors: &[Tensor], metadata: HashMap<String, String>) -> Vec<u8> {
@@ -134,7 +111,7 @@ impl serde::Serialize for Sorted<'_> {
 
 /// Save tensors atomically.
 pub fn save(path: &Path, tensors: &[Tensor], metadata: HashMap<String, String>) -> Result<(), WeightsError> {
-    write_atomic(path, &to_bytes(tensors, metadata)).map_err(|e| WeightsError::one(path, format!("cannot write: {e}")))
+    files::write_atomic(path, &to_bytes(tensors, metadata)).map_err(|e| WeightsError::one(path, format!("cannot write: {e}")))
 }
 
 /// Read every tensor of a file (f32 only) and its metadata.
