@@ -188,6 +188,32 @@ fn damaged_checkpoints_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A network far larger than any machine's memory (200 billion
+/// parameters) is refused by train, bench and predict before anything is
+/// allocated, with what it needs and what there is — not aborted by the
+/// allocator.
+#[test]
+fn a_network_too_large_for_memory_is_refused_before_allocating() {
+    let dir = tmp("huge");
+    let mut spec = String::from("[network]\nname = \"huge\"\ninput = [1, 1000, 1000]\n\n[[layer]]\ntype = \"flatten\"\n");
+    for _ in 0..50 {
+        spec.push_str("\n[[layer]]\ntype = \"dense\"\nunits = 2000\n\n[[layer]]\ntype = \"dense\"\nunits = 1000000\n");
+    }
+    spec.push_str("\n[[layer]]\ntype = \"dense\"\nunits = 10\n");
+    let path = dir.join("huge.toml");
+    std::fs::write(&path, spec).unwrap();
+    let path = s(&path);
+    for (args, what) in [
+        (vec!["train", &path, "--data", "/no/data/needed"], "training at batch 64 with adam needs about 2.9 TiB"),
+        (vec!["bench", &path, "--mode", "infer", "--batch", "8"], "inference at batch 8 needs about 746.8 GiB"),
+        (vec!["predict", &path, "--weights", "w.safetensors", "--images", "x"], "inference at batch 256 needs about 795.0 GiB"),
+    ] {
+        let err = fails(&args);
+        assert!(err.contains(&format!("huge: {what} (200,060,100,010 parameters), but this machine has")), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn learning_curve_is_written_as_csv_and_svg() {
     let dir = tmp("curve");

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use convc_compiler::spec::OptimizerKind;
 use convc_runtime::kernels::peak;
 use convc_runtime::train::bench::{BenchMode, time_model};
 use serde::Serialize;
@@ -64,6 +65,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
     let backends = if args.backend.is_empty() { vec![Backend::Jit, Backend::Interp] } else { args.backend.clone() };
     let modes = if args.mode.is_empty() { vec![ModeArg::Infer, ModeArg::Train] } else { args.mode.clone() };
+    // `time_model` trains with SGD.
+    super::memory::check(&graph, args.batch as usize, modes.contains(&ModeArg::Train).then_some(OptimizerKind::Sgd))?;
     let peak = peak::measure();
     if !args.json {
         println!("peak: {:.1} GFLOP/s per core ({}, measured)", peak.flops_per_core / 1e9, peak.isa);

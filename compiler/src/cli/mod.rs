@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod emit;
+pub mod memory;
 pub mod predict;
 pub mod train;
 
@@ -41,13 +42,13 @@ impl Backend {
     }
 }
 
-/// `fuse`: let the JIT fuse conv + activation + pool (off only to measure
-/// what fusion buys).
 /// The default thread count: every core.
 pub fn all_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// `fuse`: let the JIT fuse conv + activation + pool (off only to measure
+/// what fusion buys).
 /// `threads`: the JIT splits each batch over this many threads (the
 /// interpreter, the reference, stays single-threaded).
 /// Returns the model and, for the JIT, the time code generation and

@@ -33,6 +33,7 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
+    super::memory::check(&graph, args.batch as usize, None)?;
     let (mut model, _) = build_model(&graph, args.backend, 0, true, super::all_cores())?;
     weights::load_model(model.as_mut(), &args.weights)?;
     let has_labels = args.labels.is_some();

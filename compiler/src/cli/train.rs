@@ -154,6 +154,19 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let mut optimizer = Optimizer::new(config);
     let threads = args.threads.map_or_else(super::all_cores, |t| t as usize);
 
+    let mut history = Vec::new();
+    let checkpoint = match &args.resume {
+        Some(path) => {
+            let path = resolve_checkpoint(path);
+            let ckpt = Checkpoint::load(&path)?;
+            optimizer = ckpt.optimizer.clone();
+            Some((path, ckpt))
+        }
+        None => None,
+    };
+    let kind = OptimizerKind::from_name(optimizer.config.kind()).expect("the optimizers a spec names");
+    super::memory::check(&graph, batch, Some(kind))?;
+
     let train_set = load_data(&args.data, Split::Train, &graph, args.limit)?;
     let test_set = load_data(&args.data, Split::Test, &graph, args.test_limit)?;
     if train_set.is_empty() {
@@ -167,13 +180,10 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     }
 
     let (mut model, _) = build_model(&graph, args.backend, seed, !args.no_fusion, threads)?;
-    let mut history = Vec::new();
     if let Some(path) = &args.init {
         weights::load_model(model.as_mut(), path)?;
     }
-    if let Some(path) = &args.resume {
-        let path = resolve_checkpoint(path);
-        let ckpt = Checkpoint::load(&path)?;
+    if let Some((path, ckpt)) = checkpoint {
         optimizer = ckpt.restore(model.as_mut(), &path)?;
         seed = ckpt.seed;
         history = ckpt.history;

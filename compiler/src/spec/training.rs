@@ -24,6 +24,10 @@ pub enum OptimizerKind {
 impl OptimizerKind {
     pub const NAMES: [&'static str; 2] = ["sgd", "adam"];
 
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "sgd" => Some(Self::Sgd),
