@@ -2,7 +2,7 @@
 //! the file size and the network's input shape. Pixels are scaled to [0, 1].
 
 use std::fmt;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use crate::layer::Shape;
@@ -173,63 +173,93 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Read and validate an unsigned-byte IDX file with `ndims` dimensions.
+/// A gzipped file is decompressed as a stream that stops one byte past the
+/// size its header declares: a small file that inflates to gigabytes
+/// (a gzip bomb) costs what the header says, no more.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let raw = std::fs::read(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::new(path, format!("corrupt gzip data: {e}")).help("re-download or re-install the file"))?;
-        out
-    } else {
-        raw
-    };
-    parse_idx(&bytes, ndims).map_err(|(message, help)| DataError::new(path, message).help(help))
+    let file = std::fs::File::open(path).map_err(|e| DataError::new(path, format!("cannot read: {e}")))?;
+    let mut reader = std::io::BufReader::new(file);
+    let gzipped = reader.fill_buf().map_err(|e| DataError::new(path, format!("cannot read: {e}")))?.starts_with(&[0x1f, 0x8b]);
+    let parsed = if gzipped { parse_idx(flate2::read::GzDecoder::new(reader), ndims) } else { parse_idx(reader, ndims) };
+    parsed.map_err(|e| match e {
+        IdxError::Format(message, help) => DataError::new(path, message).help(help),
+        IdxError::Io(e) if gzipped => DataError::new(path, format!("corrupt gzip data: {e}")).help("re-download or re-install the file"),
+        IdxError::Io(e) => DataError::new(path, format!("cannot read: {e}")),
+    })
 }
 
-/// Parse IDX bytes; errors are `(message, help)`.
-pub fn parse_idx(bytes: &[u8], ndims: usize) -> Result<(Vec<usize>, Vec<u8>), (String, String)> {
+/// Why IDX data could not be read.
+#[derive(Debug)]
+pub enum IdxError {
+    /// Not what an IDX file must be: `(message, help)`.
+    Format(String, String),
+    /// The bytes could not be read (or, gzipped, inflated).
+    Io(std::io::Error),
+}
+
+/// Read IDX data from a stream, reading no more than its header declares
+/// (and one byte more, to tell trailing bytes).
+pub fn parse_idx(mut reader: impl Read, ndims: usize) -> Result<(Vec<usize>, Vec<u8>), IdxError> {
+    let format = |message: String, help: String| Err(IdxError::Format(message, help));
     let kind = if ndims == 1 { "labels (idx1)" } else { "images (idx3)" };
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err((
+    let mut header = vec![0u8; 4 + 4 * ndims];
+    let got = read_up_to(&mut reader, &mut header)?;
+    if got < 4 || header[0] != 0 || header[1] != 0 {
+        return format(
             format!("not an IDX file: it does not start with the magic number 00 00 08 0{ndims}"),
             format!("expected MNIST-format {kind} data"),
-        ));
+        );
     }
-    if bytes[2] != 0x08 {
-        return Err((
-            format!("IDX element type 0x{:02x} is not supported", bytes[2]),
+    if header[2] != 0x08 {
+        return format(
+            format!("IDX element type 0x{:02x} is not supported", header[2]),
             "convc reads unsigned-byte (0x08) IDX files, as MNIST ships them".into(),
-        ));
+        );
     }
-    if bytes[3] as usize != ndims {
-        return Err((
-            format!("has {} dimensions, expected {ndims}", bytes[3]),
+    if header[3] as usize != ndims {
+        return format(
+            format!("has {} dimensions, expected {ndims}", header[3]),
             format!("expected MNIST-format {kind} data; are images and labels swapped?"),
-        ));
+        );
     }
-    let header = 4 + 4 * ndims;
-    if bytes.len() < header {
-        return Err((
-            format!("truncated header: {} bytes, expected {header}", bytes.len()),
-            "the file is cut short; re-download it".into(),
-        ));
+    if got < header.len() {
+        return format(format!("truncated header: {got} bytes, expected {}", header.len()), "the file is cut short; re-download it".into());
     }
-    let dims: Vec<usize> = bytes[4..header].chunks_exact(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
+    let dims: Vec<usize> = header[4..].chunks_exact(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
     let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= 1 << 34);
     let Some(expected) = expected else {
-        return Err((format!("dimensions {dims:?} are implausibly large"), "the header is corrupt".into()));
+        return format(format!("dimensions {dims:?} are implausibly large"), "the header is corrupt".into());
     };
-    let found = bytes.len() - header;
-    if found != expected {
-        let what = if found < expected { "truncated" } else { "has trailing bytes" };
+    // Grown as the bytes arrive, not reserved from the header's claim.
+    let mut data = Vec::new();
+    reader.take(expected as u64 + 1).read_to_end(&mut data).map_err(IdxError::Io)?;
+    if data.len() != expected {
         let dims_text: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-        return Err((
-            format!("{what}: the header says {} = {expected} bytes of data, the file has {found}", dims_text.join("×")),
+        let (what, found) = if data.len() < expected {
+            ("truncated", format!("the file has {}", data.len()))
+        } else {
+            ("has trailing bytes", "the file has more".to_string())
+        };
+        return format(
+            format!("{what}: the header says {} = {expected} bytes of data, {found}", dims_text.join("×")),
             "the file is damaged or not what its header says; re-download it".into(),
-        ));
+        );
     }
-    Ok((dims, bytes[header..].to_vec()))
+    Ok((dims, data))
+}
+
+/// Fill `buf` as far as the stream goes; the count read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, IdxError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(IdxError::Io(e)),
+        }
+    }
+    Ok(got)
 }
 
 #[cfg(test)]
@@ -247,14 +277,17 @@ mod tests {
 
     #[test]
     fn parses_valid_files() {
-        let (dims, data) = parse_idx(&idx(&[2, 2, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]), 3).unwrap();
+        let (dims, data) = parse_idx(idx(&[2, 2, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]).as_slice(), 3).unwrap();
         assert_eq!(dims, [2, 2, 3]);
         assert_eq!(data.len(), 12);
     }
 
     #[test]
     fn rejects_bad_files_with_reasons() {
-        let err = |bytes: &[u8], n| parse_idx(bytes, n).unwrap_err().0;
+        let err = |bytes: &[u8], n| match parse_idx(bytes, n) {
+            Err(IdxError::Format(message, _)) => message,
+            other => panic!("{other:?}"),
+        };
         assert!(err(&idx(&[2, 2, 3], &[0; 11]), 3).contains("truncated: the header says 2×2×3 = 12 bytes of data, the file has 11"));
         assert!(err(&idx(&[2, 2, 3], &[0; 13]), 3).contains("trailing bytes"));
         assert!(err(&idx(&[5], &[0; 5]), 3).contains("has 1 dimensions, expected 3"));
@@ -262,5 +295,41 @@ mod tests {
         assert!(err(&[0, 0, 0x0d, 1, 0, 0, 0, 0], 1).contains("0x0d is not supported"));
         assert!(err(&[0, 0, 8, 3, 0, 0], 3).contains("truncated header"));
         assert!(err(&idx(&[u32::MAX, u32::MAX, u32::MAX], &[]), 3).contains("implausibly large"));
+    }
+
+    /// A gzip bomb: a small file whose header declares 512 images of 28×28
+    /// and which inflates to 64 MiB (a real bomb: gigabytes). Reading stops one byte past the
+    /// declared size; only that much is inflated or held.
+    #[test]
+    fn a_gzip_bomb_is_stopped_at_the_declared_size() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&idx(&[512, 28, 28], &[])).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+        let dir = std::env::temp_dir().join(format!("convc-bomb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("train-images-idx3-ubyte.gz");
+        std::fs::write(&path, &bomb).unwrap();
+        // Counts the bytes the reader pulls from the decoder.
+        struct Counted<R>(R, usize);
+        impl<R: Read> Read for Counted<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let mut counted = Counted(flate2::read::GzDecoder::new(bomb.as_slice()), 0);
+        let Err(IdxError::Format(message, _)) = parse_idx(&mut counted, 3) else { panic!("the bomb was accepted") };
+        assert!(message.contains("has trailing bytes: the header says 512×28×28 = 401408 bytes of data"), "{message}");
+        assert!(counted.1 <= 16 + 401_408 + 1, "{} bytes inflated", counted.1);
+        let err = read_idx(&path, 3).unwrap_err();
+        assert!(err.to_string().contains("train-images-idx3-ubyte.gz: has trailing bytes"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
