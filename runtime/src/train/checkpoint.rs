@@ -72,6 +72,12 @@ impl Checkpoint {
     /// checkpoint that fails names each problem; none is trained from.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let (tensors, metadata) = weights::read(path)?;
+        Self::from_parts(path, tensors, &metadata)
+    }
+
+    /// A checkpoint from a file's tensors and metadata, checked as
+    /// [`Checkpoint::load`] checks it; `path` names the file in errors.
+    pub fn from_parts(path: &Path, tensors: Vec<Tensor>, metadata: &HashMap<String, String>) -> Result<Self, WeightsError> {
         let bad = |what: &str| WeightsError {
             path: path.to_path_buf(),
             problems: vec![format!("not a convc checkpoint: {what}")],

@@ -117,12 +117,18 @@ pub fn save(path: &Path, tensors: &[Tensor], metadata: HashMap<String, String>) 
 /// Read every tensor of a file (f32 only) and its metadata.
 pub fn read(path: &Path) -> Result<(Vec<Tensor>, HashMap<String, String>), WeightsError> {
     let bytes = std::fs::read(path).map_err(|e| WeightsError::one(path, format!("cannot read: {e}")))?;
-    let parsed = SafeTensors::deserialize(&bytes).map_err(|e| WeightsError {
+    from_bytes(path, &bytes)
+}
+
+/// Every tensor (f32 only) and the metadata of a safetensors file's bytes;
+/// `path` names the file in errors.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Vec<Tensor>, HashMap<String, String>), WeightsError> {
+    let parsed = SafeTensors::deserialize(bytes).map_err(|e| WeightsError {
         path: path.to_path_buf(),
         problems: vec![format!("not a valid safetensors file: {e}")],
         help: Some("weights are safetensors files, e.g. from `convc train --save` or `safetensors.torch.save_file`".into()),
     })?;
-    let metadata = SafeTensors::read_metadata(&bytes).ok().and_then(|(_, m)| m.metadata().clone()).unwrap_or_default();
+    let metadata = SafeTensors::read_metadata(bytes).ok().and_then(|(_, m)| m.metadata().clone()).unwrap_or_default();
     let mut problems = Vec::new();
     let mut tensors = Vec::new();
     let mut names = parsed.names();
