@@ -1,7 +1,13 @@
-//! Fused conv (+ activation + pool) stages: forward and backward.
+//! The JIT's own conv kernels (128-bit vectors): fused conv, activation
+//! and pool stages, forward and backward, and the pooling windows every
+//! JIT pool epilogue and pool stage emits. Conv stages run here for
+//! `local2d` layers, whose weights differ per position and give the
+//! runtime's GEMM nothing to pack, and with `JitOptions::microkernels` off
+//! (benchmarked against the runtime's kernels in `benches/layers.rs`);
+//! other conv stages call the runtime (`runtime_calls`).
 //!
 //! The input arrives zero-padded (`xpad`, `C × HP × WP` per image, see
-//! [`ConvGeom`]), so no tap needs a bounds check. One filter's output plane
+//! [`PaddedConv`]), so no tap needs a bounds check. One filter's output plane
 //! is computed into a scratch plane whose rows are padded to whole vectors
 //! (`ow4`), then the epilogue — activation already applied — pools it (or
 //! copies it) into the stage output. With stride 1 along the width and
@@ -20,9 +26,12 @@ use super::emit::{F32, F32X4, Fx, I32, LANES};
 /// for the loaded inputs and the broadcast weight).
 const MAX_ROW_VECTORS: usize = 8;
 
-/// Sizes of one conv stage, derived from the plan.
+/// A conv stage as the JIT's own kernels lay it out: the stage's sizes
+/// (the runtime's `compiled::ConvGeom` holds the same conv) plus the
+/// layout of these 128-bit kernels — the input zero-padded in full, rows
+/// padded to whole vectors.
 #[derive(Debug, Clone, Copy)]
-pub struct ConvGeom {
+pub struct PaddedConv {
     pub c: usize,
     pub f: usize,
     pub oh: usize,
@@ -44,7 +53,7 @@ pub struct ConvGeom {
     pub pad: [usize; 2],
 }
 
-impl ConvGeom {
+impl PaddedConv {
     pub fn new(conv: &Conv, local: bool, c: usize, h: usize, w: usize, oh: usize, ow: usize) -> Self {
         let ow4 = ow.div_ceil(LANES) * LANES;
         let vector = Self::vector_path(conv, local);
@@ -113,9 +122,10 @@ impl ConvGeom {
     }
 }
 
-/// Geometry of a pooling window over a plane with row stride `stride`.
+/// A pooling window as the JIT emits it over one plane whose rows are
+/// `row_stride` apart (a conv's scratch plane may pad its rows).
 #[derive(Debug, Clone, Copy)]
-pub struct PoolGeom {
+pub struct PoolWindow {
     pub h: usize,
     pub w: usize,
     pub row_stride: usize,
@@ -129,7 +139,7 @@ pub struct PoolGeom {
     pub pad_w: usize,
 }
 
-impl PoolGeom {
+impl PoolWindow {
     pub fn new(pool: &Pool, h: usize, w: usize, row_stride: usize, ph: usize, pw: usize) -> Self {
         let [kh, kw] = pool.size;
         Self { h, w, row_stride, ph, pw, kh, kw, sh: pool.stride[0], sw: pool.stride[1], pad_h: pool.pad[0], pad_w: pool.pad[1] }
@@ -170,7 +180,7 @@ impl PoolGeom {
 pub fn emit_pool_plane(
     fx: &mut Fx,
     kind: PoolKind,
-    g: PoolGeom,
+    g: PoolWindow,
     src: Value,
     src_off: Value,
     dst: Value,
@@ -253,7 +263,7 @@ pub type InputAt<'f> = dyn Fn(&mut Fx, Value) -> Value + 'f;
 pub fn emit_pool_plane_backward(
     fx: &mut Fx,
     kind: PoolKind,
-    g: PoolGeom,
+    g: PoolWindow,
     dy: Value,
     y: Value,
     argmax: Value,
@@ -421,8 +431,8 @@ fn for_blocks(fx: &mut Fx, total: usize, block: usize, mut body: impl FnMut(&mut
 
 /// A fused pool's geometry over the conv output in the scratch plane (rows
 /// of ow4); `ph`, `pw` come from the plan's stage output.
-pub fn fused_pool_geom(g: &ConvGeom, pool: &Pool, ph: usize, pw: usize) -> PoolGeom {
-    PoolGeom::new(pool, g.oh, g.ow, g.ow4, ph, pw)
+pub fn fused_pool_geom(g: &PaddedConv, pool: &Pool, ph: usize, pw: usize) -> PoolWindow {
+    PoolWindow::new(pool, g.oh, g.ow, g.ow4, ph, pw)
 }
 
 /// Argument slots of the forward kernel.
@@ -441,7 +451,7 @@ pub mod fwd {
 /// Forward of a conv stage over the batch.
 /// `pool`: the fused pool and its geometry over the scratch plane (from
 /// the plan's output shape; see [`fused_pool_geom`]).
-pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<(&Pool, PoolGeom)>, train: bool) {
+pub fn emit_forward(fx: &mut Fx, g: PaddedConv, activation: Activation, bias: bool, pool: Option<(&Pool, PoolWindow)>, train: bool) {
     let (pool, pool_geom) = (pool.map(|p| p.0), pool.map(|p| p.1));
     let xpad = fx.arg(fwd::XPAD);
     let w = fx.arg(fwd::WEIGHT);
@@ -482,11 +492,11 @@ pub fn emit_forward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool
 }
 
 /// Filters computed together by the forward kernel (1 off the vector path).
-pub fn forward_channel_block(g: &ConvGeom) -> usize {
+pub fn forward_channel_block(g: &PaddedConv) -> usize {
     if g.vector() { forward_correlation(g).channel_block().min(g.f) } else { 1 }
 }
 
-fn forward_correlation(g: &ConvGeom) -> RowCorrelation {
+fn forward_correlation(g: &PaddedConv) -> RowCorrelation {
     RowCorrelation {
         in_channels: g.c,
         in_plane: g.hp * g.wp,
@@ -502,7 +512,7 @@ fn forward_correlation(g: &ConvGeom) -> RowCorrelation {
 }
 
 /// scratch (rows of ow4, from `src_off`) → dst (rows of ow) at `dst_off`.
-fn copy_plane(fx: &mut Fx, g: ConvGeom, scratch: Value, src_off: Value, dst: Value, dst_off: Value) {
+fn copy_plane(fx: &mut Fx, g: PaddedConv, scratch: Value, src_off: Value, dst: Value, dst_off: Value) {
     fx.for_range(0, g.oh as i64, 1, |fx, oy| {
         let s = fx.mul_add(oy, g.ow4 as i64, 0);
         let s = fx.b.ins().iadd(s, src_off);
@@ -521,7 +531,7 @@ fn copy_plane(fx: &mut Fx, g: ConvGeom, scratch: Value, src_off: Value, dst: Val
 #[allow(clippy::too_many_arguments)]
 fn emit_planes(
     fx: &mut Fx,
-    g: ConvGeom,
+    g: PaddedConv,
     activation: Activation,
     bias: bool,
     xpad: Value,
@@ -611,7 +621,7 @@ pub mod bwd {
 
 /// Backward of a conv stage over the batch: accumulates the weight and bias
 /// gradients and the padded input gradient.
-pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: bool, pool: Option<(&Pool, PoolGeom)>) {
+pub fn emit_backward(fx: &mut Fx, g: PaddedConv, activation: Activation, bias: bool, pool: Option<(&Pool, PoolWindow)>) {
     let (pool, pool_geom) = (pool.map(|p| p.0), pool.map(|p| p.1));
     let xpad = fx.arg(bwd::XPAD);
     let w = fx.arg(bwd::WEIGHT);
@@ -710,7 +720,7 @@ pub fn emit_backward(fx: &mut Fx, g: ConvGeom, activation: Activation, bias: boo
     });
 }
 
-fn emit_bias_grad(fx: &mut Fx, g: ConvGeom, dz: Value, dz_off: Value, gb: Value, f: Value) {
+fn emit_bias_grad(fx: &mut Fx, g: PaddedConv, dz: Value, dz_off: Value, gb: Value, f: Value) {
     if g.local {
         // One bias per filter and position: gb[f, oy, ox] += dz.
         let b_off = fx.b.ins().imul_imm_s(f, (g.oh * g.ow) as i64);
@@ -745,7 +755,7 @@ fn emit_bias_grad(fx: &mut Fx, g: ConvGeom, dz: Value, dz_off: Value, gb: Value,
 #[allow(clippy::too_many_arguments)]
 fn emit_weight_and_input_grads(
     fx: &mut Fx,
-    g: ConvGeom,
+    g: PaddedConv,
     xpad: Value,
     xbase: Value,
     w: Value,
@@ -830,7 +840,7 @@ const MAX_TAP_ACCUMULATORS: usize = 8;
 /// a block of filters × kernel columns is accumulated at once, so each
 /// loaded input vector serves every filter of the block and each loaded dz
 /// vector every kernel column.
-fn emit_weight_grads_vector(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Value, dz: Value, gw: Value) {
+fn emit_weight_grads_vector(fx: &mut Fx, g: PaddedConv, xpad: Value, xbase: Value, dz: Value, gw: Value) {
     let vectors = g.ow4 / LANES;
     let taps = g.kw.min(MAX_TAP_ACCUMULATORS);
     let filters = (ACCUMULATOR_BUDGET / taps).max(1).min(g.f);
@@ -883,7 +893,7 @@ fn emit_weight_grads_vector(fx: &mut Fx, g: ConvGeom, xpad: Value, xbase: Value,
 
 /// Rows and row length of the zero-padded dz plane used for the input
 /// gradient at stride 1: dz shifted by (kh − 1, kw − 1), zeros around.
-pub fn dzpad_dims(g: &ConvGeom) -> (usize, usize) {
+pub fn dzpad_dims(g: &PaddedConv) -> (usize, usize) {
     (g.oh + 2 * (g.kh - 1), (g.wp + g.kw - 1).div_ceil(LANES) * LANES)
 }
 
@@ -891,7 +901,7 @@ pub fn dzpad_dims(g: &ConvGeom) -> (usize, usize) {
 /// with the kernel flipped and its channel axes swapped:
 /// `dx[ci, r, x] = Σ_f Σ_ky Σ_kx w[f, ci, kh−1−ky, kw−1−kx] · dzpad[f, r + ky, x + kx]`.
 /// It writes whole rows of the padded input gradient.
-fn emit_input_grads_transposed(fx: &mut Fx, g: ConvGeom, w: Value, dz: Value, dzpad: Value, dxpad: Value, xbase: Value) {
+fn emit_input_grads_transposed(fx: &mut Fx, g: PaddedConv, w: Value, dz: Value, dzpad: Value, dxpad: Value, xbase: Value) {
     let (zh, zw) = dzpad_dims(&g);
     let zplane = zh * zw;
     // dzpad ← 0, then the valid dz values at (oy + kh − 1, ox + kw − 1).

@@ -3,7 +3,7 @@
 //! weight vector serves four of them (the weights of a large dense layer do
 //! not fit in cache; reading them once per image would bound the speed).
 
-use convc_runtime::Activation;
+use convc_runtime::compiled::DenseGeom;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::emit::{F32, F32X4, Fx, LANES};
@@ -30,14 +30,6 @@ pub mod bwd {
     /// Written: the `batch × units` gradient at the pre-activation output.
     pub const DZ: usize = 5;
     pub const SLOTS: usize = 6;
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct DenseGeom {
-    pub inputs: usize,
-    pub units: usize,
-    pub activation: Activation,
-    pub bias: bool,
 }
 
 pub fn emit_forward(fx: &mut Fx, g: DenseGeom) {

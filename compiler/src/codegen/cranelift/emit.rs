@@ -7,8 +7,6 @@
 //! caller checked against `batch`.
 
 use convc_runtime::Activation;
-use convc_runtime::compiled::ConvGeom;
-use convc_runtime::kernels::winograd::Winograd;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{self, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
@@ -292,106 +290,78 @@ impl<'a> Fx<'a> {
         self.b.ins().call(f, &[a, rows, depth, b, ldb, n, bias, relu, c, ldc]);
     }
 
+    // The conv calls below take `stage`, the pointer to the stage's
+    // `ConvGeom` from its argument table, and the image's buffers: the
+    // runtime reads every size from the geometry it shares with generated code.
+
     /// im2col of the image at `x` into `cols` (through `xpad` when padded).
-    pub fn im2col(&mut self, g: &ConvGeom, x: Value, xpad: Value, cols: Value) {
-        let mut args = vec![x, xpad, cols];
-        args.extend(self.geometry(g));
-        let f = self.runtime[Import::Im2col];
-        self.b.ins().call(f, &args);
+    pub fn im2col(&mut self, stage: Value, x: Value, xpad: Value, cols: Value) {
+        self.call_runtime(Import::Im2col, &[stage, x, xpad, cols]);
     }
 
     /// `dx` (the image's input gradient, written in full) = col2im of `cols`.
-    pub fn col2im(&mut self, g: &ConvGeom, cols: Value, dx: Value) {
-        let mut args = vec![cols, dx];
-        args.extend(self.geometry(g));
-        let f = self.runtime[Import::Col2im];
-        self.b.ins().call(f, &args);
+    pub fn col2im(&mut self, stage: Value, cols: Value, dx: Value) {
+        self.call_runtime(Import::Col2im, &[stage, cols, dx]);
     }
 
     /// `gw += dz · im2row(x)`: the weight gradient of the image at `x`,
     /// `rows` (and `xpad`) scratch.
-    pub fn weight_grad(&mut self, g: &ConvGeom, [x, xpad, rows]: [Value; 3], dz: Value, gw: Value) {
-        let filters = self.int(g.conv.filters as i64);
-        let mut args = vec![x, xpad, rows, dz, gw, filters];
-        args.extend(self.geometry(g));
-        let f = self.runtime[Import::WeightGrad];
-        self.b.ins().call(f, &args);
+    pub fn weight_grad(&mut self, stage: Value, [x, xpad, rows]: [Value; 3], dz: Value, gw: Value) {
+        self.call_runtime(Import::WeightGrad, &[stage, x, xpad, rows, dz, gw]);
     }
 
     /// `acc += ` the weight gradient of the image at `x`, summed with the
     /// filters in the lanes, and unless `dx` is null its input gradient
     /// over `packed_t` (the runtime's `filter_lanes::backward`).
-    pub fn lanes_backward(&mut self, g: &ConvGeom, [x, dz, packed_t, acc, dx]: [Value; 5]) {
-        self.call_lanes(Import::LanesBackward, g, vec![x, dz, packed_t, acc, dx]);
+    pub fn lanes_backward(&mut self, stage: Value, [x, dz, packed_t, acc, dx]: [Value; 5]) {
+        self.call_runtime(Import::LanesBackward, &[stage, x, dz, packed_t, acc, dx]);
     }
 
     /// `gw = ` the filters' gradient from `acc` (`filter_lanes::weight_grad_finish`).
-    pub fn lanes_grad_finish(&mut self, g: &ConvGeom, [acc, gw]: [Value; 2]) {
-        self.call_lanes(Import::LanesGradFinish, g, vec![acc, gw]);
+    pub fn lanes_grad_finish(&mut self, stage: Value, [acc, gw]: [Value; 2]) {
+        self.call_runtime(Import::LanesGradFinish, &[stage, acc, gw]);
     }
 
     /// `y = act(bias + conv(x))` for the image at `x` with the filters in
-    /// the lanes (the runtime's `filter_lanes::forward`) — with `pool`, its
-    /// 2×2 max pool, each maximum's index at `argmax` unless null; `bias`
-    /// may be null.
-    pub fn lanes_conv(&mut self, g: &ConvGeom, [x, packed, bias, y, argmax]: [Value; 5], relu: bool, pool: bool) {
-        let [relu, pool] = [relu, pool].map(|v| self.int(i64::from(v)));
-        self.call_lanes(Import::LanesConv, g, vec![x, packed, bias, relu, pool, y, argmax]);
-    }
-
-    /// Call a filter_lanes import with `args`, then the filters and `g`'s geometry.
-    fn call_lanes(&mut self, import: Import, g: &ConvGeom, mut args: Vec<Value>) {
-        args.push(self.int(g.conv.filters as i64));
-        args.extend(self.geometry(g));
-        let f = self.runtime[import];
-        self.b.ins().call(f, &args);
+    /// the lanes (the runtime's `filter_lanes::forward`, ReLU applied in
+    /// registers when it is the stage's activation) — with `pool`, its 2×2
+    /// max pool, each maximum's index at `argmax` unless null; `bias` may be null.
+    pub fn lanes_conv(&mut self, stage: Value, [x, packed, bias, y, argmax]: [Value; 5], pool: bool) {
+        let pool = self.int(i64::from(pool));
+        self.call_runtime(Import::LanesConv, &[stage, x, packed, bias, pool, y, argmax]);
     }
 
     /// `z = act(bias + conv(x))` for the image at `x` by the runtime's
-    /// `direct::conv` (for a conv `direct::applies` to) — with `pool`, its
-    /// 2×2 max pool (`direct::conv_max_pool`); `bias` may be null.
-    pub fn direct_conv(&mut self, g: &ConvGeom, [x, packed, bias, z]: [Value; 4], relu: bool, pool: bool) {
-        let [relu, pool] = [relu, pool].map(|v| self.int(i64::from(v)));
-        let mut args = vec![x, packed, bias, relu, pool, z];
-        args.extend(self.geometry(g));
-        let f = self.runtime[Import::DirectConv];
-        self.b.ins().call(f, &args);
+    /// `direct::conv` — with `pool`, its 2×2 max pool
+    /// (`direct::conv_max_pool`); `bias` may be null.
+    pub fn direct_conv(&mut self, stage: Value, [x, packed, bias, z]: [Value; 4], pool: bool) {
+        let pool = self.int(i64::from(pool));
+        self.call_runtime(Import::DirectConv, &[stage, x, packed, bias, pool, z]);
     }
 
-    /// A conv's `c, h, w, kh, kw, sh, sw, ph, pw, oh, ow`, as the runtime's
-    /// gathers take them.
-    /// `y = act(bias + conv(x))` for one image by the runtime's `winograd::conv` over
-    /// the filters transformed into `u`; `bias` may be null.
-    pub fn winograd(&mut self, d: &Winograd, [x, u, bias, y]: [Value; 4], relu: bool) {
-        let relu = self.int(i64::from(relu));
-        self.call_winograd(Import::Winograd, d, vec![x, u, bias, relu, y]);
+    /// `y = act(bias + conv(x))` for one image by the runtime's
+    /// `winograd::conv` over the filters transformed into `u`; `bias` may
+    /// be null. With `adjoint`, the input gradient: `x` the gradient at the
+    /// conv output, `u` the adjoint's transforms, no bias or activation.
+    pub fn winograd(&mut self, stage: Value, adjoint: bool, [x, u, bias, y]: [Value; 4]) {
+        let adjoint = self.int(i64::from(adjoint));
+        self.call_runtime(Import::Winograd, &[stage, adjoint, x, u, bias, y]);
     }
 
     /// `acc += ` one image's weight gradient in the transform domain
     /// (the runtime's `winograd::weight_grad_acc`).
-    pub fn winograd_grad(&mut self, d: &Winograd, [x, dz, acc]: [Value; 3]) {
-        self.call_winograd(Import::WinogradGrad, d, vec![x, dz, acc]);
+    pub fn winograd_grad(&mut self, stage: Value, [x, dz, acc]: [Value; 3]) {
+        self.call_runtime(Import::WinogradGrad, &[stage, x, dz, acc]);
     }
 
     /// `gw = ` the filters' gradient from `acc` (`winograd::weight_grad_finish`).
-    pub fn winograd_grad_finish(&mut self, d: &Winograd, [acc, gw]: [Value; 2]) {
-        self.call_winograd(Import::WinogradGradFinish, d, vec![acc, gw]);
+    pub fn winograd_grad_finish(&mut self, stage: Value, [acc, gw]: [Value; 2]) {
+        self.call_runtime(Import::WinogradGradFinish, &[stage, acc, gw]);
     }
 
-    /// Call a Winograd import with `args` and then `d`'s geometry.
-    fn call_winograd(&mut self, import: Import, d: &Winograd, mut args: Vec<Value>) {
-        for v in [d.c, d.h, d.w, d.pad[0], d.pad[1], d.filters, d.oh, d.ow] {
-            args.push(self.int(v as i64));
-        }
+    fn call_runtime(&mut self, import: Import, args: &[Value]) {
         let f = self.runtime[import];
-        self.b.ins().call(f, &args);
-    }
-
-    fn geometry(&mut self, g: &ConvGeom) -> Vec<Value> {
-        let [kh, kw] = g.conv.kernel;
-        let [sh, sw] = g.conv.stride;
-        let [ph, pw] = g.conv.pad;
-        [g.c, g.h, g.w, kh, kw, sh, sw, ph, pw, g.oh, g.ow].iter().map(|&v| self.int(v as i64)).collect()
+        self.b.ins().call(f, args);
     }
 
     /// 2×2 stride-2 max pooling of `planes` planes of `h × w` at `x` into

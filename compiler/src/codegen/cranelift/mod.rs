@@ -19,10 +19,11 @@ use std::fmt;
 use std::time::Instant;
 
 use convc_runtime::Activation;
+use convc_runtime::compiled::ConvGeom;
 use convc_runtime::kernels::gemm::{PackedA, gemm_abt, gemm_packed, gemm_rows, gemv_on, transpose};
 use convc_runtime::kernels::im2col::{self as rows, Im2col};
 use convc_runtime::kernels::pool;
-use convc_runtime::kernels::winograd::{self, Winograd};
+use convc_runtime::kernels::winograd;
 use convc_runtime::kernels::{direct, filter_lanes};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
@@ -198,30 +199,25 @@ unsafe extern "C" fn convc_gemv(
     gemv_on(w, packed, rows, depth, x, images, y);
 }
 
-/// [`rows::im2col`] for JIT code: one image `x` (`c × h × w`) into `cols`,
+/// The stage geometry behind a JIT call's first argument.
+///
+/// # Safety
+/// `g` points to the [`ConvGeom`] the calling stage's kernel closure holds
+/// (and passes in its argument table): alive for the whole call.
+unsafe fn stage<'a>(g: *const ConvGeom) -> &'a ConvGeom {
+    // SAFETY: the caller's contract.
+    unsafe { &*g }
+}
+
+/// [`rows::im2col`] for JIT code: one image `x` of stage `g` into `cols`,
 /// through the zero-bordered `xpad` when padded.
 ///
 /// # Safety
-/// `x`, `xpad` and `cols` hold the geometry's image, `xpad_len()` and
-/// `cols_len()` values; `xpad` and `cols` overlap nothing else.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn convc_im2col(
-    x: *const f32,
-    xpad: *mut f32,
-    cols: *mut f32,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+/// `g` as [`stage`] requires; `x`, `xpad` and `cols` hold the stage's image,
+/// `xpad_len()` and `cols_len()` values; `xpad` and `cols` overlap nothing else.
+unsafe extern "C" fn convc_im2col(g: *const ConvGeom, x: *const f32, xpad: *mut f32, cols: *mut f32) {
+    // SAFETY: the caller's contract.
+    let d = unsafe { stage(g) }.im2col();
     if d.cols_len() == 0 {
         return;
     }
@@ -230,33 +226,21 @@ unsafe extern "C" fn convc_im2col(
     rows::im2col(&d, x, xpad, cols);
 }
 
-/// [`rows::col2im`] for JIT code: `dx` (`c × h × w`, written in full)
-/// from the gradient at the columns.
+/// [`rows::col2im`] for JIT code: `dx` (the image's input gradient,
+/// written in full) from the gradient at stage `g`'s columns.
 ///
 /// # Safety
-/// `cols` holds `cols_len()` values, `dx` `c·h·w`, not overlapping.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn convc_col2im(
-    cols: *const f32,
-    dx: *mut f32,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
-    if c * h * w == 0 {
+/// `g` as [`stage`] requires; `cols` holds `cols_len()` values, `dx` the
+/// image's, not overlapping.
+unsafe extern "C" fn convc_col2im(g: *const ConvGeom, cols: *const f32, dx: *mut f32) {
+    // SAFETY: the caller's contract.
+    let g = unsafe { stage(g) };
+    let d = g.im2col();
+    if g.in_len() == 0 {
         return;
     }
     // SAFETY: the caller's contract.
-    let (cols, dx) = unsafe { (view(cols, d.cols_len()), std::slice::from_raw_parts_mut(dx, c * h * w)) };
+    let (cols, dx) = unsafe { (view(cols, d.cols_len()), std::slice::from_raw_parts_mut(dx, g.in_len())) };
     rows::col2im(&d, cols, dx);
 }
 
@@ -275,33 +259,16 @@ unsafe fn image_views<'a>(d: &Im2col, x: *const f32, xpad: *mut f32) -> (&'a [f3
 }
 
 /// [`rows::weight_grad`] for JIT code: `gw += dz · im2row(x)` for one
-/// image, `rows` (and `xpad` when padded) scratch.
+/// image of stage `g`, `rows` (and `xpad` when padded) scratch.
 ///
 /// # Safety
-/// `x` holds the geometry's image, `xpad` `xpad_len()` and `rows`
-/// `cols_len()` values, `dz` `filters × oh·ow` and `gw` `filters × taps`;
-/// the written buffers overlap nothing else.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn convc_weight_grad(
-    x: *const f32,
-    xpad: *mut f32,
-    rows: *mut f32,
-    dz: *const f32,
-    gw: *mut f32,
-    filters: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+/// `g` as [`stage`] requires; `x` holds the stage's image, `xpad`
+/// `xpad_len()` and `rows` `cols_len()` values, `dz` `filters × oh·ow` and
+/// `gw` `filters × taps`; the written buffers overlap nothing else.
+unsafe extern "C" fn convc_weight_grad(g: *const ConvGeom, x: *const f32, xpad: *mut f32, rows: *mut f32, dz: *const f32, gw: *mut f32) {
+    // SAFETY: the caller's contract.
+    let g = unsafe { stage(g) };
+    let (d, filters) = (g.im2col(), g.conv.filters);
     if d.cols_len() == 0 || filters == 0 {
         return;
     }
@@ -310,52 +277,44 @@ unsafe extern "C" fn convc_weight_grad(
         (
             image_views(&d, x, xpad),
             std::slice::from_raw_parts_mut(rows, d.cols_len()),
-            view(dz, filters * oh * ow),
-            std::slice::from_raw_parts_mut(gw, filters * c * kh * kw),
+            view(dz, g.conv_len()),
+            std::slice::from_raw_parts_mut(gw, filters * g.taps()),
         )
     };
     rows::weight_grad(&d, x, xpad, rows, dz, filters, gw);
 }
 
-/// [`direct::conv`] for JIT code: one image `x` (`c × h × w`) into `z`
-/// (`filters × oh × ow`), `relu` 0 or 1, `bias` null for none; with `pool`
-/// 1, [`direct::conv_max_pool`] (`z`: `filters × oh/2 × ow/2`).
+/// [`direct::conv`] for JIT code: one image `x` of stage `g` into `z`
+/// (`filters × oh × ow`), ReLU applied if it is the stage's activation,
+/// `bias` null for none; with `pool` 1, [`direct::conv_max_pool`] (`z`:
+/// `filters × oh/2 × ow/2`).
 ///
 /// # Safety
-/// `packed` points to the stage's live [`PackedA`] (`filters × c·kh·kw`),
-/// `x` holds the geometry's image, `bias` (unless null) one value per
-/// filter, `z` the output, overlapping nothing else; the geometry is one
-/// [`direct::applies`] to (as the caller checked when it generated the call).
-#[allow(clippy::too_many_arguments)]
+/// `g` as [`stage`] requires, a stage [`ConvGeom::direct`] holds for (as the
+/// caller checked when it generated the call); `packed` points to the
+/// stage's live [`PackedA`], `x` holds the stage's image, `bias` (unless
+/// null) one value per filter, `z` the output, overlapping nothing else.
 unsafe extern "C" fn convc_direct_conv(
+    g: *const ConvGeom,
     x: *const f32,
     packed: *const PackedA,
     bias: *const f32,
-    relu: usize,
     pool: usize,
     z: *mut f32,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
 ) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
-    let out = if pool != 0 { (oh / 2) * (ow / 2) } else { oh * ow };
     // SAFETY: the caller's contract.
-    let (x, packed, z) = unsafe { (view(x, c * h * w), &*packed, std::slice::from_raw_parts_mut(z, (*packed).rows() * out)) };
+    let g = unsafe { stage(g) };
+    let d = g.im2col();
+    let out = if pool != 0 { (g.oh / 2) * (g.ow / 2) } else { g.plane() };
+    // SAFETY: the caller's contract.
+    let (x, packed, z) = unsafe { (view(x, g.in_len()), &*packed, std::slice::from_raw_parts_mut(z, g.conv.filters * out)) };
     // SAFETY: as above.
-    let bias = if bias.is_null() { &[][..] } else { unsafe { view(bias, packed.rows()) } };
+    let bias = if bias.is_null() { &[][..] } else { unsafe { view(bias, g.conv.filters) } };
+    let relu = g.activation == Activation::Relu;
     if pool != 0 {
-        direct::conv_max_pool(&d, x, packed, bias, relu != 0, z);
+        direct::conv_max_pool(&d, x, packed, bias, relu, z);
     } else {
-        direct::conv(&d, x, packed, bias, relu != 0, z);
+        direct::conv(&d, x, packed, bias, relu, z);
     }
 }
 
@@ -433,44 +392,34 @@ unsafe extern "C" fn convc_max_unpool_2x2(
     pool::max_unpool_2x2(dy, y, argmax, activation_from_words(tag, alpha), planes, h, w, dz);
 }
 
-/// [`filter_lanes::forward`] for JIT code: one image `x` (`c × h × w`)
-/// into `y` over `packed` (as `filter_lanes::pack_weights` stores the
-/// weight), `relu` 0 or 1, `bias` null for none; with `pool` 1 pooled 2×2
-/// (`y`: `filters × oh/2 × ow/2`), each maximum's index into `argmax`
-/// unless it is null.
+/// [`filter_lanes::forward`] for JIT code: one image `x` of stage `g` into
+/// `y` over `packed` (as `filter_lanes::pack_forward` stores the weight),
+/// ReLU applied if it is the stage's activation, `bias` null for none;
+/// with `pool` 1 pooled 2×2 (`y`: `filters × oh/2 × ow/2`), each maximum's
+/// index into `argmax` unless it is null.
 ///
 /// # Safety
-/// `x` holds the geometry's input, `y` (and `argmax`) its outputs, `bias`
-/// null or `filters` values, `packed` points to a live `PackedA`; the
-/// written buffers overlap nothing; the geometry is one
-/// [`filter_lanes::forward_applies`] to.
-#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+/// `g` as [`stage`] requires, a stage [`ConvGeom::lanes_forward`] holds for;
+/// `x` holds the stage's input, `y` (and `argmax`) its outputs, `bias` null
+/// or `filters` values, `packed` points to a live `PackedA`; the written
+/// buffers overlap nothing.
+#[allow(clippy::too_many_arguments)] // the C ABI: the stage and its buffers
 unsafe extern "C" fn convc_lanes_conv(
+    g: *const ConvGeom,
     x: *const f32,
     packed: *const PackedA,
     bias: *const f32,
-    relu: usize,
     pool: usize,
     y: *mut f32,
     argmax: *mut u32,
-    filters: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
 ) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
-    let outs = if pool != 0 { filters * (oh / 2) * (ow / 2) } else { filters * oh * ow };
+    // SAFETY: the caller's contract.
+    let g = unsafe { stage(g) };
+    let (d, filters) = (g.im2col(), g.conv.filters);
+    let outs = if pool != 0 { filters * (g.oh / 2) * (g.ow / 2) } else { g.conv_len() };
     // SAFETY: the caller's contract.
     let (x, packed, bias, y) = unsafe {
-        (view(x, c * h * w), &*packed, if bias.is_null() { &[][..] } else { view(bias, filters) }, std::slice::from_raw_parts_mut(y, outs))
+        (view(x, g.in_len()), &*packed, if bias.is_null() { &[][..] } else { view(bias, filters) }, std::slice::from_raw_parts_mut(y, outs))
     };
     let out = if pool != 0 {
         // SAFETY: as above.
@@ -479,7 +428,7 @@ unsafe extern "C" fn convc_lanes_conv(
     } else {
         filter_lanes::Output::Planes(y)
     };
-    filter_lanes::forward(&d, x, packed, bias, relu != 0, filters, out);
+    filter_lanes::forward(&d, x, packed, bias, g.activation == Activation::Relu, filters, out);
 }
 
 /// [`rows::add_row_sums`] for JIT code: `out[r] += Σ x[r·len ..][..len]`
@@ -509,88 +458,59 @@ unsafe extern "C" fn convc_transpose(src: *const f32, rows: usize, cols: usize, 
     transpose(src, rows, cols, dst);
 }
 
-/// [`winograd::conv`] for JIT code: one image `x` (`c × h × w`) into `y`
-/// (`filters × oh × ow`) with the filters transformed into `u`; `bias` null
-/// or one per filter.
+/// [`winograd::conv`] for JIT code: one image of stage `g`, a Winograd conv
+/// ([`ConvGeom::winograd`]), with the filters transformed into `u`. Forward
+/// (`adjoint` 0): `x` is the input, `y` the conv output, ReLU applied if it
+/// is the stage's activation, `bias` null or one per filter. The input
+/// gradient (`adjoint` 1): the adjoint conv of `x`, the gradient at the
+/// conv output, into `y`, the input gradient, over the adjoint's `u`; `bias`
+/// null.
 ///
 /// # Safety
-/// The buffers hold the geometry's values and `y` overlaps nothing else;
-/// the geometry is one [`winograd::applies`] to (as the caller checked when
-/// it emitted the call).
-#[allow(clippy::too_many_arguments)] // the C ABI of a conv: buffers and geometry
-unsafe extern "C" fn convc_winograd(
-    x: *const f32,
-    u: *const PackedA,
-    bias: *const f32,
-    relu: usize,
-    y: *mut f32,
-    c: usize,
-    h: usize,
-    w: usize,
-    ph: usize,
-    pw: usize,
-    filters: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Winograd { c, h, w, pad: [ph, pw], filters, oh, ow };
+/// `g` as [`stage`] requires, a stage [`ConvGeom::winograd`] holds for (as
+/// the caller checked when it emitted the call); the buffers hold the
+/// conv's (or its adjoint's) values and `y` overlaps nothing else.
+unsafe extern "C" fn convc_winograd(g: *const ConvGeom, adjoint: usize, x: *const f32, u: *const PackedA, bias: *const f32, y: *mut f32) {
+    // SAFETY: the caller's contract.
+    let g = unsafe { stage(g) };
+    let forward = g.winograd().expect("the JIT calls Winograd for stages it applies to");
+    let (d, relu) = if adjoint != 0 { (forward.adjoint(), false) } else { (forward, g.activation == Activation::Relu) };
     // SAFETY: the caller's contract.
     let (x, u, bias, y) = unsafe {
-        let bias = if bias.is_null() { &[][..] } else { view(bias, filters) };
-        (view(x, c * h * w), &*u, bias, std::slice::from_raw_parts_mut(y, filters * oh * ow))
+        let bias = if bias.is_null() { &[][..] } else { view(bias, d.filters) };
+        (view(x, d.c * d.h * d.w), &*u, bias, std::slice::from_raw_parts_mut(y, d.filters * d.oh * d.ow))
     };
-    winograd::conv(&d, x, u, bias, relu != 0, y);
+    winograd::conv(&d, x, u, bias, relu, y);
 }
 
 /// [`winograd::weight_grad_acc`] for JIT code: `acc += ` one image's
 /// weight gradient in the transform domain (`x` its input, `dz` the
-/// gradient at its conv output).
+/// gradient at its conv output) for stage `g`.
 ///
 /// # Safety
-/// `x`, `dz` and `acc` hold the geometry's input, output and
-/// `grad_len()` values, `acc` overlapping neither; the geometry is one
-/// [`winograd::applies`] to.
-#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
-unsafe extern "C" fn convc_winograd_grad(
-    x: *const f32,
-    dz: *const f32,
-    acc: *mut f32,
-    c: usize,
-    h: usize,
-    w: usize,
-    ph: usize,
-    pw: usize,
-    filters: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Winograd { c, h, w, pad: [ph, pw], filters, oh, ow };
+/// `g` as [`stage`] requires, a Winograd stage; `x`, `dz` and `acc` hold the
+/// stage's input, conv output and `grad_len()` values, `acc` overlapping neither.
+unsafe extern "C" fn convc_winograd_grad(g: *const ConvGeom, x: *const f32, dz: *const f32, acc: *mut f32) {
     // SAFETY: the caller's contract.
-    let (x, dz, acc) = unsafe { (view(x, c * h * w), view(dz, filters * oh * ow), std::slice::from_raw_parts_mut(acc, d.grad_len())) };
+    let g = unsafe { stage(g) };
+    let d = g.winograd().expect("the JIT calls Winograd for stages it applies to");
+    // SAFETY: the caller's contract.
+    let (x, dz, acc) = unsafe { (view(x, g.in_len()), view(dz, g.conv_len()), std::slice::from_raw_parts_mut(acc, d.grad_len())) };
     winograd::weight_grad_acc(&d, x, dz, acc);
 }
 
 /// [`winograd::weight_grad_finish`] for JIT code: `gw` (filters × c × 5 × 5)
-/// from the sums in `acc`.
+/// of stage `g` from the sums in `acc`.
 ///
 /// # Safety
-/// `acc` holds `grad_len()` values, `gw` the filters' and overlaps nothing.
-#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
-unsafe extern "C" fn convc_winograd_grad_finish(
-    acc: *const f32,
-    gw: *mut f32,
-    c: usize,
-    h: usize,
-    w: usize,
-    ph: usize,
-    pw: usize,
-    filters: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Winograd { c, h, w, pad: [ph, pw], filters, oh, ow };
+/// `g` as [`stage`] requires, a Winograd stage; `acc` holds `grad_len()`
+/// values, `gw` the filters' and overlaps nothing.
+unsafe extern "C" fn convc_winograd_grad_finish(g: *const ConvGeom, acc: *const f32, gw: *mut f32) {
     // SAFETY: the caller's contract.
-    let (acc, gw) = unsafe { (view(acc, d.grad_len()), std::slice::from_raw_parts_mut(gw, filters * c * 25)) };
+    let g = unsafe { stage(g) };
+    let d = g.winograd().expect("the JIT calls Winograd for stages it applies to");
+    // SAFETY: the caller's contract.
+    let (acc, gw) = unsafe { (view(acc, d.grad_len()), std::slice::from_raw_parts_mut(gw, g.conv.filters * g.taps())) };
     winograd::weight_grad_finish(&d, acc, gw);
 }
 
@@ -600,69 +520,46 @@ unsafe extern "C" fn convc_winograd_grad_finish(
 /// over `packed_t` (as `filter_lanes::pack_weights` stores the weight).
 ///
 /// # Safety
-/// `x`, `dz` and `acc` hold the geometry's input, output and `grad_len()`
+/// `g` as [`stage`] requires, a stage [`ConvGeom::filter_lanes`] holds for;
+/// `x`, `dz` and `acc` hold the stage's input, conv output and `grad_len()`
 /// values, `dx` null or the input's, `packed_t` points to a live `PackedA`;
-/// the written buffers overlap nothing; the geometry is one
-/// [`filter_lanes::applies`] to.
-#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
+/// the written buffers overlap nothing.
 unsafe extern "C" fn convc_lanes_backward(
+    g: *const ConvGeom,
     x: *const f32,
     dz: *const f32,
     packed_t: *const PackedA,
     acc: *mut f32,
     dx: *mut f32,
-    filters: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
 ) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+    // SAFETY: the caller's contract.
+    let g = unsafe { stage(g) };
+    let (d, filters) = (g.im2col(), g.conv.filters);
     // SAFETY: the caller's contract.
     let (x, dz, packed_t, acc, dx) = unsafe {
         (
-            view(x, c * h * w),
-            view(dz, filters * oh * ow),
+            view(x, g.in_len()),
+            view(dz, g.conv_len()),
             &*packed_t,
             std::slice::from_raw_parts_mut(acc, filter_lanes::grad_len(&d, filters)),
-            if dx.is_null() { &mut [][..] } else { std::slice::from_raw_parts_mut(dx, c * h * w) },
+            if dx.is_null() { &mut [][..] } else { std::slice::from_raw_parts_mut(dx, g.in_len()) },
         )
     };
     filter_lanes::backward(&d, x, dz, filters, packed_t, acc, dx);
 }
 
 /// [`filter_lanes::weight_grad_finish`] for JIT code: `gw` (filters ×
-/// taps) from the sums in `acc`.
+/// taps) of stage `g` from the sums in `acc`.
 ///
 /// # Safety
+/// `g` as [`stage`] requires, a stage [`ConvGeom::filter_lanes`] holds for;
 /// `acc` holds `grad_len()` values, `gw` the filters' and overlaps nothing.
-#[allow(clippy::too_many_arguments)] // the C ABI: buffers and geometry
-unsafe extern "C" fn convc_lanes_grad_finish(
-    acc: *const f32,
-    gw: *mut f32,
-    filters: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
-) {
-    let d = Im2col { c, h, w, kernel: [kh, kw], stride: [sh, sw], pad: [ph, pw], oh, ow };
+unsafe extern "C" fn convc_lanes_grad_finish(g: *const ConvGeom, acc: *const f32, gw: *mut f32) {
     // SAFETY: the caller's contract.
-    let (acc, gw) = unsafe { (view(acc, filter_lanes::grad_len(&d, filters)), std::slice::from_raw_parts_mut(gw, filters * c * kh * kw)) };
+    let g = unsafe { stage(g) };
+    let (d, filters) = (g.im2col(), g.conv.filters);
+    // SAFETY: the caller's contract.
+    let (acc, gw) = unsafe { (view(acc, filter_lanes::grad_len(&d, filters)), std::slice::from_raw_parts_mut(gw, filters * g.taps())) };
     filter_lanes::weight_grad_finish(&d, filters, acc, gw);
 }
 
@@ -682,19 +579,19 @@ fn import(i: Import) -> (&'static str, *const u8, Params) {
         Import::GemmRows => ("convc_gemm_rows", convc_gemm_rows as *const u8, Words(10)),
         Import::GemmAbt => ("convc_gemm_abt", convc_gemm_abt as *const u8, Words(9)),
         Import::Gemv => ("convc_gemv", convc_gemv as *const u8, Words(7)),
-        Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(14)),
-        Import::Col2im => ("convc_col2im", convc_col2im as *const u8, Words(13)),
+        Import::Im2col => ("convc_im2col", convc_im2col as *const u8, Words(4)),
+        Import::Col2im => ("convc_col2im", convc_col2im as *const u8, Words(3)),
         Import::MaxPool => ("convc_max_pool_2x2", convc_max_pool_2x2 as *const u8, Words(6)),
         Import::MaxUnpool => ("convc_max_unpool_2x2", convc_max_unpool_2x2 as *const u8, Words(9)),
         Import::Transpose => ("convc_transpose", convc_transpose as *const u8, Words(4)),
-        Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(17)),
-        Import::DirectConv => ("convc_direct_conv", convc_direct_conv as *const u8, Words(17)),
-        Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(13)),
-        Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(11)),
-        Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(10)),
-        Import::LanesBackward => ("convc_lanes_backward", convc_lanes_backward as *const u8, Words(17)),
-        Import::LanesGradFinish => ("convc_lanes_grad_finish", convc_lanes_grad_finish as *const u8, Words(14)),
-        Import::LanesConv => ("convc_lanes_conv", convc_lanes_conv as *const u8, Words(19)),
+        Import::WeightGrad => ("convc_weight_grad", convc_weight_grad as *const u8, Words(6)),
+        Import::DirectConv => ("convc_direct_conv", convc_direct_conv as *const u8, Words(6)),
+        Import::Winograd => ("convc_winograd", convc_winograd as *const u8, Words(6)),
+        Import::WinogradGrad => ("convc_winograd_grad", convc_winograd_grad as *const u8, Words(4)),
+        Import::WinogradGradFinish => ("convc_winograd_grad_finish", convc_winograd_grad_finish as *const u8, Words(3)),
+        Import::LanesBackward => ("convc_lanes_backward", convc_lanes_backward as *const u8, Words(6)),
+        Import::LanesGradFinish => ("convc_lanes_grad_finish", convc_lanes_grad_finish as *const u8, Words(3)),
+        Import::LanesConv => ("convc_lanes_conv", convc_lanes_conv as *const u8, Words(7)),
         Import::RowSums => ("convc_row_sums", convc_row_sums as *const u8, Words(4)),
     }
 }

@@ -28,8 +28,8 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 use cranelift_jit::JITModule;
 
 use super::KernelFn;
-use super::conv::{self, ConvGeom, PoolGeom};
-use super::dense::{self, DenseGeom};
+use super::conv::{self, PaddedConv, PoolWindow};
+use super::dense;
 use super::emit::{F32, Fx};
 use super::runtime_calls;
 use crate::graph::Graph;
@@ -46,12 +46,12 @@ pub(crate) enum Pass {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum StageGeom {
     /// The conv and, when fused, its pool over the conv's output plane.
-    Conv(ConvGeom, Option<PoolGeom>),
+    Conv(PaddedConv, Option<PoolWindow>),
     Pool {
         c: usize,
-        geom: PoolGeom,
+        geom: PoolWindow,
     },
-    Dense(DenseGeom),
+    Dense(compiled::DenseGeom),
     None,
 }
 
@@ -61,16 +61,16 @@ impl StageGeom {
         match &stage.kind {
             StageKind::Conv { conv, local, conv_out, pool, .. } => {
                 let (_, oh, ow) = conv_out.chw();
-                let g = ConvGeom::new(conv, *local, c, h, w, oh, ow);
+                let g = PaddedConv::new(conv, *local, c, h, w, oh, ow);
                 let (_, ph, pw) = stage.output.chw();
                 Self::Conv(g, pool.as_ref().map(|p| conv::fused_pool_geom(&g, p, ph, pw)))
             }
             StageKind::Pool(p) => {
                 let (_, ph, pw) = stage.output.chw();
-                Self::Pool { c, geom: PoolGeom::new(p, h, w, w, ph, pw) }
+                Self::Pool { c, geom: PoolWindow::new(p, h, w, w, ph, pw) }
             }
             StageKind::Dense { units, activation, bias } => {
-                Self::Dense(DenseGeom { inputs: stage.input.len(), units: *units, activation: *activation, bias: *bias })
+                Self::Dense(compiled::DenseGeom { inputs: stage.input.len(), units: *units, activation: *activation, bias: *bias })
             }
             _ => Self::None,
         }
@@ -301,6 +301,8 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
                 args[XPAD] = xpad;
                 args[COLS] = cols;
                 args[PLANE] = plane;
+                // Held by this closure: alive while the kernel runs.
+                args[GEOM] = &g as *const compiled::ConvGeom as *mut u8;
             }
             // SAFETY: every buffer was checked (or sized) above for `images`
             // images of this stage; the bias has `filters` values (the
@@ -335,6 +337,8 @@ fn conv_on_microkernels(g: compiled::ConvGeom, k: Kernels, code: &Arc<Code>) -> 
                 args[COLS] = cols;
                 args[DZ] = dz;
                 args[DCOLS] = dcols;
+                // Held by this closure: alive while the kernel runs.
+                args[GEOM] = &g as *const compiled::ConvGeom as *mut u8;
             }
             // SAFETY: as in forward; `gb` has `filters` values or is null.
             unsafe { call(k[2], &args, images) };
@@ -428,7 +432,7 @@ fn dense_on_microkernels(g: compiled::DenseGeom, k: Kernels, code: &Arc<Code>) -
 
 /// Copy a chunk of `c × h × w` images into zero-padded `c × hp × wp` ones
 /// (`out` zeroed first).
-fn pad_into(x: &[f32], g: &ConvGeom, images: usize, out: &mut Vec<f32>) {
+fn pad_into(x: &[f32], g: &PaddedConv, images: usize, out: &mut Vec<f32>) {
     let out = zeroed(out, images * g.padded_len());
     let (h, w, [ph, pw]) = (g.h, g.w, g.pad);
     for n in 0..images {
@@ -443,7 +447,7 @@ fn pad_into(x: &[f32], g: &ConvGeom, images: usize, out: &mut Vec<f32>) {
 }
 
 /// The inverse: crop padded gradients back to `c × h × w`.
-fn crop_from(padded: &[f32], g: &ConvGeom, images: usize, dx: &mut [f32]) {
+fn crop_from(padded: &[f32], g: &PaddedConv, images: usize, dx: &mut [f32]) {
     let (h, w, [ph, pw]) = (g.h, g.w, g.pad);
     for n in 0..images {
         for c in 0..g.c {
@@ -458,7 +462,7 @@ fn crop_from(padded: &[f32], g: &ConvGeom, images: usize, dx: &mut [f32]) {
 
 /// A conv (or local) stage on the direct kernels, which read a padded copy
 /// of the chunk and write a padded input gradient.
-fn conv_direct(rg: compiled::ConvGeom, g: ConvGeom, k: Kernels, code: &Arc<Code>) -> StageKernels {
+fn conv_direct(rg: compiled::ConvGeom, g: PaddedConv, k: Kernels, code: &Arc<Code>) -> StageKernels {
     let weight_len = if rg.local { rg.conv.filters * rg.plane() * rg.taps() } else { rg.conv.filters * rg.taps() };
     let bias_len = match (rg.conv.bias, rg.local) {
         (false, _) => 0,

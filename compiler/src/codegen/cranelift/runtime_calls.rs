@@ -34,7 +34,7 @@ use convc_runtime::{Activation, PoolKind};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value};
 
-use super::conv::{InputAt, PoolGeom, emit_pool_plane, emit_pool_plane_backward};
+use super::conv::{InputAt, PoolWindow, emit_pool_plane, emit_pool_plane_backward};
 use super::emit::{At, F32, F32X4, Fx, I32, I64};
 
 /// Argument slots of a conv stage's forward kernel.
@@ -51,7 +51,9 @@ pub mod conv_fwd {
     pub const XPAD: usize = 6;
     pub const COLS: usize = 7;
     pub const PLANE: usize = 8;
-    pub const SLOTS: usize = 9;
+    /// The stage's `ConvGeom`, which the runtime's conv kernels read.
+    pub const GEOM: usize = 9;
+    pub const SLOTS: usize = 10;
 }
 
 /// Argument slots of a conv stage's backward kernel.
@@ -74,7 +76,9 @@ pub mod conv_bwd {
     pub const COLS: usize = 10;
     pub const DZ: usize = 11;
     pub const DCOLS: usize = 12;
-    pub const SLOTS: usize = 13;
+    /// The stage's `ConvGeom`, which the runtime's conv kernels read.
+    pub const GEOM: usize = 13;
+    pub const SLOTS: usize = 14;
 }
 
 /// Argument slots of a dense stage's kernels.
@@ -124,8 +128,8 @@ pub fn conv_scratch(g: &ConvGeom) -> [usize; 4] {
 }
 
 /// The fused pool over a conv plane (rows of `ow`).
-fn pool_geom(g: &ConvGeom) -> Option<(Pool, PoolGeom)> {
-    g.pool.map(|p| (p.pool, PoolGeom::new(&p.pool, p.h, p.w, p.w, p.oh, p.ow)))
+fn pool_geom(g: &ConvGeom) -> Option<(Pool, PoolWindow)> {
+    g.pool.map(|p| (p.pool, PoolWindow::new(&p.pool, p.h, p.w, p.w, p.oh, p.ow)))
 }
 
 /// `dst[j + dst_off] = src[j + src_off]` for `j < len` (pointers).
@@ -159,18 +163,18 @@ fn in_registers(a: Activation) -> bool {
 /// The im2col matrix of the image at the pointer `x`: the input itself for
 /// a pointwise conv, else gathered into `cols` by the runtime's im2col
 /// (16-wide masked row copies; Cranelift's vectors are 4 wide).
-fn emit_cols(fx: &mut Fx, g: &ConvGeom, x: Value, xpad: Value, cols: Value) -> Value {
+fn emit_cols(fx: &mut Fx, g: &ConvGeom, stage: Value, x: Value, xpad: Value, cols: Value) -> Value {
     if g.pointwise() {
         return x;
     }
-    fx.im2col(g, x, xpad, cols);
+    fx.im2col(stage, x, xpad, cols);
     cols
 }
 
 /// Whether a pool is the runtime's 2×2 max pool over the whole plane
 /// stack, whose argmax indices count from the first plane (other pools are
 /// emitted per plane, their indices counting from each plane).
-pub(super) fn runtime_pool(pool: &Pool, pg: &PoolGeom) -> bool {
+pub(super) fn runtime_pool(pool: &Pool, pg: &PoolWindow) -> bool {
     pool.is_max_2x2() && pg.row_stride == pg.w
 }
 
@@ -179,7 +183,7 @@ pub(super) fn runtime_pool(pool: &Pool, pg: &PoolGeom) -> bool {
 /// at the pointer `argmax` when given. Without padding every tap is a
 /// constant offset from its output row, and short rows are unrolled; with
 /// padding, the general emitter ([`emit_pool_plane`]) checks each tap.
-pub(super) fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, dst: Value, argmax: Option<Value>) {
+pub(super) fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolWindow, src: Value, dst: Value, argmax: Option<Value>) {
     if pg.has_padding() {
         let zero = fx.int(0);
         emit_pool_plane(fx, kind, pg, src, zero, dst, zero, argmax);
@@ -264,7 +268,8 @@ pub(super) fn emit_pool(fx: &mut Fx, kind: PoolKind, pg: PoolGeom, src: Value, d
 /// Forward of a (shared-weight) conv stage over the chunk's images.
 pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
     use conv_fwd::*;
-    let [x, packed, bias, y, keep, argmax, xpad, cols, plane] = [X, PACKED, BIAS, Y, KEEP, ARGMAX, XPAD, COLS, PLANE].map(|k| fx.arg(k));
+    let [x, packed, bias, y, keep, argmax, xpad, cols, plane, stage] =
+        [X, PACKED, BIAS, Y, KEEP, ARGMAX, XPAD, COLS, PLANE, GEOM].map(|k| fx.arg(k));
     let (in_len, out_len, conv_len, p, f) = (g.in_len(), g.out_len(), g.conv_len(), g.plane(), g.conv.filters);
     let pool = pool_geom(g);
     let relu = g.activation == Activation::Relu;
@@ -280,7 +285,7 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
         // Inference through a direct conv and a 2×2 max pool: pooled in
         // registers, straight into the stage output.
         if direct && !train && pool.as_ref().is_some_and(|(pool, pg)| runtime_pool(pool, pg)) {
-            fx.direct_conv(g, [xn, packed, bias, yn], relu, true);
+            fx.direct_conv(stage, [xn, packed, bias, yn], true);
             if !in_registers(g.activation) {
                 activate_run(fx, g.activation, yn, out_len);
             }
@@ -296,20 +301,20 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
             } else {
                 fx.int(0)
             };
-            fx.lanes_conv(g, [xn, packed, bias, yn, an], relu, true);
+            fx.lanes_conv(stage, [xn, packed, bias, yn, an], true);
             return;
         }
         // Without a pool the GEMM writes the stage output itself.
         let z = if pool.is_some() { plane } else { yn };
-        if let Some(d) = &wino {
-            fx.winograd(d, [xn, packed, bias, z], relu);
+        if wino.is_some() {
+            fx.winograd(stage, false, [xn, packed, bias, z]);
         } else if lanes {
             let null = fx.int(0);
-            fx.lanes_conv(g, [xn, packed, bias, z, null], relu, false);
+            fx.lanes_conv(stage, [xn, packed, bias, z, null], false);
         } else if direct {
-            fx.direct_conv(g, [xn, packed, bias, z], relu, false);
+            fx.direct_conv(stage, [xn, packed, bias, z], false);
         } else {
-            let b = emit_cols(fx, g, xn, xpad, cols);
+            let b = emit_cols(fx, g, stage, xn, xpad, cols);
             let pv = fx.int(p as i64);
             fx.gemm_packed(packed, b, pv, pv, bias, relu, z, pv);
         }
@@ -348,8 +353,8 @@ pub fn emit_conv_forward(fx: &mut Fx, g: &ConvGeom, train: bool) {
 /// writes the parameter gradients (the chunk's sums) and the input gradient.
 pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
     use conv_bwd::*;
-    let slots = [X, Y, KEEP, ARGMAX, PACKED_T, DY, DX, GW, GB, XPAD, COLS, DZ, DCOLS];
-    let [x, y, keep, argmax, packed_t, dy, dx, gw, gb, xpad, cols, dz, dcols] = slots.map(|k| fx.arg(k));
+    let slots = [X, Y, KEEP, ARGMAX, PACKED_T, DY, DX, GW, GB, XPAD, COLS, DZ, DCOLS, GEOM];
+    let [x, y, keep, argmax, packed_t, dy, dx, gw, gb, xpad, cols, dz, dcols, stage] = slots.map(|k| fx.arg(k));
     let (in_len, out_len, conv_len, p, k, f) = (g.in_len(), g.out_len(), g.conv_len(), g.plane(), g.taps(), g.conv.filters);
     let a = g.activation;
     let pool = pool_geom(g);
@@ -442,18 +447,18 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
         let [pv, kv, fv] = [p, k, f].map(|v| fx.int(v as i64));
         if g.pointwise() {
             fx.gemm_abt(dz, pv, xn, pv, [fv, kv, pv], gw, kv);
-        } else if let Some(d) = &wino {
-            fx.winograd_grad(d, [xn, dz, dcols]);
+        } else if wino.is_some() {
+            fx.winograd_grad(stage, [xn, dz, dcols]);
         } else if lanes.is_some() {
             // The input gradient too.
             let dxn = fx.mul_add(n, in_len as i64, 0);
             let dxn = fx.ptr_at(dx, dxn);
             let null = fx.int(0);
             let dxn = fx.b.ins().select(dx, dxn, null);
-            fx.lanes_backward(g, [xn, dz, packed_t, cols, dxn]);
+            fx.lanes_backward(stage, [xn, dz, packed_t, cols, dxn]);
             return;
         } else {
-            fx.weight_grad(g, [xn, xpad, cols], dz, gw);
+            fx.weight_grad(stage, [xn, xpad, cols], dz, gw);
         }
         // dx = col2im(Wᵀ · dz), over the packed transpose (or the adjoint Winograd conv).
         fx.if_nonnull(dx, |fx| {
@@ -464,18 +469,18 @@ pub fn emit_conv_backward(fx: &mut Fx, g: &ConvGeom) {
                 fx.gemm_packed(packed_t, dz, pv, pv, null, false, dxn, pv);
                 return;
             }
-            if let Some(d) = &wino {
-                fx.winograd(&d.adjoint(), [dz, packed_t, null, dxn], false);
+            if wino.is_some() {
+                fx.winograd(stage, true, [dz, packed_t, null, dxn]);
                 return;
             }
             fx.gemm_packed(packed_t, dz, pv, pv, null, false, dcols, pv);
-            fx.col2im(g, dcols, dxn);
+            fx.col2im(stage, dcols, dxn);
         });
     });
-    if let Some(d) = &wino {
-        fx.winograd_grad_finish(d, [dcols, gw]);
+    if wino.is_some() {
+        fx.winograd_grad_finish(stage, [dcols, gw]);
     } else if lanes.is_some() {
-        fx.lanes_grad_finish(g, [cols, gw]);
+        fx.lanes_grad_finish(stage, [cols, gw]);
     }
 }
 
