@@ -377,7 +377,7 @@ impl<'a> Fx<'a> {
     /// `dy·a'(y)` at each output's recorded maximum, zero elsewhere.
     #[allow(clippy::too_many_arguments)]
     pub fn max_unpool_2x2(&mut self, dy: Value, y: Value, argmax: Value, a: Activation, planes: Value, [h, w]: [usize; 2], dz: Value) {
-        let [code, alpha] = super::activation_words(a).map(|v| self.int(v as i64));
+        let [code, alpha] = super::imports::activation_words(a).map(|v| self.int(v as i64));
         let [h, w] = [h, w].map(|v| self.int(v as i64));
         let f = self.runtime[Import::MaxUnpool];
         self.b.ins().call(f, &[dy, y, argmax, code, alpha, planes, h, w, dz]);
