@@ -46,6 +46,9 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Print the Rust code `convc::network!` expands a spec to.
     EmitRust(cli::emit::EmitArgs),
+    /// Rewrite a network's dense layers as convolutions for a larger input:
+    /// one pass scores every window (the sliding-window trick).
+    Convolutionize(cli::convolutionize::ConvolutionizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => cli::report(cli::predict::run(args)),
         Command::Bench(args) => cli::report(cli::bench::run(args)),
         Command::EmitRust(args) => cli::report(cli::emit::run(args)),
+        Command::Convolutionize(args) => cli::report(cli::convolutionize::run(args)),
     }
 }
 

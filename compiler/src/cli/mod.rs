@@ -1,6 +1,7 @@
 //! Pieces shared by the subcommands of `convc`.
 
 pub mod bench;
+pub mod convolutionize;
 pub mod emit;
 pub mod memory;
 pub mod predict;

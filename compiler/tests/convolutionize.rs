@@ -1,0 +1,181 @@
+//! `convc convolutionize`: the converted network scores every window of a
+//! larger image in one pass, each window's scores those of the original
+//! network on that crop; sizes that do not step evenly, and networks that
+//! cannot be converted, are refused with the reason.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use convc_runtime::train::weights;
+use convc_runtime::{Mode, Model};
+
+fn convc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convc")).args(args).output().expect("run convc")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("convc-convolutionize-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn spec(name: &str) -> String {
+    s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs").join(name))
+}
+
+/// No padding anywhere: every window's scores equal the crop's.
+const UNPADDED: &str = r#"
+[network]
+name = "unpadded"
+input = [2, 12, 12]
+
+[[layer]]
+type = "conv2d"
+filters = 4
+kernel = 3
+activation = "relu"
+
+[[layer]]
+type = "max_pool"
+size = 2
+
+[[layer]]
+type = "conv2d"
+filters = 5
+kernel = 2
+activation = "tanh"
+
+[[layer]]
+type = "flatten"
+
+[[layer]]
+type = "dropout"
+rate = 0.5
+
+[[layer]]
+type = "dense"
+units = 8
+activation = "relu"
+
+[[layer]]
+type = "dense"
+units = 3
+
+[[layer]]
+type = "softmax"
+"#;
+
+#[test]
+fn each_window_scores_as_its_crop() {
+    let dir = tmp("windows");
+    let (spec_path, w, w2, out) = (dir.join("net.toml"), dir.join("w.safetensors"), dir.join("w2.safetensors"), dir.join("big.toml"));
+    std::fs::write(&spec_path, UNPADDED).unwrap();
+    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut small = convc_compiler::interpreter(&graph, 7);
+    weights::save_model(&small, &w).unwrap();
+
+    // 16×16: conv 14, pool 7, conv 6, then the dense layers as a 4×4 and a
+    // 1×1 conv: a 3×3 map of windows 2 pixels apart.
+    let run = convc(&["convolutionize", &s(&spec_path), "--input", "16x16", "--weights", &s(&w), "--weights-out", &s(&w2), "-o", &s(&out)]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{stderr}");
+    assert!(stdout.contains("unpadded over 2×16×16 → 3×3×3 scores: 9 windows of 12×12, 2 pixels apart"), "{stdout}");
+    assert!(!stderr.contains("warning"), "no padding, no warning: {stderr}");
+
+    let big_graph = convc_compiler::check(&out).unwrap_or_else(|e| panic!("{e}"));
+    let names = |g: &convc_compiler::Graph| g.nodes.iter().filter(|n| !n.params.is_empty()).map(|n| n.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&big_graph), names(&graph), "layer names, so tensor names, stay");
+    let (tensors, _) = weights::read(&w2).unwrap();
+    let shape = |name: &str| tensors.iter().find(|t| t.name == name).unwrap().shape.clone();
+    assert_eq!(shape("dense1.weight"), [8, 5, 4, 4]);
+    assert_eq!(shape("dense2.weight"), [3, 8, 1, 1]);
+    let mut big = convc_compiler::interpreter(&big_graph, 0);
+    weights::load_model(&mut big, &w2).unwrap();
+
+    let image: Vec<f32> = (0..2 * 16 * 16).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
+    let map = big.forward(&image, 1, Mode::Infer).unwrap().to_vec();
+    assert_eq!(map.len(), 3 * 3 * 3);
+    for (i, j) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
+        let crop: Vec<f32> = (0..2)
+            .flat_map(|c| (0..12).flat_map(move |y| (0..12).map(move |x| (c, y + 2 * i, x + 2 * j))))
+            .map(|(c, y, x)| image[(c * 16 + y) * 16 + x])
+            .collect();
+        let scores = small.forward(&crop, 1, Mode::Infer).unwrap();
+        for (k, &expected) in scores.iter().enumerate() {
+            let got = map[(k * 3 + i) * 3 + j];
+            assert!((got - expected).abs() <= 1e-5 * (1.0 + expected.abs()), "window ({i}, {j}) class {k}: {got} vs the crop's {expected}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// AlexNet at 227 over 387×387: a 1000×6×6 map; its padded convs are
+/// named in a warning. 384×384 does not step evenly: refused, with the
+/// sizes near it that do.
+#[test]
+fn alexnet_scores_a_six_by_six_map_and_refuses_sizes_that_do_not_step() {
+    let dir = tmp("alexnet");
+    let out = dir.join("alexnet387.toml");
+    let run = convc(&["convolutionize", &spec("alexnet.toml"), "--input", "387x387", "-o", &s(&out)]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{stderr}");
+    assert!(stdout.contains("→ 1000×6×6 scores: 36 windows of 227×227, 32 pixels apart"), "{stdout}");
+    assert!(stderr.contains("warning: conv2, conv3, conv4, conv5 pad the input"), "{stderr}");
+    let graph = convc_compiler::check(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(graph.output().dims(), [1000, 6, 6]);
+    assert_eq!(graph.param_count(), 61_100_840, "the same parameters");
+
+    let bad = dir.join("alexnet384.toml");
+    let run = convc(&["convolutionize", &spec("alexnet.toml"), "--input", "384x384", "-o", &s(&bad)]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("layer `conv1` (conv2d): the output height and width are not whole numbers"), "{stderr}");
+    assert!(stderr.contains("input sizes that work near 384×384: 355×355 (5×5 scores), 387×387 (6×6 scores)"), "{stderr}");
+    assert!(!bad.exists(), "nothing written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Networks the trick does not apply to are refused with the reason.
+#[test]
+fn networks_that_cannot_slide_are_refused() {
+    let dir = tmp("refused");
+    let local = UNPADDED.replacen("type = \"conv2d\"\nfilters = 5", "type = \"local2d\"\nfilters = 5", 1);
+    let conv_only =
+        "[network]\ninput = [1, 8, 8]\n\n[[layer]]\ntype = \"conv2d\"\nfilters = 3\nkernel = 3\n\n[[layer]]\ntype = \"flatten\"\n";
+    for (name, text, why) in [
+        ("local.toml", local.as_str(), "layer `local1` is local2d: its weights depend on the position"),
+        ("conv_only.toml", conv_only, "it has no dense layer after its flatten"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let run = convc(&["convolutionize", &s(&path), "--input", "20x20", "-o", &s(&dir.join("out.toml"))]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot convolutionize") && stderr.contains(why), "{name}: {stderr}");
+    }
+    // Weights of another network.
+    let run = convc(&[
+        "convolutionize",
+        &spec("lenet5.toml"),
+        "--input",
+        "32x32",
+        "--weights",
+        &s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/net_a/init.safetensors")),
+        "--weights-out",
+        &s(&dir.join("w.safetensors")),
+        "-o",
+        &s(&dir.join("lenet.toml")),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`dense1.weight` has shape [16, 108], the spec needs [120, 400] (the weights of another network?)"),
+        "{stderr}"
+    );
+    assert!(!dir.join("lenet.toml").exists() && !dir.join("w.safetensors").exists(), "nothing written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
