@@ -179,3 +179,49 @@ fn networks_that_cannot_slide_are_refused() {
     assert!(!dir.join("lenet.toml").exists() && !dir.join("w.safetensors").exists(), "nothing written");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `predict` on a convolutionized network: each window's best class as a
+/// grid, the logits as `[N, C, H, W]` equal to the network's own forward;
+/// `--labels` refused (a map has no single score per class).
+#[test]
+fn predict_prints_and_writes_score_maps() {
+    let dir = tmp("predict");
+    let one_channel = UNPADDED.replace("input = [2, 12, 12]", "input = [1, 12, 12]");
+    let (spec_path, w, w2, out) = (dir.join("net.toml"), dir.join("w.safetensors"), dir.join("w2.safetensors"), dir.join("big.toml"));
+    std::fs::write(&spec_path, one_channel).unwrap();
+    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
+    weights::save_model(&convc_compiler::interpreter(&graph, 3), &w).unwrap();
+    let run = convc(&["convolutionize", &s(&spec_path), "--input", "16x16", "--weights", &s(&w), "--weights-out", &s(&w2), "-o", &s(&out)]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // Three 16×16 images in IDX.
+    let pixels: Vec<u8> = (0..3 * 16 * 16).map(|i| (i * 37 % 251) as u8).collect();
+    let mut idx = vec![0u8, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 16, 0, 0, 0, 16];
+    idx.extend(&pixels);
+    let images = dir.join("images-idx3-ubyte");
+    std::fs::write(&images, idx).unwrap();
+    let logits = dir.join("logits.safetensors");
+    let run = convc(&["predict", &s(&out), "--weights", &s(&w2), "--images", &s(&images), "--logits", &s(&logits)]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("3 images, each scored at 3×3 windows over 3 classes"), "{stdout}");
+    assert!(stdout.contains("image 2: best class (probability) per window"), "{stdout}");
+
+    let (tensors, _) = weights::read(&logits).unwrap();
+    assert_eq!(tensors[0].shape, [3, 3, 3, 3]);
+    let big_graph = convc_compiler::check(&out).unwrap();
+    let mut big = convc_compiler::interpreter(&big_graph, 0);
+    weights::load_model(&mut big, &w2).unwrap();
+    let x: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let expected = big.forward(&x, 3, Mode::Infer).unwrap();
+    // The JIT ran predict; the interpreter is the reference.
+    for (got, want) in tensors[0].data.iter().zip(expected) {
+        assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{got} vs {want}");
+    }
+
+    let run = convc(&["predict", &s(&out), "--weights", &s(&w2), "--images", &s(&images), "--labels", &s(&images)]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the network scores a 3×3×3 map of windows, not one score per class"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
