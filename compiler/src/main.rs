@@ -49,6 +49,9 @@ enum Command {
     /// Rewrite a network's dense layers as convolutions for a larger input:
     /// one pass scores every window (the sliding-window trick).
     Convolutionize(cli::convolutionize::ConvolutionizeArgs),
+    /// Score every window of a larger picture (PNG) in one pass, and draw
+    /// where the winning class is.
+    Scan(cli::scan::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::report(cli::bench::run(args)),
         Command::EmitRust(args) => cli::report(cli::emit::run(args)),
         Command::Convolutionize(args) => cli::report(cli::convolutionize::run(args)),
+        Command::Scan(args) => cli::report(cli::scan::run(args)),
     }
 }
 

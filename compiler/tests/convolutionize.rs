@@ -225,3 +225,95 @@ fn predict_prints_and_writes_score_maps() {
     assert!(stderr.contains("the network scores a 3×3×3 map of windows, not one score per class"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A `height × width` RGB PNG of `rgb` bytes.
+fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header().unwrap().write_image_data(rgb).unwrap();
+}
+
+/// `scan` at a stride finer than the network's (2 → 1: four shifted
+/// passes interleaved) gives at every window the network's scores on that
+/// crop of the picture — an RGB PNG read as grey by its luminance, as a
+/// one-channel network takes it; its heat map is a PNG of the picture's
+/// size; pictures too small, strides that do not divide and files that are
+/// not PNG are refused.
+#[test]
+fn scan_scores_every_window_at_a_finer_stride() {
+    let dir = tmp("scan");
+    let one_channel = UNPADDED.replace("input = [2, 12, 12]", "input = [1, 12, 12]");
+    let (spec_path, w) = (dir.join("net.toml"), dir.join("w.safetensors"));
+    std::fs::write(&spec_path, one_channel).unwrap();
+    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut small = convc_compiler::interpreter(&graph, 5);
+    weights::save_model(&small, &w).unwrap();
+
+    let (height, width) = (16usize, 17usize);
+    let rgb: Vec<u8> = (0..height * width * 3).map(|i| (i * 53 % 256) as u8).collect();
+    let picture = dir.join("picture.png");
+    write_png(&picture, width as u32, height as u32, &rgb);
+    let grey: Vec<f32> =
+        rgb.chunks(3).map(|p| 0.299 * p[0] as f32 / 255.0 + 0.587 * p[1] as f32 / 255.0 + 0.114 * p[2] as f32 / 255.0).collect();
+
+    let (scores, heat) = (dir.join("scores.safetensors"), dir.join("heat.png"));
+    let run = convc(&[
+        "scan",
+        &s(&spec_path),
+        "--weights",
+        &s(&w),
+        "--image",
+        &s(&picture),
+        "--stride",
+        "1",
+        "--scores",
+        &s(&scores),
+        "--out",
+        &s(&heat),
+        "--compare",
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Each pass reads 14×16 (12 + whole strides of 2 in what the shift of 1
+    // leaves): 2×3 windows; four passes interleave to 4×6.
+    assert!(stdout.contains("scanned 16×17 (15×17 covered): 4×6 windows of 12×12, 1 pixels apart, in 4 passes"), "{stdout}");
+    assert!(stdout.contains("the 24 crops one by one"), "{stdout}");
+
+    let (tensors, _) = weights::read(&scores).unwrap();
+    assert_eq!(tensors[0].shape, [3, 4, 6]);
+    for (a, b) in (0..4).flat_map(|a| (0..6).map(move |b| (a, b))) {
+        let crop: Vec<f32> = (0..12).flat_map(|y| (0..12).map(move |x| (y + a, x + b))).map(|(y, x)| grey[y * width + x]).collect();
+        let own = small.forward(&crop, 1, Mode::Infer).unwrap();
+        for (q, &want) in own.iter().enumerate() {
+            let got = tensors[0].data[(q * 4 + a) * 6 + b];
+            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "window ({a}, {b}) class {q}: {got} vs the crop's {want}");
+        }
+    }
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&heat).unwrap()));
+    let info = decoder.read_info().unwrap().info().clone();
+    assert_eq!((info.width, info.height, info.color_type), (width as u32, height as u32, png::ColorType::Rgb));
+
+    let tiny = dir.join("tiny.png");
+    write_png(&tiny, 10, 10, &[0; 300]);
+    let (tiny, picture, not_png) = (s(&tiny), s(&picture), s(&spec_path));
+    let cases: [(&[&str], &str); 3] = [
+        (&["--image", &tiny], "the picture is 10×10, smaller than the network's input 12×12; scan takes pictures at least that large"),
+        (
+            &["--image", &picture, "--stride", "3"],
+            "--stride 3: the network's windows step 2 pixels down; a finer stride must divide it (e.g. 1, 2)",
+        ),
+        (&["--image", &not_png], "not a PNG picture convc can read"),
+    ];
+    let (spec_arg, w_arg) = (s(&spec_path), s(&w));
+    for (args, why) in cases {
+        let mut all = vec!["scan", spec_arg.as_str(), "--weights", w_arg.as_str()];
+        all.extend(args);
+        let run = convc(&all);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

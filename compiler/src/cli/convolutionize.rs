@@ -53,7 +53,7 @@ fn parse_size(text: &str) -> Result<(usize, usize), String> {
 
 /// What becomes of each dense layer: its index among the graph's nodes
 /// and the kernel its conv gets (the flattened map's size, or 1×1).
-struct Conversion {
+pub(super) struct Conversion {
     flatten: usize,
     /// The map the flatten read: channels, height, width.
     map: (usize, usize, usize),
@@ -61,7 +61,7 @@ struct Conversion {
 }
 
 /// Which layers change, or why the network cannot be convolutionized.
-fn conversion(graph: &Graph, spec: &Path) -> Result<Conversion, CliError> {
+pub(super) fn conversion(graph: &Graph, spec: &Path) -> Result<Conversion, CliError> {
     let refuse = |why: String| Err(CliError::msg(format!("{}: cannot convolutionize: {why}", spec.display())));
     if let Some(n) = graph.nodes.iter().find(|n| matches!(n.op, Op::Local2d(_))) {
         return refuse(format!(
@@ -127,7 +127,7 @@ fn set_first(table: &mut Table, key: &str, item: Item) {
 
 /// The converted spec checked at `size` (its diagnostics name the spec
 /// and the size: the rewritten text is not on disk).
-fn converted(text: &str, spec: &Path, graph: &Graph, conv: &Conversion, size: (usize, usize)) -> Result<Graph, CliError> {
+pub(super) fn converted(text: &str, spec: &Path, graph: &Graph, conv: &Conversion, size: (usize, usize)) -> Result<Graph, CliError> {
     let rewritten = rewrite(text, spec, graph, conv, size)?;
     let name = format!("{} convolutionized for {}×{}", spec.display(), size.0, size.1);
     check_source(&SourceFile::new(name, rewritten)).map_err(CliError::Spec)
@@ -263,7 +263,7 @@ fn add_help(e: &mut SpecError, help: &str) {
 
 /// Each converted dense layer's weight reshaped as its conv's:
 /// `[out, C·h·w]` → `[out, C, h, w]`, later ones `[out, in]` → `[out, in, 1, 1]`.
-fn convert_weights(tensors: &mut [Tensor], graph: &Graph, conv: &Conversion, path: &Path) -> Result<(), CliError> {
+pub(super) fn convert_weights(tensors: &mut [Tensor], graph: &Graph, conv: &Conversion, path: &Path) -> Result<(), CliError> {
     let (c, h, w) = conv.map;
     for &(i, kernel) in &conv.dense {
         let node = &graph.nodes[i];

@@ -4,7 +4,9 @@ pub mod bench;
 pub mod convolutionize;
 pub mod emit;
 pub mod memory;
+pub mod picture;
 pub mod predict;
+pub mod scan;
 pub mod train;
 
 use std::path::Path;

@@ -1,0 +1,66 @@
+//! PNG pictures in and out: an image read as a network's input (its
+//! channels, pixels scaled to [0, 1] as IDX pixels are), and RGB pictures
+//! written (heat maps).
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use png::{BitDepth, ColorType, Transformations};
+
+use super::CliError;
+
+/// A picture as `channels × height × width` values in [0, 1]: 8- or
+/// 16-bit grey, grey + alpha, RGB, RGBA or palette, alpha dropped; grey
+/// becomes three equal channels for an RGB network, colour its luminance
+/// (ITU-R BT.601) for a grey one.
+pub struct Picture {
+    pub pixels: Vec<f32>,
+    pub height: usize,
+    pub width: usize,
+}
+
+pub fn read_png(path: &Path, channels: usize) -> Result<Picture, CliError> {
+    let fail = |why: String| CliError::msg(format!("{}: {why}", path.display()));
+    let file = File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let mut decoder = png::Decoder::new(BufReader::new(file));
+    decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(|e| fail(format!("not a PNG picture convc can read: {e}")))?;
+    let size = reader.output_buffer_size().ok_or_else(|| fail("the picture is too large".into()))?;
+    let mut buf = vec![0; size];
+    let frame = reader.next_frame(&mut buf).map_err(|e| fail(format!("damaged PNG data: {e}")))?;
+    let (width, height) = (frame.width as usize, frame.height as usize);
+    let per_pixel = match (frame.color_type, frame.bit_depth) {
+        (ColorType::Grayscale, BitDepth::Eight) => 1,
+        (ColorType::GrayscaleAlpha, BitDepth::Eight) => 2,
+        (ColorType::Rgb, BitDepth::Eight) => 3,
+        (ColorType::Rgba, BitDepth::Eight) => 4,
+        (color, depth) => return Err(fail(format!("{color:?} at {depth:?} bits is not supported; save it as 8-bit grey or RGB"))),
+    };
+    let bytes = &buf[..frame.buffer_size()];
+    let plane = height * width;
+    let mut pixels = vec![0.0f32; channels * plane];
+    for (i, px) in bytes.chunks_exact(per_pixel).enumerate().take(plane) {
+        let v = |b: u8| b as f32 / 255.0;
+        let rgb = if per_pixel >= 3 { [v(px[0]), v(px[1]), v(px[2])] } else { [v(px[0]); 3] };
+        match channels {
+            1 => pixels[i] = if per_pixel >= 3 { 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] } else { rgb[0] },
+            3 => (0..3).for_each(|c| pixels[c * plane + i] = rgb[c]),
+            n => return Err(fail(format!("the network takes {n} channels; pictures give 1 (grey) or 3 (RGB)"))),
+        }
+    }
+    Ok(Picture { pixels, height, width })
+}
+
+/// Write `rgb` (`height × width × 3` bytes) as an 8-bit RGB PNG, atomically.
+pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<(), CliError> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        encoder.set_color(ColorType::Rgb);
+        encoder.set_depth(BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(|e| CliError::msg(format!("{}: {e}", path.display())))?;
+        writer.write_image_data(rgb).map_err(|e| CliError::msg(format!("{}: {e}", path.display())))?;
+    }
+    convc_runtime::train::files::write_atomic(path, &bytes).map_err(|e| CliError::msg(format!("{}: cannot write: {e}", path.display())))
+}
