@@ -80,13 +80,13 @@ pub fn run(args: ScanArgs) -> Result<(), CliError> {
     }
     let t = total_stride(&graph);
     let s = args.stride.map_or(t, |s| [s as usize; 2]);
-    if let Some(axis) = (0..2).find(|&a| s[a] > t[a] || t[a] % s[a] != 0) {
+    if let Some(axis) = (0..2).find(|&a| s[a] > t[a] || !t[a].is_multiple_of(s[a])) {
         return Err(CliError::msg(format!(
             "--stride {}: the network's windows step {} pixels {}; a finer stride must divide it (e.g. {})",
             s[axis],
             t[axis],
             ["down", "across"][axis],
-            (1..=t[axis]).filter(|d| t[axis] % d == 0).map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            (1..=t[axis]).filter(|&d| t[axis].is_multiple_of(d)).map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
         )));
     }
     let k = [t[0] / s[0], t[1] / s[1]];
