@@ -317,3 +317,41 @@ fn scan_scores_every_window_at_a_finer_stride() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `predict --images` takes a PNG picture as one image in the network's
+/// channels; a picture of another size names the expected one, and for a
+/// larger one points to `scan`.
+#[test]
+fn predict_reads_a_png_picture() {
+    let dir = tmp("predict-png");
+    let one_channel = UNPADDED.replace("input = [2, 12, 12]", "input = [1, 12, 12]");
+    let (spec_path, w) = (dir.join("net.toml"), dir.join("w.safetensors"));
+    std::fs::write(&spec_path, one_channel).unwrap();
+    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut net = convc_compiler::interpreter(&graph, 11);
+    weights::save_model(&net, &w).unwrap();
+
+    let rgb: Vec<u8> = (0..12 * 12 * 3).map(|i| (i * 29 % 256) as u8).collect();
+    let picture = dir.join("one.png");
+    write_png(&picture, 12, 12, &rgb);
+    let logits = dir.join("logits.safetensors");
+    let run = convc(&["predict", &s(&spec_path), "--weights", &s(&w), "--images", &s(&picture), "--logits", &s(&logits)]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let grey: Vec<f32> =
+        rgb.chunks(3).map(|p| 0.299 * p[0] as f32 / 255.0 + 0.587 * p[1] as f32 / 255.0 + 0.114 * p[2] as f32 / 255.0).collect();
+    let want = net.forward(&grey, 1, Mode::Infer).unwrap();
+    let (tensors, _) = weights::read(&logits).unwrap();
+    assert_eq!(tensors[0].shape, [1, 3]);
+    for (got, want) in tensors[0].data.iter().zip(want) {
+        assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{got} vs {want}");
+    }
+
+    let big = dir.join("big.png");
+    write_png(&big, 20, 16, &vec![9; 20 * 16 * 3]);
+    let run = convc(&["predict", &s(&spec_path), "--weights", &s(&w), "--images", &s(&big)]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("big.png: images are 1×16×20, but the network's input is 1×12×12"), "{stderr}");
+    assert!(stderr.contains("`convc scan`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

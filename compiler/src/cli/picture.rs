@@ -20,6 +20,13 @@ pub struct Picture {
     pub width: usize,
 }
 
+/// Whether `path` holds a PNG (by its signature).
+pub fn is_png(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == *b"\x89PNG\r\n\x1a\n"
+}
+
 pub fn read_png(path: &Path, channels: usize) -> Result<Picture, CliError> {
     let fail = |why: String| CliError::msg(format!("{}: {why}", path.display()));
     let file = File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;

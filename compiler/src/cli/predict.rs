@@ -11,6 +11,7 @@ use convc_runtime::train::loss::argmax;
 use convc_runtime::train::weights::{self, Tensor};
 use convc_runtime::{Mode, Model};
 
+use super::picture::{is_png, read_png};
 use super::{Backend, CliError, build_model, load_graph};
 
 #[derive(Args)]
@@ -19,7 +20,7 @@ pub struct PredictArgs {
     /// Trained weights (safetensors, PyTorch names and layouts).
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
-    /// Images in IDX format (idx3, .gz or raw).
+    /// Images in IDX format (idx3, .gz or raw), or one PNG picture.
     #[arg(long, value_name = "FILE")]
     images: PathBuf,
     /// Labels in IDX format (idx1): prints accuracy and a confusion matrix.
@@ -54,10 +55,15 @@ pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let has_labels = args.labels.is_some();
     let set = match &args.labels {
         Some(labels) => data::load_files(&args.images, labels)?,
+        // A picture: one image, in the network's channels.
+        None if is_png(&args.images) => {
+            let picture = read_png(&args.images, graph.input.chw().0)?;
+            Dataset { images: picture.pixels, labels: vec![0], channels: graph.input.chw().0, height: picture.height, width: picture.width }
+        }
         None => {
             // No labels: the evaluation's are zeros and only the logits count.
             let (pixels, n, height, width) = data::read_images(&args.images)?;
-            Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: vec![0; n], height, width }
+            Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: vec![0; n], channels: 1, height, width }
         }
     };
     let n = set.len();

@@ -44,9 +44,11 @@ impl std::error::Error for DataError {}
 /// Images with labels.
 #[derive(Debug, Clone)]
 pub struct Dataset {
-    /// `len × height × width` values in [0, 1].
+    /// `len × channels × height × width` values in [0, 1].
     pub images: Vec<f32>,
     pub labels: Vec<u8>,
+    /// 1 for IDX files; pictures may have 3.
+    pub channels: usize,
     pub height: usize,
     pub width: usize,
 }
@@ -69,7 +71,7 @@ impl Dataset {
     }
 
     pub fn image_len(&self) -> usize {
-        self.height * self.width
+        self.channels * self.height * self.width
     }
 
     pub fn image(&self, i: usize) -> &[f32] {
@@ -87,10 +89,15 @@ impl Dataset {
     /// classes; `path` names the images file in the error.
     pub fn check_fits(&self, images: &Path, labels: &Path, input: Shape, classes: usize) -> Result<(), DataError> {
         let path = images;
-        let fits = matches!(input, Shape::Image { c: 1, h, w } if h == self.height && w == self.width);
+        let fits = matches!(input, Shape::Image { c, h, w } if c == self.channels && h == self.height && w == self.width);
         if !fits {
-            return Err(DataError::new(path, format!("images are 1×{}×{}, but the network's input is {input}", self.height, self.width))
-                .help("use a dataset of the spec's input size, or change `input` in the spec's [network]"));
+            let (c, h, w) = (self.channels, self.height, self.width);
+            let larger = matches!(input, Shape::Image { h: nh, w: nw, .. } if h >= nh && w >= nw && (h, w) != (nh, nw));
+            return Err(DataError::new(path, format!("images are {c}×{h}×{w}, but the network's input is {input}")).help(if larger {
+                "resize them to the network's input, or score every window of the larger image with `convc scan`"
+            } else {
+                "use a dataset of the spec's input size, or change `input` in the spec's [network]"
+            }));
         }
         if let Some((i, &label)) = self.labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
             return Err(DataError::new(
@@ -147,7 +154,7 @@ pub fn load_files(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
         return Err(DataError::new(labels, format!("{} labels for {n} images in {}", labels_data.len(), images.display()))
             .help("the images and labels files must come from the same split"));
     }
-    Ok(Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels_data, height, width })
+    Ok(Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: labels_data, channels: 1, height, width })
 }
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
