@@ -52,6 +52,9 @@ enum Command {
     /// Score every window of a larger picture (PNG) in one pass, and draw
     /// where the winning class is.
     Scan(cli::scan::ScanArgs),
+    /// Draw the first conv layer's filters and every conv and pool layer's
+    /// feature maps for one image, as PNG pictures with an index.html.
+    Show(cli::show::ShowArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::EmitRust(args) => cli::report(cli::emit::run(args)),
         Command::Convolutionize(args) => cli::report(cli::convolutionize::run(args)),
         Command::Scan(args) => cli::report(cli::scan::run(args)),
+        Command::Show(args) => cli::report(cli::show::run(args)),
     }
 }
 

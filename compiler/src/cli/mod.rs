@@ -7,6 +7,7 @@ pub mod memory;
 pub mod picture;
 pub mod predict;
 pub mod scan;
+pub mod show;
 pub mod train;
 
 use std::path::Path;

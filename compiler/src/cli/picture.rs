@@ -71,3 +71,35 @@ pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Re
     }
     convc_runtime::train::files::write_atomic(path, &bytes).map_err(|e| CliError::msg(format!("{}: cannot write: {e}", path.display())))
 }
+
+/// Tiles of `channels × height × width` values in [0, 1] (1 channel grey
+/// or 3 RGB), each drawn `scale` pixels per value, laid out in a grid of
+/// about square shape with a `scale`-wide grey gap: `(width, height, rgb)`.
+pub fn grid(tiles: &[Vec<f32>], (channels, height, width): (usize, usize, usize), scale: usize) -> (usize, usize, Vec<u8>) {
+    let n = tiles.len().max(1);
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let rows = n.div_ceil(cols);
+    let (tw, th) = (width * scale, height * scale);
+    let (gw, gh) = (cols * tw + (cols + 1) * scale, rows * th + (rows + 1) * scale);
+    let mut rgb = vec![96u8; gw * gh * 3];
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    for (t, tile) in tiles.iter().enumerate() {
+        let (x0, y0) = (scale + (t % cols) * (tw + scale), scale + (t / cols) * (th + scale));
+        for y in 0..th {
+            for x in 0..tw {
+                let at = (y / scale) * width + x / scale;
+                let value = |c: usize| tile[c * height * width + at];
+                let px = if channels == 3 { [value(0), value(1), value(2)] } else { [value(0); 3] };
+                let o = ((y0 + y) * gw + x0 + x) * 3;
+                rgb[o..o + 3].copy_from_slice(&px.map(byte));
+            }
+        }
+    }
+    (gw, gh, rgb)
+}
+
+/// `values` stretched to [0, 1] (min → 0, max → 1; a constant map is 0.5).
+pub fn normalised(values: &[f32]) -> Vec<f32> {
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if hi > lo { values.iter().map(|v| (v - lo) / (hi - lo)).collect() } else { vec![0.5; values.len()] }
+}

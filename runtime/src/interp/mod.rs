@@ -80,6 +80,12 @@ impl Interpreter {
         Self { name: name.into(), input, layers, batch: 0, acts, input_grad: Vec::new(), trained: false }
     }
 
+    /// Each layer's output of the last forward (`batch × output` values),
+    /// in layer order: what `convc show` draws as feature maps.
+    pub fn outputs(&self) -> impl Iterator<Item = &[f32]> {
+        self.acts.iter().skip(1).map(Vec::as_slice)
+    }
+
     pub fn layers(&self) -> impl Iterator<Item = &LayerDef> {
         self.layers.iter().map(|l| &l.def)
     }

@@ -1,7 +1,9 @@
-//! `convc convolutionize`: the converted network scores every window of a
-//! larger image in one pass, each window's scores those of the original
-//! network on that crop; sizes that do not step evenly, and networks that
-//! cannot be converted, are refused with the reason.
+//! The sliding-window trick and pictures: `convc convolutionize` (the
+//! converted network scores every window of a larger image in one pass,
+//! each window's scores those of the original network on that crop; sizes
+//! that do not step evenly, and networks that cannot be converted, are
+//! refused with the reason), `predict` on score maps and PNG pictures,
+//! `scan`, and `show`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,7 +16,7 @@ fn convc(args: &[&str]) -> Output {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convc-convolutionize-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("convc-windows-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -353,5 +355,74 @@ fn predict_reads_a_png_picture() {
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("big.png: images are 1×16×20, but the network's input is 1×12×12"), "{stderr}");
     assert!(stderr.contains("`convc scan`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A grey PNG of `height × width` bytes.
+fn write_grey_png(path: &Path, width: u32, height: u32, grey: &[u8]) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = png::Encoder::new(file, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header().unwrap().write_image_data(grey).unwrap();
+}
+
+/// The RGB bytes and size of a PNG.
+fn read_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// `show` writes the pictures it promises — input, first-layer filters,
+/// one grid per conv and pool layer, index.html in that order — and a
+/// known small case pixel for pixel: a 1×1 conv of weight 2 over a 2×2
+/// grey picture, its map normalised to [0, 1] and drawn 24 pixels per value.
+#[test]
+fn show_draws_filters_and_feature_maps() {
+    let dir = tmp("show");
+    let spec_path = dir.join("tiny.toml");
+    std::fs::write(
+        &spec_path,
+        "[network]\ninput = [1, 2, 2]\n\n[[layer]]\ntype = \"conv2d\"\nfilters = 1\nkernel = 1\n\n[[layer]]\ntype = \"max_pool\"\nsize = 2\n\n[[layer]]\ntype = \"flatten\"\n\n[[layer]]\ntype = \"dense\"\nunits = 2\n",
+    )
+    .unwrap();
+    let t = |name: &str, shape: &[usize], data: &[f32]| weights::Tensor { name: name.into(), shape: shape.to_vec(), data: data.to_vec() };
+    let w = dir.join("w.safetensors");
+    weights::save(
+        &w,
+        &[
+            t("conv1.weight", &[1, 1, 1, 1], &[2.0]),
+            t("conv1.bias", &[1], &[0.0]),
+            t("dense1.weight", &[2, 1], &[1.0, -1.0]),
+            t("dense1.bias", &[2], &[0.0, 0.0]),
+        ],
+        Default::default(),
+    )
+    .unwrap();
+    let picture = dir.join("p.png");
+    write_grey_png(&picture, 2, 2, &[0, 51, 102, 255]);
+    let out = dir.join("shown");
+    let run = convc(&["show", &s(&spec_path), "--weights", &s(&w), "--image", &s(&picture), "-o", &s(&out)]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["01-conv1-1x2x2.png", "02-pool1-1x1x1.png", "conv1-filters-1x1x1x1.png", "index.html", "input.png"]);
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let order: Vec<usize> = ["input.png", "conv1-filters", "01-conv1", "02-pool1"].iter().map(|f| html.find(f).expect(f)).collect();
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "in order: {html}");
+
+    // One 2×2 map at 24 pixels per value, a 24-pixel grey border: 96×96.
+    let (width, height, rgb) = read_rgb(&out.join("01-conv1-1x2x2.png"));
+    assert_eq!((width, height), (96, 96));
+    let pixel = |x: usize, y: usize| rgb[(y * 96 + x) * 3];
+    assert_eq!(pixel(0, 0), 96, "the border");
+    for (x, y, want) in [(24, 24, 0), (48, 24, 51), (24, 48, 102), (71, 71, 255)] {
+        assert_eq!(pixel(x, y), want, "({x}, {y})");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
