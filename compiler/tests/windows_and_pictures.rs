@@ -426,3 +426,48 @@ fn show_draws_filters_and_feature_maps() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Against PyTorch (fixture by `fixtures/windows/make_fixture.py`): its
+/// dense layers run as convolutions with the reshaped weights give the
+/// score map that convc's converted network and weights give (1e-4).
+#[test]
+fn converted_weights_score_as_pytorch() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/windows");
+    let dir = tmp("pytorch");
+    let (w2, out, logits) = (dir.join("w2.safetensors"), dir.join("big.toml"), dir.join("logits.safetensors"));
+    let run = convc(&[
+        "convolutionize",
+        &s(&fixture.join("net.toml")),
+        "--input",
+        "16x16",
+        "--weights",
+        &s(&fixture.join("init.safetensors")),
+        "--weights-out",
+        &s(&w2),
+        "-o",
+        &s(&out),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for backend in ["jit", "interp"] {
+        let run = convc(&[
+            "predict",
+            &s(&out),
+            "--weights",
+            &s(&w2),
+            "--images",
+            &s(&fixture.join("images-idx3-ubyte")),
+            "--logits",
+            &s(&logits),
+            "--backend",
+            backend,
+        ]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let (ours, _) = weights::read(&logits).unwrap();
+        let (theirs, _) = weights::read(&fixture.join("map.safetensors")).unwrap();
+        assert_eq!(ours[0].shape, theirs[0].shape);
+        for (got, want) in ours[0].data.iter().zip(&theirs[0].data) {
+            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{backend}: {got} vs PyTorch's {want}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
