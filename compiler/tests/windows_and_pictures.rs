@@ -471,3 +471,42 @@ fn converted_weights_score_as_pytorch() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// JPEG pictures (`fixtures/pictures/make_pictures.py`) read in the
+/// network's channels: a network that averages its input (one dense unit
+/// of equal weights) sees RGB (200, 100, 50) as their mean in three
+/// channels, as their luminance in one, and a grey JPEG as its grey in
+/// three (JPEG is lossy: within 2/255).
+#[test]
+fn predict_reads_jpeg_pictures_in_the_networks_channels() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pictures");
+    let dir = tmp("jpeg");
+    for (channels, picture, want) in [
+        (3, "uniform.jpg", (200.0 + 100.0 + 50.0) / 3.0 / 255.0),
+        (1, "uniform.jpg", (0.299 * 200.0 + 0.587 * 100.0 + 0.114 * 50.0) / 255.0),
+        (3, "grey.jpg", 77.0 / 255.0),
+    ] {
+        let spec = dir.join(format!("mean{channels}.toml"));
+        std::fs::write(
+            &spec,
+            format!("[network]\ninput = [{channels}, 12, 16]\n\n[[layer]]\ntype = \"flatten\"\n\n[[layer]]\ntype = \"dense\"\nunits = 1\n"),
+        )
+        .unwrap();
+        let n = channels * 12 * 16;
+        let w = dir.join(format!("mean{channels}.safetensors"));
+        let tensor = |name: &str, shape: &[usize], data: Vec<f32>| weights::Tensor { name: name.into(), shape: shape.to_vec(), data };
+        weights::save(
+            &w,
+            &[tensor("dense1.weight", &[1, n], vec![1.0 / n as f32; n]), tensor("dense1.bias", &[1], vec![0.0])],
+            Default::default(),
+        )
+        .unwrap();
+        let logits = dir.join("logits.safetensors");
+        let run = convc(&["predict", &s(&spec), "--weights", &s(&w), "--images", &s(&fixtures.join(picture)), "--logits", &s(&logits)]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let (t, _) = weights::read(&logits).unwrap();
+        let got = t[0].data[0];
+        assert!((got - want as f32).abs() <= 2.0 / 255.0, "{picture} in {channels} channels: mean {got}, want {want}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

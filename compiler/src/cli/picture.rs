@@ -1,6 +1,6 @@
-//! PNG pictures in and out: an image read as a network's input (its
-//! channels, pixels scaled to [0, 1] as IDX pixels are), and RGB pictures
-//! written (heat maps).
+//! Pictures in and out: a PNG or JPEG read as a network's input (its
+//! channels, pixels scaled to [0, 1] as IDX pixels are), and RGB PNGs
+//! written (heat maps, feature maps).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -20,14 +20,66 @@ pub struct Picture {
     pub width: usize,
 }
 
-/// Whether `path` holds a PNG (by its signature).
-pub fn is_png(path: &Path) -> bool {
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+const JPEG: &[u8] = &[0xff, 0xd8, 0xff];
+
+/// The first bytes of `path` (fewer if it is shorter or unreadable).
+fn head(path: &Path) -> Vec<u8> {
     use std::io::Read;
-    let mut head = [0u8; 8];
-    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == *b"\x89PNG\r\n\x1a\n"
+    let mut head = Vec::new();
+    let _ = File::open(path).map(|f| f.take(8).read_to_end(&mut head));
+    head
 }
 
-pub fn read_png(path: &Path, channels: usize) -> Result<Picture, CliError> {
+/// Whether `path` holds a picture convc reads (PNG or JPEG, by signature),
+/// rather than IDX data.
+pub fn is_picture(path: &Path) -> bool {
+    let head = head(path);
+    head.starts_with(PNG) || head.starts_with(JPEG)
+}
+
+/// A PNG or JPEG picture (by its signature) in `channels` channels.
+pub fn read_picture(path: &Path, channels: usize) -> Result<Picture, CliError> {
+    if head(path).starts_with(JPEG) { read_jpeg(path, channels) } else { read_png(path, channels) }
+}
+
+/// Largest side of a picture read (a hostile header cannot ask for more).
+const MAX_SIDE: usize = 16_384;
+
+fn read_jpeg(path: &Path, channels: usize) -> Result<Picture, CliError> {
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let fail = |why: String| CliError::msg(format!("{}: {why}", path.display()));
+    let file = File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB).set_max_width(MAX_SIDE).set_max_height(MAX_SIDE);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(BufReader::new(file), options);
+    let rgb = decoder.decode().map_err(|e| fail(format!("not a JPEG picture convc can read: {e:?}")))?;
+    let info = decoder.info().ok_or_else(|| fail("no JPEG header".into()))?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    if rgb.len() < width * height * 3 {
+        return Err(fail("the JPEG data is cut short".into()));
+    }
+    from_bytes(&rgb, 3, (height, width), channels).map_err(fail)
+}
+
+/// `channels × height × width` values from interleaved 8-bit pixels of
+/// `per_pixel` bytes (grey, grey + alpha, RGB, RGBA).
+fn from_bytes(bytes: &[u8], per_pixel: usize, (height, width): (usize, usize), channels: usize) -> Result<Picture, String> {
+    let plane = height * width;
+    let mut pixels = vec![0.0f32; channels * plane];
+    for (i, px) in bytes.chunks_exact(per_pixel).enumerate().take(plane) {
+        let v = |b: u8| b as f32 / 255.0;
+        let rgb = if per_pixel >= 3 { [v(px[0]), v(px[1]), v(px[2])] } else { [v(px[0]); 3] };
+        match channels {
+            1 => pixels[i] = if per_pixel >= 3 { 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] } else { rgb[0] },
+            3 => (0..3).for_each(|c| pixels[c * plane + i] = rgb[c]),
+            n => return Err(format!("the network takes {n} channels; pictures give 1 (grey) or 3 (RGB)")),
+        }
+    }
+    Ok(Picture { pixels, height, width })
+}
+
+fn read_png(path: &Path, channels: usize) -> Result<Picture, CliError> {
     let fail = |why: String| CliError::msg(format!("{}: {why}", path.display()));
     let file = File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
@@ -44,19 +96,10 @@ pub fn read_png(path: &Path, channels: usize) -> Result<Picture, CliError> {
         (ColorType::Rgba, BitDepth::Eight) => 4,
         (color, depth) => return Err(fail(format!("{color:?} at {depth:?} bits is not supported; save it as 8-bit grey or RGB"))),
     };
-    let bytes = &buf[..frame.buffer_size()];
-    let plane = height * width;
-    let mut pixels = vec![0.0f32; channels * plane];
-    for (i, px) in bytes.chunks_exact(per_pixel).enumerate().take(plane) {
-        let v = |b: u8| b as f32 / 255.0;
-        let rgb = if per_pixel >= 3 { [v(px[0]), v(px[1]), v(px[2])] } else { [v(px[0]); 3] };
-        match channels {
-            1 => pixels[i] = if per_pixel >= 3 { 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] } else { rgb[0] },
-            3 => (0..3).for_each(|c| pixels[c * plane + i] = rgb[c]),
-            n => return Err(fail(format!("the network takes {n} channels; pictures give 1 (grey) or 3 (RGB)"))),
-        }
+    if width.max(height) > MAX_SIDE {
+        return Err(fail(format!("the picture is {height}×{width}; convc reads pictures up to {MAX_SIDE} pixels a side")));
     }
-    Ok(Picture { pixels, height, width })
+    from_bytes(&buf[..frame.buffer_size()], per_pixel, (height, width), channels).map_err(fail)
 }
 
 /// Write `rgb` (`height × width × 3` bytes) as an 8-bit RGB PNG, atomically.

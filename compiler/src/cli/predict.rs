@@ -11,7 +11,7 @@ use convc_runtime::train::loss::argmax;
 use convc_runtime::train::weights::{self, Tensor};
 use convc_runtime::{Mode, Model};
 
-use super::picture::{is_png, read_png};
+use super::picture::{is_picture, read_picture};
 use super::{Backend, CliError, build_model, load_graph};
 
 #[derive(Args)]
@@ -20,7 +20,7 @@ pub struct PredictArgs {
     /// Trained weights (safetensors, PyTorch names and layouts).
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
-    /// Images in IDX format (idx3, .gz or raw), or one PNG picture.
+    /// Images in IDX format (idx3, .gz or raw), or one PNG or JPEG picture.
     #[arg(long, value_name = "FILE")]
     images: PathBuf,
     /// Labels in IDX format (idx1): prints accuracy and a confusion matrix.
@@ -56,8 +56,8 @@ pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let set = match &args.labels {
         Some(labels) => data::load_files(&args.images, labels)?,
         // A picture: one image, in the network's channels.
-        None if is_png(&args.images) => {
-            let picture = read_png(&args.images, graph.input.chw().0)?;
+        None if is_picture(&args.images) => {
+            let picture = read_picture(&args.images, graph.input.chw().0)?;
             Dataset { images: picture.pixels, labels: vec![0], channels: graph.input.chw().0, height: picture.height, width: picture.width }
         }
         None => {

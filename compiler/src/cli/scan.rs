@@ -14,7 +14,7 @@ use convc_runtime::train::loss::argmax;
 use convc_runtime::train::weights::{self, Tensor};
 
 use super::convolutionize::{conversion, convert_weights, converted};
-use super::picture::{read_png, write_png_rgb};
+use super::picture::{read_picture, write_png_rgb};
 use super::{Backend, CliError, build_model, load_graph};
 
 #[derive(Args)]
@@ -24,7 +24,7 @@ pub struct ScanArgs {
     /// Its weights.
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
-    /// The picture to scan (PNG), at least the network's input size.
+    /// The picture to scan (PNG or JPEG), at least the network's input size.
     #[arg(long, value_name = "PICTURE.png")]
     image: PathBuf,
     /// Pixels between windows (default: the network's own stride, one pass).
@@ -70,7 +70,7 @@ pub fn run(args: ScanArgs) -> Result<(), CliError> {
     let text = std::fs::read_to_string(&args.spec).map_err(|e| CliError::msg(format!("{}: cannot read: {e}", args.spec.display())))?;
     let conv = conversion(&graph, &args.spec)?;
     let (c, oh, ow) = graph.input.chw();
-    let picture = read_png(&args.image, c)?;
+    let picture = read_picture(&args.image, c)?;
     let (height, width) = (picture.height, picture.width);
     if height < oh || width < ow {
         return Err(CliError::msg(format!(

@@ -12,7 +12,7 @@ use convc_runtime::Mode;
 use convc_runtime::Model;
 use convc_runtime::train::{data, files, weights};
 
-use super::picture::{grid, is_png, normalised, read_png, write_png_rgb};
+use super::picture::{grid, is_picture, normalised, read_picture, write_png_rgb};
 use super::{CliError, load_graph};
 
 #[derive(Args)]
@@ -21,7 +21,7 @@ pub struct ShowArgs {
     /// Trained weights.
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
-    /// A PNG picture, or IDX images (with --index).
+    /// A PNG or JPEG picture, or IDX images (with --index).
     #[arg(long, value_name = "FILE")]
     image: PathBuf,
     /// Which image of an IDX file.
@@ -38,8 +38,8 @@ const MIN_SIDE: usize = 48;
 pub fn run(args: ShowArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
     let (c, h, w) = graph.input.chw();
-    let image = if is_png(&args.image) {
-        read_png(&args.image, c)?.pixels
+    let image = if is_picture(&args.image) {
+        read_picture(&args.image, c)?.pixels
     } else {
         let (pixels, n, ih, iw) = data::read_images(&args.image)?;
         if args.index >= n {
@@ -127,5 +127,5 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
 }
 
 fn image_name(path: &Path, index: usize) -> String {
-    if is_png(path) { path.display().to_string() } else { format!("image {index} of {}", path.display()) }
+    if is_picture(path) { path.display().to_string() } else { format!("image {index} of {}", path.display()) }
 }
