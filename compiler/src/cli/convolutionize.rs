@@ -190,16 +190,7 @@ pub fn run(args: ConvolutionizeArgs) -> Result<(), CliError> {
         Err(e) => return Err(e),
     };
 
-    let padded: Vec<&str> = new
-        .nodes
-        .iter()
-        .filter(|n| match &n.op {
-            Op::Conv2d(c) => c.pad != [0, 0],
-            Op::Pool(p) => p.pad != [0, 0],
-            _ => false,
-        })
-        .map(|n| n.name.as_str())
-        .collect();
+    let padded: Vec<&str> = new.nodes.iter().filter(|n| pads(&n.op)).map(|n| n.name.as_str()).collect();
     if !padded.is_empty() {
         eprintln!(
             "warning: {} pad{} the input: windows at the image's border see zeros there that a crop would not, so their \
@@ -251,6 +242,16 @@ pub fn run(args: ConvolutionizeArgs) -> Result<(), CliError> {
         println!("weights: {}", to.display());
     }
     Ok(())
+}
+
+/// Whether a layer pads its input: then a window of the larger input sees
+/// neighbouring pixels where a crop sees zeros.
+pub(super) fn pads(op: &Op) -> bool {
+    match op {
+        Op::Conv2d(c) | Op::Local2d(c) => c.pad != [0, 0],
+        Op::Pool(p) => p.pad != [0, 0],
+        _ => false,
+    }
 }
 
 /// Append `help` to the first error of `e`.

@@ -13,7 +13,7 @@ use convc_runtime::Mode;
 use convc_runtime::train::loss::argmax;
 use convc_runtime::train::weights::{self, Tensor};
 
-use super::convolutionize::{conversion, convert_weights, converted};
+use super::convolutionize::{conversion, convert_weights, converted, pads};
 use super::picture::{read_picture, write_png_rgb};
 use super::{Backend, CliError, build_model, load_graph};
 
@@ -173,11 +173,7 @@ pub fn run(args: ScanArgs) -> Result<(), CliError> {
                 worst = worst.max((v - scores[q * fh * fw + at]).abs());
             }
         }
-        let pads = graph.nodes.iter().any(|n| match &n.op {
-            Op::Conv2d(c) => c.pad != [0, 0],
-            Op::Pool(p) => p.pad != [0, 0],
-            _ => false,
-        });
+        let pads = graph.nodes.iter().any(|n| pads(&n.op));
         println!(
             "the {} crops one by one: {:.1} ms ({:.1}× the scan); largest difference from the scan's scores {worst:.2e}{}",
             fh * fw,
