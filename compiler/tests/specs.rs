@@ -130,3 +130,38 @@ fn default_names_skip_explicit_ones_in_a_long_spec() {
     // Numbered per family, counting every activation; act3 and act6 are taken, so act4 and act7 step past them.
     assert_eq!(&names[..7], ["flatten1", "act3", "act2", "act4", "act6", "act7", "act8"]);
 }
+
+/// Layer names may be PyTorch module paths, so weight files carry a
+/// `state_dict`'s tensor names; the generated Rust stays valid. Empty
+/// words, stray dots and other characters are refused.
+#[test]
+fn layer_names_may_be_pytorch_module_paths() {
+    let spec = |names: [&str; 3]| {
+        format!(
+            "[network]\ninput = [1, 8, 8]\n\n[[layer]]\nname = \"{}\"\ntype = \"conv2d\"\nfilters = 2\nkernel = 3\n\n[[layer]]\ntype = \"flatten\"\n\n[[layer]]\nname = \"{}\"\ntype = \"dense\"\nunits = 4\n\n[[layer]]\nname = \"{}\"\ntype = \"dense\"\nunits = 3\n",
+            names[0], names[1], names[2]
+        )
+    };
+    let check = |names| convc_compiler::check_source(&convc_compiler::SourceFile::new("paths.toml", spec(names)));
+    let graph = check(["features.0", "layer2.0.downsample.1", "0"]).unwrap_or_else(|e| panic!("{e}"));
+    let net = convc_compiler::interpreter(&graph, 0);
+    let tensors: Vec<String> = convc_runtime::Model::params(&net).iter().map(|p| p.name.to_string()).collect();
+    assert_eq!(
+        tensors,
+        ["features.0.weight", "features.0.bias", "layer2.0.downsample.1.weight", "layer2.0.downsample.1.bias", "0.weight", "0.bias"]
+    );
+    let plan = convc_compiler::plan::Plan::new(&graph, true);
+    let opts = convc_compiler::codegen::rust::RustOptions::for_graph(&graph, "paths.toml");
+    let tokens = convc_compiler::codegen::rust::network(&graph, &plan, &opts);
+    syn::parse2::<syn::File>(tokens).expect("the generated Rust parses");
+
+    for bad in ["fc-1", "a..b", ".a", "a.", "conv 1"] {
+        let err = check([bad, "d1", "d2"]).expect_err(bad);
+        assert!(err.to_string().contains(&format!("invalid layer name \"{bad}\"")), "{bad}: {err}");
+    }
+    // Checkpoints keep optimizer state under `optimizer.`: a layer may not take it.
+    for reserved in ["optimizer", "optimizer.m"] {
+        let err = check([reserved, "d1", "d2"]).expect_err(reserved);
+        assert!(err.to_string().contains(&format!("layer name \"{reserved}\" is reserved")), "{reserved}: {err}");
+    }
+}

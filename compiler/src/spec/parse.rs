@@ -186,11 +186,18 @@ fn assign_names(tables: &[(Span, &DeTable<'_>)], errs: &mut Vec<Diagnostic>) -> 
         .map(|(span, table)| {
             let t = Table::new("a layer", span.clone(), table);
             let name = t.string("name", errs)?;
-            if !is_identifier(name.value) {
+            if !is_layer_name(name.value) {
                 errs.push(
                     Diagnostic::error(format!("invalid layer name \"{}\"", name.value))
-                        .primary(name.span.clone(), "names must be identifiers")
-                        .help("use letters, digits and `_`, not starting with a digit (names become `<name>.weight` tensors)"),
+                        .primary(name.span.clone(), "names are words of letters, digits and `_`, joined by dots")
+                        .help("e.g. `conv1` or PyTorch's module path `layer2.0.conv1` (names become `<name>.weight` tensors)"),
+                );
+            }
+            if name.value.split('.').next() == Some("optimizer") {
+                errs.push(
+                    Diagnostic::error(format!("layer name \"{}\" is reserved", name.value))
+                        .primary(name.span.clone(), "checkpoints keep optimizer state in tensors named `optimizer.…`")
+                        .help("choose another name for this layer"),
                 );
             }
             Some(At::new(name.value.to_string(), name.span))
@@ -251,9 +258,12 @@ fn name_family(layer_type: &str) -> &'static str {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// A layer name: words of ASCII letters, digits and `_` joined by single
+/// dots — an identifier, or a PyTorch module path (`layer2.0.conv1`,
+/// `features.0`, `0` in a bare `nn.Sequential`), so weight files carry
+/// exactly a PyTorch `state_dict`'s tensor names.
+fn is_layer_name(s: &str) -> bool {
+    s.split('.').all(|word| !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 fn parse_layer(t: &Table<'_, '_>, errs: &mut Vec<Diagnostic>) -> Option<LayerKind> {
