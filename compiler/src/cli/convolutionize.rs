@@ -13,13 +13,14 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use convc_compiler::graph::read_source;
 use convc_compiler::graph::{Graph, Op, Shape};
 use convc_compiler::{SourceFile, SpecError, check_source};
 use convc_runtime::train::files;
 use convc_runtime::train::weights::{self, Tensor};
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 
-use super::{CliError, load_graph};
+use super::CliError;
 
 #[derive(Args)]
 pub struct ConvolutionizeArgs {
@@ -125,12 +126,20 @@ fn set_first(table: &mut Table, key: &str, item: Item) {
     });
 }
 
-/// The converted spec checked at `size` (its diagnostics name the spec
-/// and the size: the rewritten text is not on disk).
-pub(super) fn converted(text: &str, spec: &Path, graph: &Graph, conv: &Conversion, size: (usize, usize)) -> Result<Graph, CliError> {
+/// The converted spec's text and graph, checked at `size` (its
+/// diagnostics name the spec and the size: the rewritten text is not on disk).
+pub(super) fn converted(
+    text: &str,
+    spec: &Path,
+    graph: &Graph,
+    conv: &Conversion,
+    size: (usize, usize),
+) -> Result<(String, Graph), CliError> {
     let rewritten = rewrite(text, spec, graph, conv, size)?;
     let name = format!("{} convolutionized for {}×{}", spec.display(), size.0, size.1);
-    check_source(&SourceFile::new(name, rewritten)).map_err(CliError::Spec)
+    let file = SourceFile::new(name, rewritten);
+    let graph = check_source(&file).map_err(CliError::Spec)?;
+    Ok((file.text, graph))
 }
 
 /// "sizes that work near 384×384: 355×355 (5×5 scores), 387×387 (6×6
@@ -176,14 +185,15 @@ fn sizes_near(want: usize, check: impl Fn(usize) -> Option<Graph>) -> Vec<(usize
 }
 
 pub fn run(args: ConvolutionizeArgs) -> Result<(), CliError> {
-    let graph = load_graph(&args.spec)?;
-    let text = std::fs::read_to_string(&args.spec).map_err(|e| CliError::msg(format!("{}: cannot read: {e}", args.spec.display())))?;
+    let file = read_source(&args.spec).map_err(CliError::Spec)?;
+    let graph = check_source(&file).map_err(CliError::Spec)?;
+    let text = &file.text;
     let conv = conversion(&graph, &args.spec)?;
     let (_, oh, ow) = graph.input.chw();
-    let new = match converted(&text, &args.spec, &graph, &conv, args.input) {
-        Ok(g) => g,
+    let (rewritten, new) = match converted(text, &args.spec, &graph, &conv, args.input) {
+        Ok(converted) => converted,
         Err(CliError::Spec(mut e)) => {
-            let check = |size| converted(&text, &args.spec, &graph, &conv, size).ok();
+            let check = |size| converted(text, &args.spec, &graph, &conv, size).ok().map(|(_, g)| g);
             add_help(&mut e, &working_sizes(args.input, (oh, ow), check));
             return Err(CliError::Spec(e));
         }
@@ -216,7 +226,6 @@ pub fn run(args: ConvolutionizeArgs) -> Result<(), CliError> {
         args.input.0,
         args.input.1
     );
-    let rewritten = rewrite(&text, &args.spec, &graph, &conv, args.input)?;
     files::write_atomic(&args.output, (header + &rewritten).as_bytes())
         .map_err(|e| CliError::msg(format!("-o {}: cannot write: {e}", args.output.display())))?;
     if let (Some(tensors), Some(to)) = (&converted_weights, &args.weights_out) {

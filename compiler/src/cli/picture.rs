@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
+use convc_runtime::train::data::{self, Dataset};
 use png::{BitDepth, ColorType, Transformations};
 
 use super::CliError;
@@ -31,16 +32,22 @@ fn head(path: &Path) -> Vec<u8> {
     head
 }
 
-/// Whether `path` holds a picture convc reads (PNG or JPEG, by signature),
-/// rather than IDX data.
-pub fn is_picture(path: &Path) -> bool {
-    let head = head(path);
-    head.starts_with(PNG) || head.starts_with(JPEG)
-}
-
 /// A PNG or JPEG picture (by its signature) in `channels` channels.
 pub fn read_picture(path: &Path, channels: usize) -> Result<Picture, CliError> {
     if head(path).starts_with(JPEG) { read_jpeg(path, channels) } else { read_png(path, channels) }
+}
+
+/// Unlabelled images from `path`: a PNG or JPEG picture (one image, in
+/// `channels` channels), else every image of an IDX file. Their labels are
+/// 0: only the network's outputs count.
+pub fn images(path: &Path, channels: usize) -> Result<Dataset, CliError> {
+    let head = head(path);
+    if head.starts_with(PNG) || head.starts_with(JPEG) {
+        let picture = read_picture(path, channels)?;
+        return Ok(Dataset { images: picture.pixels, labels: vec![0], channels, height: picture.height, width: picture.width });
+    }
+    let (pixels, n, height, width) = data::read_images(path)?;
+    Ok(Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: vec![0; n], channels: 1, height, width })
 }
 
 /// Largest side of a picture read (a hostile header cannot ask for more).

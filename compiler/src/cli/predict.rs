@@ -11,7 +11,8 @@ use convc_runtime::train::loss::argmax;
 use convc_runtime::train::weights::{self, Tensor};
 use convc_runtime::{Mode, Model};
 
-use super::picture::{is_picture, read_picture};
+use super::picture::images;
+use super::scan::{best_per_window, window_probabilities};
 use super::{Backend, CliError, build_model, load_graph};
 
 #[derive(Args)]
@@ -55,16 +56,8 @@ pub fn run(args: PredictArgs) -> Result<(), CliError> {
     let has_labels = args.labels.is_some();
     let set = match &args.labels {
         Some(labels) => data::load_files(&args.images, labels)?,
-        // A picture: one image, in the network's channels.
-        None if is_picture(&args.images) => {
-            let picture = read_picture(&args.images, graph.input.chw().0)?;
-            Dataset { images: picture.pixels, labels: vec![0], channels: graph.input.chw().0, height: picture.height, width: picture.width }
-        }
-        None => {
-            // No labels: the evaluation's are zeros and only the logits count.
-            let (pixels, n, height, width) = data::read_images(&args.images)?;
-            Dataset { images: pixels.iter().map(|&p| p as f32 / 255.0).collect(), labels: vec![0; n], channels: 1, height, width }
-        }
+        // No labels: the evaluation's are zeros and only the logits count.
+        None => images(&args.images, graph.input.chw().0)?,
     };
     let n = set.len();
     if n == 0 {
@@ -126,15 +119,7 @@ fn predict_map(model: &mut dyn Model, set: &Dataset, (c, h, w): (usize, usize, u
     const GRID: usize = 8;
     const IMAGES: usize = 16;
     for (i, image) in logits.chunks_exact(per_image).enumerate().take(IMAGES) {
-        // Best class and its probability at each window.
-        let best: Vec<(usize, f32)> = (0..h * w)
-            .map(|at| {
-                let scores: Vec<f32> = (0..c).map(|k| image[k * h * w + at]).collect();
-                let k = argmax(&scores);
-                let total: f32 = scores.iter().map(|s| (s - scores[k]).exp()).sum();
-                (k, 1.0 / total)
-            })
-            .collect();
+        let best = best_per_window(&window_probabilities(image, c), c);
         if h <= GRID && w <= GRID {
             println!("image {i}: best class (probability) per window, rows top to bottom:");
             for row in best.chunks(w) {

@@ -8,14 +8,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use convc_compiler::graph::{Graph, Op};
+use convc_compiler::check_source;
+use convc_compiler::graph::{Graph, Op, read_source};
 use convc_runtime::Mode;
-use convc_runtime::train::loss::argmax;
+use convc_runtime::train::loss::{argmax, softmax};
 use convc_runtime::train::weights::{self, Tensor};
 
 use super::convolutionize::{conversion, convert_weights, converted, pads};
 use super::picture::{read_picture, write_png_rgb};
-use super::{Backend, CliError, build_model, load_graph};
+use super::{Backend, CliError, build_model};
 
 #[derive(Args)]
 pub struct ScanArgs {
@@ -66,8 +67,8 @@ fn crop(pixels: &[f32], (c, height, width): (usize, usize, usize), (y, x): (usiz
 }
 
 pub fn run(args: ScanArgs) -> Result<(), CliError> {
-    let graph = load_graph(&args.spec)?;
-    let text = std::fs::read_to_string(&args.spec).map_err(|e| CliError::msg(format!("{}: cannot read: {e}", args.spec.display())))?;
+    let file = read_source(&args.spec).map_err(CliError::Spec)?;
+    let graph = check_source(&file).map_err(CliError::Spec)?;
     let conv = conversion(&graph, &args.spec)?;
     let (c, oh, ow) = graph.input.chw();
     let picture = read_picture(&args.image, c)?;
@@ -105,7 +106,7 @@ pub fn run(args: ScanArgs) -> Result<(), CliError> {
             ow + (k[1] - 1) * s[1]
         )));
     };
-    let big = converted(&text, &args.spec, &graph, &conv, (h0, w0))?;
+    let (_, big) = converted(&file.text, &args.spec, &graph, &conv, (h0, w0))?;
     let (classes, mh, mw) = big.output().chw();
     let (mut tensors, _) = weights::read(&args.weights)?;
     convert_weights(&mut tensors, &graph, &conv, &args.weights)?;
@@ -138,14 +139,8 @@ pub fn run(args: ScanArgs) -> Result<(), CliError> {
         scan_time.as_secs_f64() * 1e3
     );
 
-    // Per window: the best class and its probability (softmax over classes).
-    let best: Vec<(usize, f32)> = (0..fh * fw)
-        .map(|at| {
-            let column: Vec<f32> = (0..classes).map(|q| scores[q * fh * fw + at]).collect();
-            let q = argmax(&column);
-            (q, 1.0 / column.iter().map(|v| (v - column[q]).exp()).sum::<f32>())
-        })
-        .collect();
+    let probabilities = window_probabilities(&scores, classes);
+    let best = best_per_window(&probabilities, classes);
     let mut order: Vec<usize> = (0..best.len()).collect();
     order.sort_by(|&a, &b| best[b].1.total_cmp(&best[a].1).then(a.cmp(&b)));
     println!("most confident windows (class, probability, top-left pixel):");
@@ -184,39 +179,48 @@ pub fn run(args: ScanArgs) -> Result<(), CliError> {
     }
 
     if let Some(path) = &args.scores {
-        weights::save(path, &[Tensor { name: "scores".into(), shape: vec![classes, fh, fw], data: scores.clone() }], Default::default())?;
+        weights::save(path, &[Tensor { name: "scores".into(), shape: vec![classes, fh, fw], data: scores }], Default::default())?;
         println!("scores: {} [{classes}, {fh}, {fw}]", path.display());
     }
     if let Some(path) = &args.out {
         let winner = best[order[0]].0;
-        write_png_rgb(
-            path,
-            width,
-            height,
-            &heat_map(&picture.pixels, (c, height, width), &scores, winner, (classes, fh, fw), (oh, ow), s),
-        )?;
+        let heat: Vec<f32> = probabilities.chunks_exact(classes).map(|p| p[winner]).collect();
+        write_png_rgb(path, width, height, &heat_map(&picture.pixels, (c, height, width), &heat, (fh, fw), (oh, ow), s))?;
         println!("heat map of class {winner}: {}", path.display());
     }
     Ok(())
 }
 
-/// The picture in grey, tinted red by the probability of class `winner`
-/// at the window whose centre is nearest each pixel.
+/// For each window of a `classes × windows` score map, the softmax over
+/// its classes: a row of `classes` probabilities per window.
+pub(super) fn window_probabilities(map: &[f32], classes: usize) -> Vec<f32> {
+    let windows = map.len() / classes;
+    let rows: Vec<f32> = (0..windows).flat_map(|at| (0..classes).map(move |q| map[q * windows + at])).collect();
+    softmax(&rows, classes)
+}
+
+/// Each window's best class and its probability, from
+/// [`window_probabilities`].
+pub(super) fn best_per_window(probabilities: &[f32], classes: usize) -> Vec<(usize, f32)> {
+    probabilities
+        .chunks_exact(classes)
+        .map(|p| {
+            let q = argmax(p);
+            (q, p[q])
+        })
+        .collect()
+}
+
+/// The picture in grey, tinted red by `heat` (a value in [0, 1] per window
+/// of the `fh × fw` map) at the window whose centre is nearest each pixel.
 fn heat_map(
     pixels: &[f32],
     (c, height, width): (usize, usize, usize),
-    scores: &[f32],
-    winner: usize,
-    (classes, fh, fw): (usize, usize, usize),
+    heat: &[f32],
+    (fh, fw): (usize, usize),
     (oh, ow): (usize, usize),
     s: [usize; 2],
 ) -> Vec<u8> {
-    let probability = |at: usize| {
-        let column: Vec<f32> = (0..classes).map(|q| scores[q * fh * fw + at]).collect();
-        let top = column.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        (column[winner] - top).exp() / column.iter().map(|v| (v - top).exp()).sum::<f32>()
-    };
-    let heat: Vec<f32> = (0..fh * fw).map(probability).collect();
     let nearest = |p: usize, own: usize, step: usize| (p.saturating_sub(own / 2) + step / 2) / step.max(1);
     let plane = height * width;
     let mut rgb = Vec::with_capacity(plane * 3);

@@ -4,15 +4,15 @@
 //! them in order.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use convc_compiler::graph::{Op, Shape};
 use convc_runtime::Mode;
 use convc_runtime::Model;
-use convc_runtime::train::{data, files, weights};
+use convc_runtime::train::{files, weights};
 
-use super::picture::{grid, is_picture, normalised, read_picture, write_png_rgb};
+use super::picture::{grid, images, normalised, write_png_rgb};
 use super::{CliError, load_graph};
 
 #[derive(Args)]
@@ -38,21 +38,12 @@ const MIN_SIDE: usize = 48;
 pub fn run(args: ShowArgs) -> Result<(), CliError> {
     let graph = load_graph(&args.spec)?;
     let (c, h, w) = graph.input.chw();
-    let image = if is_picture(&args.image) {
-        read_picture(&args.image, c)?.pixels
-    } else {
-        let (pixels, n, ih, iw) = data::read_images(&args.image)?;
-        if args.index >= n {
-            return Err(CliError::msg(format!("--index {}: {} holds {n} images", args.index, args.image.display())));
-        }
-        if (1, ih, iw) != (c, h, w) {
-            return Err(CliError::msg(format!("{}: images are 1×{ih}×{iw}, the network's input is {}", args.image.display(), graph.input)));
-        }
-        pixels[args.index * ih * iw..(args.index + 1) * ih * iw].iter().map(|&p| p as f32 / 255.0).collect()
-    };
-    if image.len() != graph.input.len() {
-        return Err(CliError::msg(format!("{}: the picture is not {c}×{h}×{w}, the network's input", args.image.display())));
+    let set = images(&args.image, c)?;
+    if args.index >= set.len() {
+        return Err(CliError::msg(format!("--index {}: {} holds {} images", args.index, args.image.display(), set.len())));
     }
+    set.check_fits(&args.image, &args.image, graph.input, graph.classes())?;
+    let image = set.image(args.index);
     if args.output.exists() && !args.output.is_dir() {
         return Err(CliError::msg(format!("-o {}: not a directory", args.output.display())));
     }
@@ -60,7 +51,7 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
 
     let mut net = convc_compiler::interpreter(&graph, 0);
     weights::load_model(&mut net, &args.weights)?;
-    net.forward(&image, 1, Mode::Infer)?;
+    net.forward(image, 1, Mode::Infer)?;
 
     let mut pictures: Vec<(String, String)> = Vec::new();
     let mut save = |file: String, caption: String, (gw, gh, rgb): (usize, usize, Vec<u8>)| -> Result<(), CliError> {
@@ -71,7 +62,7 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
     let scale = |side: usize| MIN_SIDE.div_ceil(side.max(1)).max(1);
     let tiles_of = |values: &[f32], maps: usize| -> Vec<Vec<f32>> { values.chunks(values.len() / maps.max(1)).map(normalised).collect() };
 
-    let shown_input = if c == 3 { vec![normalised(&image)] } else { tiles_of(&image, c) };
+    let shown_input = if c == 3 { vec![normalised(image)] } else { tiles_of(image, c) };
     save("input.png".into(), format!("input {c}×{h}×{w}"), grid(&shown_input, (if c == 3 { 3 } else { 1 }, h, w), scale(h.min(w))))?;
 
     if let Some(first) = graph.nodes.iter().find(|n| matches!(n.op, Op::Conv2d(_))) {
@@ -115,7 +106,7 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
     let mut html = format!(
         "<!doctype html>\n<meta charset=\"utf-8\">\n<title>{0}: feature maps</title>\n<style>body{{font-family:sans-serif}} img{{image-rendering:pixelated;display:block;margin-bottom:1.5em}}</style>\n<h1>{0}</h1>\n<p>{1}, each map normalised on its own (black its minimum, white its maximum).</p>\n",
         graph.name,
-        image_name(&args.image, args.index)
+        if set.len() == 1 { args.image.display().to_string() } else { format!("image {} of {}", args.index, args.image.display()) }
     );
     for (file, caption) in &pictures {
         let _ = writeln!(html, "<h2>{caption}</h2>\n<img src=\"{file}\" alt=\"{caption}\">");
@@ -124,8 +115,4 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::msg(format!("{}: cannot write: {e}", args.output.join("index.html").display())))?;
     println!("{} pictures and index.html in {}", pictures.len(), args.output.display());
     Ok(())
-}
-
-fn image_name(path: &Path, index: usize) -> String {
-    if is_picture(path) { path.display().to_string() } else { format!("image {index} of {}", path.display()) }
 }

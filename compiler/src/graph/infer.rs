@@ -17,9 +17,15 @@ const AXES: [&str; 2] = ["height", "width"];
 
 /// Read, parse and check the spec at `path`.
 pub fn check(path: &Path) -> Result<Graph, SpecError> {
+    check_source(&read_source(path)?)
+}
+
+/// The spec at `path`, named by its path, for [`check_source`] (and for
+/// tools that rewrite the text they checked).
+pub fn read_source(path: &Path) -> Result<SourceFile, SpecError> {
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => check_source(&SourceFile::new(name, text)),
+        Ok(text) => Ok(SourceFile::new(name, text)),
         Err(e) => Err(SpecError {
             file: SourceFile::new(name.clone(), ""),
             diagnostics: vec![

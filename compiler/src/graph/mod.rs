@@ -5,7 +5,7 @@
 pub mod geometry;
 mod infer;
 
-pub use infer::{check, check_source, from_spec};
+pub use infer::{check, check_source, from_spec, read_source};
 
 pub use convc_runtime::layer::{Conv, LayerDef, Op, ParamShape as Param, Pool, Shape};
 use serde::Serialize;
