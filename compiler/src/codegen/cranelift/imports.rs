@@ -63,16 +63,20 @@ unsafe extern "C" fn convc_gemm_packed(
 ) {
     // SAFETY: the caller's contract, for every pointer.
     let a = unsafe { &*a };
-    let span = |rows: usize, ld: usize| if rows == 0 || n == 0 { 0 } else { (rows - 1) * ld + n };
     // SAFETY: as above.
-    let (b, bias) = unsafe { (view(b, span(a.depth(), ldb)), if bias.is_null() { &[][..] } else { view(bias, a.rows()) }) };
-    let c_len = span(a.rows(), ldc);
+    let (b, bias) = unsafe { (view(b, span(a.depth(), ldb, n)), if bias.is_null() { &[][..] } else { view(bias, a.rows()) }) };
+    let c_len = span(a.rows(), ldc, n);
     if c_len == 0 {
         return;
     }
     // SAFETY: as above; `c` is the only view of its values.
     let c = unsafe { std::slice::from_raw_parts_mut(c, c_len) };
     gemm_packed(a, b, ldb, n, bias, relu != 0, c, ldc);
+}
+
+/// Values spanned by `rows` rows of `n` values `ld` apart (0 when empty).
+fn span(rows: usize, ld: usize, n: usize) -> usize {
+    if rows == 0 || n == 0 { 0 } else { (rows - 1) * ld + n }
 }
 
 /// [`gemm_rows`] for JIT code: [`convc_gemm_packed`] with `a` a row-major
@@ -95,8 +99,7 @@ unsafe extern "C" fn convc_gemm_rows(
     c: *mut f32,
     ldc: usize,
 ) {
-    let span = |rows: usize, ld: usize| if rows == 0 || n == 0 { 0 } else { (rows - 1) * ld + n };
-    let c_len = span(rows, ldc);
+    let c_len = span(rows, ldc, n);
     if c_len == 0 {
         return;
     }
@@ -104,7 +107,7 @@ unsafe extern "C" fn convc_gemm_rows(
     let (a, b, bias, c) = unsafe {
         (
             view(a, rows * depth),
-            view(b, span(depth, ldb)),
+            view(b, span(depth, ldb, n)),
             if bias.is_null() { &[][..] } else { view(bias, rows) },
             std::slice::from_raw_parts_mut(c, c_len),
         )
