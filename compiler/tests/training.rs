@@ -142,27 +142,21 @@ fn damaged_checkpoints_are_refused() {
             "optimizer state `optimizer.m.conv9.bias` belongs to no parameter",
         ),
     ];
+    let (spec, data) = (fixture("net_a.toml"), fixture("net_a/two_steps"));
+    // Resuming net_a to 3 epochs from `ckpt`, with `extra` flags: must fail.
+    let resume_fails = |ckpt: &Path, extra: &[&str]| {
+        let ckpt = s(ckpt);
+        let mut args = vec!["train", &spec, "--data", &data, "--epochs", "3", "--batch", "4", "--quiet", "--resume", &ckpt];
+        args.extend(extra);
+        fails(&args)
+    };
     for (what, damage, expected) in cases {
         let (mut t, mut m) = (tensors.clone(), metadata.clone());
         damage(&mut t, &mut m);
         let ckpt = dir.join("bad.ckpt.safetensors");
         weights::save(&ckpt, &t, m).unwrap();
         let out = dir.join("out.safetensors");
-        let err = fails(&[
-            "train",
-            &fixture("net_a.toml"),
-            "--data",
-            &fixture("net_a/two_steps"),
-            "--epochs",
-            "3",
-            "--batch",
-            "4",
-            "--quiet",
-            "--resume",
-            &s(&ckpt),
-            "--save",
-            &s(&out),
-        ]);
+        let err = resume_fails(&ckpt, &["--save", &s(&out)]);
         assert!(err.contains("bad.ckpt.safetensors") && err.contains("damaged checkpoint") && err.contains(expected), "{what}: {err}");
         assert!(!out.exists(), "{what}: trained anyway");
     }
@@ -170,19 +164,7 @@ fn damaged_checkpoints_are_refused() {
     // The optimizer, its rate and the seed come from the checkpoint: flags
     // that would set them otherwise are refused, not ignored.
     for flag in [["--lr", "0.5"], ["--optimizer", "sgd"], ["--seed", "3"]] {
-        let err = fails(&[
-            "train",
-            &fixture("net_a.toml"),
-            "--data",
-            &fixture("net_a/two_steps"),
-            "--epochs",
-            "3",
-            "--quiet",
-            "--resume",
-            &s(&good),
-            flag[0],
-            flag[1],
-        ]);
+        let err = resume_fails(&good, &flag);
         assert!(err.contains(&format!("{} cannot be combined with --resume", flag[0])) && err.contains("--init"), "{err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -71,14 +71,23 @@ units = 3
 type = "softmax"
 "#;
 
+/// The unpadded network with `channels` input channels, written to
+/// `dir/net.toml` with weights drawn from `seed` in `dir/w.safetensors`:
+/// `(spec, weights, graph, the interpreter holding those weights)`.
+fn unpadded_net(dir: &Path, channels: usize, seed: u64) -> (PathBuf, PathBuf, convc_compiler::Graph, convc_runtime::interp::Interpreter) {
+    let (spec_path, w) = (dir.join("net.toml"), dir.join("w.safetensors"));
+    std::fs::write(&spec_path, UNPADDED.replace("input = [2, 12, 12]", &format!("input = [{channels}, 12, 12]"))).unwrap();
+    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
+    let net = convc_compiler::interpreter(&graph, seed);
+    weights::save_model(&net, &w).unwrap();
+    (spec_path, w, graph, net)
+}
+
 #[test]
 fn each_window_scores_as_its_crop() {
     let dir = tmp("windows");
-    let (spec_path, w, w2, out) = (dir.join("net.toml"), dir.join("w.safetensors"), dir.join("w2.safetensors"), dir.join("big.toml"));
-    std::fs::write(&spec_path, UNPADDED).unwrap();
-    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
-    let mut small = convc_compiler::interpreter(&graph, 7);
-    weights::save_model(&small, &w).unwrap();
+    let (spec_path, w, graph, mut small) = unpadded_net(&dir, 2, 7);
+    let (w2, out) = (dir.join("w2.safetensors"), dir.join("big.toml"));
 
     // 16×16: conv 14, pool 7, conv 6, then the dense layers as a 4×4 and a
     // 1×1 conv: a 3×3 map of windows 2 pixels apart.
@@ -188,11 +197,8 @@ fn networks_that_cannot_slide_are_refused() {
 #[test]
 fn predict_prints_and_writes_score_maps() {
     let dir = tmp("predict");
-    let one_channel = UNPADDED.replace("input = [2, 12, 12]", "input = [1, 12, 12]");
-    let (spec_path, w, w2, out) = (dir.join("net.toml"), dir.join("w.safetensors"), dir.join("w2.safetensors"), dir.join("big.toml"));
-    std::fs::write(&spec_path, one_channel).unwrap();
-    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
-    weights::save_model(&convc_compiler::interpreter(&graph, 3), &w).unwrap();
+    let (spec_path, w, _, _) = unpadded_net(&dir, 1, 3);
+    let (w2, out) = (dir.join("w2.safetensors"), dir.join("big.toml"));
     let run = convc(&["convolutionize", &s(&spec_path), "--input", "16x16", "--weights", &s(&w), "--weights-out", &s(&w2), "-o", &s(&out)]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 
@@ -246,12 +252,7 @@ fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
 #[test]
 fn scan_scores_every_window_at_a_finer_stride() {
     let dir = tmp("scan");
-    let one_channel = UNPADDED.replace("input = [2, 12, 12]", "input = [1, 12, 12]");
-    let (spec_path, w) = (dir.join("net.toml"), dir.join("w.safetensors"));
-    std::fs::write(&spec_path, one_channel).unwrap();
-    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
-    let mut small = convc_compiler::interpreter(&graph, 5);
-    weights::save_model(&small, &w).unwrap();
+    let (spec_path, w, _, mut small) = unpadded_net(&dir, 1, 5);
 
     let (height, width) = (16usize, 17usize);
     let rgb: Vec<u8> = (0..height * width * 3).map(|i| (i * 53 % 256) as u8).collect();
@@ -326,12 +327,7 @@ fn scan_scores_every_window_at_a_finer_stride() {
 #[test]
 fn predict_reads_a_png_picture() {
     let dir = tmp("predict-png");
-    let one_channel = UNPADDED.replace("input = [2, 12, 12]", "input = [1, 12, 12]");
-    let (spec_path, w) = (dir.join("net.toml"), dir.join("w.safetensors"));
-    std::fs::write(&spec_path, one_channel).unwrap();
-    let graph = convc_compiler::check(&spec_path).unwrap_or_else(|e| panic!("{e}"));
-    let mut net = convc_compiler::interpreter(&graph, 11);
-    weights::save_model(&net, &w).unwrap();
+    let (spec_path, w, _, mut net) = unpadded_net(&dir, 1, 11);
 
     let rgb: Vec<u8> = (0..12 * 12 * 3).map(|i| (i * 29 % 256) as u8).collect();
     let picture = dir.join("one.png");
